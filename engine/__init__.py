@@ -1,0 +1,1 @@
+"""What every trainer shares: run directory, seeding, checkpoints and resume, AMP, DDP, progress."""

@@ -1,0 +1,1 @@
+"""Backbones shared by the extractors and the models that consume their features."""

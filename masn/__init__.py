@@ -1,0 +1,1 @@
+"""MASN (ACL 2021): motion-appearance synergistic networks for video QA."""
