@@ -11,7 +11,7 @@ from pathlib import Path
 
 from avst.demo import run as run_avst
 from masn.demo import run as run_masn
-from scripts.make_demo_data import main as make_demo_data
+from make_demo_data import main as make_demo_data
 
 
 def main(argv: list[str] | None = None) -> None:
