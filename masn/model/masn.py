@@ -51,7 +51,8 @@ class MASN(nn.Module):
         self.glove = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         if s_embedding is not None:
             if s_embedding.shape[0] != vocab_size:
-                raise ValueError(f"embedding matrix has {s_embedding.shape[0]} rows, vocab_size is {vocab_size}")
+                raise ValueError(f"embedding matrix has {s_embedding.shape[0]} rows, "
+                                 f"vocab_size is {vocab_size}")
             self.glove.weight = nn.Parameter(torch.from_numpy(np.asarray(s_embedding)).float())
         self.glove.weight.requires_grad = False
         self.embedding_proj = nn.Sequential(nn.Dropout(p=dropout_p),
@@ -112,8 +113,9 @@ class MASN(nn.Module):
         bbox = self.bbox_location_encoding(bbox)
         pos = self.pos_location_encoding(v_len)[None, :, None, :].expand(bsz, v_len, obj_num, 64)
         pos = pos * v_mask[:, :, None, None]
-        appr_local = self.appr_local_proj(torch.cat([res_obj, bbox, pos], dim=3)).view(bsz * v_len, obj_num, d)
-        motion_local = self.motion_local_proj(torch.cat([i3d_obj, bbox, pos], dim=3)).view(bsz * v_len, obj_num, d)
+        frames = (bsz * v_len, obj_num, d)
+        appr_local = self.appr_local_proj(torch.cat([res_obj, bbox, pos], dim=3)).view(frames)
+        motion_local = self.motion_local_proj(torch.cat([i3d_obj, bbox, pos], dim=3)).view(frames)
 
         pe = self.pos_enc(v_len)
         res_avg = (pe + res_avg).reshape(bsz * v_len, 1, d).expand_as(appr_local)
@@ -147,7 +149,8 @@ class MASN(nn.Module):
 
         shape = (bsz, n_cand, q_len)
         appr_vq, _ = self.appr_vq_interact(appr, q_output.view(*shape, -1), node_mask, q_mask.view(shape))
-        motion_vq, _ = self.motion_vq_interact(motion, q_output.view(*shape, -1), node_mask, q_mask.view(shape))
+        motion_vq, _ = self.motion_vq_interact(motion, q_output.view(*shape, -1), node_mask,
+                                               q_mask.view(shape))
 
         U = torch.cat([appr_vq, motion_vq], dim=2).view(bsz * n_cand, 2 * q_len, -1)
         q_mask2 = torch.cat([q_mask, q_mask], dim=1)
