@@ -11,6 +11,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from engine.checkpoint import CheckpointError
+
 
 def model_args_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
     """MASN constructor arguments that the shapes in an (original or ours) state_dict determine."""
@@ -38,18 +40,18 @@ def model_args_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
 
 
 def load_masn_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Strict load into ``model``; size mismatches of vocabulary, answer head or frame count are
-    reported as one ValueError naming ``source``."""
+    """Strict load into ``model``; a mismatch (vocabulary, answer head, frame count, keys) is one
+    ``CheckpointError`` naming ``source``."""
     checks = (("glove.weight", 0, "vocabulary size (rows of the word embedding)"),
               ("fc.weight", 0, "answer head size"),
               ("pos_enc.pe", 0, "v_max_len (frames per video)"))
     own = model.state_dict()
     for key, dim, what in checks:
         if key in state_dict and key in own and state_dict[key].shape[dim] != own[key].shape[dim]:
-            raise ValueError(f"{source}: {what} is {state_dict[key].shape[dim]} in the checkpoint but "
+            raise CheckpointError(f"{source}: {what} is {state_dict[key].shape[dim]} in the checkpoint but "
                              f"{own[key].shape[dim]} in the model; build the model with the checkpoint's "
                              "vocabulary / answer index / v_max_len")
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{source}: does not fit this MASN model: {err}") from None
+        raise CheckpointError(f"{source}: does not fit this MASN model: {err}") from None

@@ -18,17 +18,15 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 import types
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from engine.checkpoint import CheckpointError, save_checkpoint
 from masn.checkpoint import load_masn_state, model_args_from_state_dict
 
-FORMAT = "avqa-repro/1"
 _STAND_IN_PREFIXES = ("model.", "torch.nn.modules.", "torch.nn.parallel.", "torch.nn.backends.",
                       "torch.nn.utils.weight_norm.")
 _TENSOR_REBUILDERS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
@@ -150,18 +148,6 @@ def _sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _save_atomic(payload: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = None) -> dict:
     """Write our checkpoint for the pickle ``src``; returns its ``meta``."""
     from masn.model import MASN, TASKS
@@ -182,7 +168,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = N
     load_masn_state(model, state_dict, str(src))
     meta = {"model": "masn", **args, "q_max_len": attrs.get("q_max_len", 20), "task": task,
             "source": str(src), "source_sha256": _sha256(src)}
-    _save_atomic({"format": FORMAT, "model": model.state_dict(), "meta": meta, "args": {}}, Path(out))
+    save_checkpoint(out, {"model": model.state_dict(), "meta": meta, "args": {}})
     return meta
 
 
@@ -195,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         meta = convert(args.official, args.out, args.task)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: task={meta['task']} vocab_size={meta['vocab_size']} "
