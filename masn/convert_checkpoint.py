@@ -114,6 +114,8 @@ def _tree_state_dict(module: _StandIn, prefix: str, out: dict[str, torch.Tensor]
 
 def read_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """(state_dict with the original key names, attributes of the MASN object) from a pickle."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # legacy files warn that the stand-ins' "source code has changed"
         try:
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         meta = convert(args.official, args.out, args.task)
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
+    except (ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: task={meta['task']} vocab_size={meta['vocab_size']} "
