@@ -18,6 +18,8 @@ import torch
 from masn.convert_checkpoint import convert, main, read_original
 from masn.model import MASN
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+
 FAKE_SOURCE = {
     "model/modules/linear_weightdrop.py": '''
         import torch

@@ -38,9 +38,10 @@ class BCNet(nn.Module):
         q_ = self.q_net(q)
         b, c, n_q, k = q_.shape
         n_v = v_.size(1)
-        hv = self.dropout(v_).unsqueeze(1) * self.h_mat.view(1, self.h_out, 1, k)
-        logits = torch.bmm(hv.reshape(b, self.h_out * n_v, k), q_.reshape(b, c * n_q, k).transpose(1, 2))
-        logits = logits.view(b, self.h_out, n_v, c, n_q).permute(0, 3, 1, 2, 4)
+        # h_mat scales the (few) word rows rather than the (many) object rows: same sum, less traffic.
+        hq = q_.unsqueeze(2) * self.h_mat.view(1, 1, self.h_out, 1, k)
+        logits = torch.bmm(self.dropout(v_), hq.reshape(b, c * self.h_out * n_q, k).transpose(1, 2))
+        logits = logits.view(b, n_v, c, self.h_out, n_q).permute(0, 2, 3, 1, 4)
         return logits + self.h_bias.view(1, 1, self.h_out, 1, 1)
 
     def forward_with_weights(self, v_: torch.Tensor, q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

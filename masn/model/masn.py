@@ -31,6 +31,12 @@ def make_mask(width: int, lengths: torch.Tensor) -> torch.Tensor:
     return (torch.arange(width, device=lengths.device) < limit).float()
 
 
+def _local_global(linear: nn.Linear, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
+    """linear([local || glob broadcast over objects]), with the global half applied once per frame."""
+    d = local.size(-1)
+    return F.linear(local, linear.weight[:, :d]) + F.linear(glob, linear.weight[:, d:], linear.bias)
+
+
 class MASN(nn.Module):
     def __init__(self, vocab_size: int, s_layers: int, s_embedding: np.ndarray | None, resnet_input_size: int,
                  i3d_input_size: int, hidden_size: int, dropout_p: float = 0.0, gcn_layers: int = 2,
@@ -118,10 +124,10 @@ class MASN(nn.Module):
         motion_local = self.motion_local_proj(torch.cat([i3d_obj, bbox, pos], dim=3)).view(frames)
 
         pe = self.pos_enc(v_len)
-        res_avg = (pe + res_avg).reshape(bsz * v_len, 1, d).expand_as(appr_local)
-        i3d_avg = (pe + i3d_avg).reshape(bsz * v_len, 1, d).expand_as(motion_local)
-        appr_v = self.appr_v(torch.cat([appr_local, res_avg], dim=-1)).view(bsz, v_len * obj_num, d)
-        motion_v = self.motion_v(torch.cat([motion_local, i3d_avg], dim=-1)).view(bsz, v_len * obj_num, d)
+        appr_v = _local_global(self.appr_v, appr_local, (pe + res_avg).reshape(bsz * v_len, 1, d))
+        motion_v = _local_global(self.motion_v, motion_local, (pe + i3d_avg).reshape(bsz * v_len, 1, d))
+        appr_v = appr_v.view(bsz, v_len * obj_num, d)
+        motion_v = motion_v.view(bsz, v_len * obj_num, d)
         node_mask = v_mask.unsqueeze(2).expand(bsz, v_len, obj_num).reshape(bsz, v_len * obj_num)
 
         appr = self.appr_gcn(appr_v, self.appr_adj(appr_v, node_mask))

@@ -1,0 +1,136 @@
+"""Training-step speed of our MASN against the original, in one process on the same inputs.
+
+    python scripts/bench_masn.py --original /work/orig/masn          # Count and Action, batch 8, CPU
+
+One step = forward + loss + backward + Adam step, in training mode, for both models built from the
+same weights. The original's MultipleChoiceLoss allocates on CUDA, so its double loop is re-typed
+here (``original_mc_loss``). On torch >= 2.14 the original BAN's ``logits.view`` fails on the
+non-contiguous einsum result; ``BCNet.forward`` is wrapped to return a contiguous copy (a copy of a
+(B, 4, 200, L) tensor, nothing else changes). Prints seconds per step and original / ours.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from masn.losses import build_criterion  # noqa: E402
+from masn.model import MASN  # noqa: E402
+
+
+def import_original(root: Path):
+    if not (root / "model" / "masn.py").is_file():
+        sys.exit(f"error: {root} has no model/masn.py (give the MASN-pytorch checkout with --original)")
+    sys.path.insert(0, str(root))
+    from model.masn import MASN as OriginalMASN
+    from model.modules.ban import ban
+
+    forward = ban.BCNet.forward
+    ban.BCNet.forward = lambda self, v, q: forward(self, v, q).contiguous()
+    return OriginalMASN
+
+
+def original_mc_loss(score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """embed_loss.MultipleChoiceLoss.forward with its .cuda() accumulators on the score's device."""
+    loss = torch.tensor(0.0, device=score.device)
+    zero = torch.tensor(0.0, device=score.device)
+    cnt = 0
+    for b in range(score.size(0)):
+        c0 = target[b]
+        for c in range(score.size(1)):
+            if c == c0:
+                continue
+            loss += torch.max(zero, 1.0 + score[b, c] - score[b, c0])
+            cnt += 1
+    return loss / cnt
+
+
+def make_batch(task: str, batch: int, frames: int, vocab: int, device: torch.device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, frames + 1, (batch,), generator=g)
+    lengths[0] = frames
+    feats = [torch.randn(batch, frames, 2048, generator=g), torch.randn(batch, frames, 2048, generator=g),
+             torch.randn(batch, frames, 10, 2048, generator=g), torch.rand(batch, frames, 10, 6, generator=g),
+             torch.randn(batch, frames, 10, 2048, generator=g)]
+    for b, n in enumerate(lengths.tolist()):
+        for f in feats:
+            f[b, n:] = 0
+    shape = (batch, 5) if task == "Action" else (batch,)
+    q_len = torch.randint(3, 21, shape, generator=g)
+    tokens = torch.randint(2, vocab, (*shape, 20), generator=g) * (torch.arange(20) < q_len.unsqueeze(-1))
+    if task == "Action":
+        tail = [torch.randint(0, 5, (batch,), generator=g), torch.arange(batch)]
+    else:
+        tail = [torch.randint(1, 11, (batch,), generator=g).float()]
+    return [t.to(device) for t in feats + [lengths, tokens, q_len] + tail]
+
+
+def step_fn(model, optimizer, task, batch, loss_fn):
+    def step():
+        optimizer.zero_grad()
+        out, _, answers = model(task, *batch)
+        loss_fn(out, answers).backward()
+        optimizer.step()
+        if batch[0].is_cuda:
+            torch.cuda.synchronize()
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--original", type=Path, required=True, help="checkout of ahjeongseo/MASN-pytorch")
+    parser.add_argument("--tasks", nargs="+", default=["Count", "Action"], choices=["Count", "Action"])
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--vocab", type=int, default=200)
+    parser.add_argument("--iters", type=int, default=2, help="timed steps per model (after one warm-up)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    warnings.filterwarnings("ignore")
+    OriginalMASN = import_original(args.original.resolve())
+    emb = np.random.RandomState(0).normal(size=(args.vocab, 300))
+
+    print(f"device={device} threads={torch.get_num_threads()} batch={args.batch_size} frames={args.frames} "
+          f"torch={torch.__version__}")
+    for task in args.tasks:
+        torch.manual_seed(999)
+        original = OriginalMASN(args.vocab, 1, emb, 2048, 2048, 512, dropout_p=0.3, q_max_len=20,
+                                v_max_len=args.frames).to(device).train()
+        ours = MASN(args.vocab, 1, emb, 2048, 2048, 512, dropout_p=0.3, q_max_len=20,
+                    v_max_len=args.frames).to(device).train()
+        ours.load_state_dict(original.state_dict())
+        batch = make_batch(task, args.batch_size, args.frames, args.vocab, device)
+        ours_loss = build_criterion(task)
+        orig_loss = original_mc_loss if task == "Action" else torch.nn.MSELoss()
+        steps = {
+            "original": step_fn(original, torch.optim.Adam(original.parameters(), lr=1e-4), task, batch, orig_loss),
+            "ours": step_fn(ours, torch.optim.Adam(ours.parameters(), lr=1e-4), task, batch, ours_loss),
+        }
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for step in steps.values():
+            step()  # warm-up
+        for _ in range(args.iters):
+            for name, step in steps.items():  # interleaved, so load changes hit both alike
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+        t_orig, t_ours = statistics.median(times["original"]), statistics.median(times["ours"])
+        print(f"{task:7s} train step  original {t_orig:8.3f} s   ours {t_ours:8.3f} s   "
+              f"speed-up x{t_orig / t_ours:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
