@@ -408,3 +408,48 @@ def test_multiple_choice_loss_is_the_original_double_loop():
 def expected_single(score, target):
     s, y = score[0].detach(), int(target[0])
     return sum(max(0.0, 1 + s[c].item() - s[y].item()) for c in range(5) if c != y) / 4
+
+
+# ---------------------------------------------------------------- the original's own numbers
+def spec_harness_inputs(task, B=4, T=20, N=10, QL=20, V=100, seed=1):
+    """The inputs of the spec section 7 harness (same generator calls, same order)."""
+    g = torch.Generator().manual_seed(seed)
+    ra, ia = torch.randn(B, T, 2048, generator=g), torch.randn(B, T, 2048, generator=g)
+    ro = torch.randn(B, T, N, 2048, generator=g)
+    bb = torch.rand(B, T, N, 6, generator=g)
+    io = torch.randn(B, T, N, 2048, generator=g)
+    vlen = torch.tensor([20, 7, 13, 1][:B])
+    for b in range(B):
+        for x in (ra, ia, ro, bb, io):
+            x[b, vlen[b]:] = 0
+
+    def q(lens):
+        x = torch.zeros(len(lens), QL, dtype=torch.long)
+        for i, n in enumerate(lens):
+            x[i, :n] = torch.randint(2, V, (n,), generator=g)
+        return x, torch.tensor(lens)
+
+    vid = [ra, ia, ro, bb, io, vlen]
+    if task == "Action":
+        rows = [[20, 9, 12, 5, 8], [6, 7, 8, 9, 10], [11, 11, 3, 4, 15], [5, 5, 5, 5, 5]]
+        xs, ls = zip(*[q(r) for r in rows])
+        return vid + [torch.stack(xs), torch.stack(ls), torch.tensor([0, 3, 4, 1]), torch.arange(1, 5)]
+    x, n = q([20, 9, 12, 5])
+    return vid + [x, n, torch.tensor([1.0, 3.0, 10.0, 2.0])]
+
+
+@pytest.mark.parametrize("task,total,first", [
+    ("Count", 0.234443, [0.135170, -0.073656, 0.146197]),
+    ("Action", 1.350909, [0.135170, -0.047383, 0.152532]),
+])
+def test_reproduces_the_original_reference_run(task, total, first):
+    """Spec section 7: the original, seeded with 999, on the harness inputs (torch 2.13, CPU). The same
+    seed builds the same initial weights here, so the outputs must be the original's."""
+    torch.manual_seed(999)
+    model = MASN(100, 1, np.random.RandomState(0).normal(size=(100, 300)), 2048, 2048, 512, dropout_p=0.3,
+                 q_max_len=20, v_max_len=20).eval()
+    with torch.no_grad():
+        out, pred, _ = model(task, *spec_harness_inputs(task))
+    assert out.sum().item() == pytest.approx(total, abs=1e-5)
+    assert out.flatten()[:3].tolist() == pytest.approx(first, abs=1e-5)
+    assert pred.tolist() == ([1, 1, 1, 1] if task == "Count" else [4, 4, 2, 4])
