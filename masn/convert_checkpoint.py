@@ -24,6 +24,9 @@ import warnings
 import numpy as np
 import torch
 
+if not __package__:  # run as a file (python masn/convert_checkpoint.py): make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from engine.checkpoint import CheckpointError, save_checkpoint
 from masn.checkpoint import load_masn_state, model_args_from_state_dict
 
