@@ -30,8 +30,8 @@ def spatial_grounding(visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.
     cosine = torch.bmm(audio_unit.unsqueeze(1), regions).squeeze(1) * inv_norm
     p = F.softmax(cosine, dim=-1)
     mean_weight = torch.full_like(p, 1.0 / p.shape[1])
-    pooled = torch.bmm(regions, torch.stack((mean_weight, p * inv_norm), dim=2))
-    return torch.tanh(pooled.transpose(1, 2).reshape(n, 2 * c)), p
+    pooled = torch.bmm(torch.stack((mean_weight, p * inv_norm), dim=1), regions.transpose(1, 2))
+    return torch.tanh(pooled.reshape(n, 2 * c)), p
 
 
 def match_logits(fcs: tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear], feat: torch.Tensor) -> torch.Tensor:
