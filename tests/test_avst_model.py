@@ -270,3 +270,21 @@ def test_stage2_initialisation_needs_every_tensor():
     del state["fc3.weight"]
     with pytest.raises(ValueError, match="not a grounding checkpoint: missing fc3.weight"):
         init_from_grounding(AVST(), state)
+
+
+def test_bf16_autocast_trains_and_stays_close(random_avst):
+    # oneDNN has no bf16 LSTM on many CPUs: the question encoder must keep it in fp32.
+    inputs = small_inputs(2, 3)
+    with torch.no_grad():
+        reference = random_avst(*inputs)[0]
+    model = AVST().train()
+    model.load_state_dict(random_avst.state_dict())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_qa, posi, nega = model(*inputs)
+        logits, labels = organize_match(posi, nega)
+        loss = F.cross_entropy(out_qa, torch.tensor([1, 2])) + 0.5 * F.cross_entropy(logits, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and model.question_encoder.lstm.weight_hh_l0.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(model(*inputs)[0].float(), reference, atol=2e-2, rtol=0)
