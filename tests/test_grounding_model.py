@@ -70,3 +70,19 @@ def test_authors_grounding_checkpoint_loads_strictly(tmp_path):
         assert torch.equal(model.state_dict()[key], value), key
     with pytest.raises(ValueError, match="main_grounding_gen_best.pt does not fit AVST: missing"):
         load_avst_state(AVST(), path)
+
+
+def test_imagenet_weights_come_from_a_local_file_only(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(4)
+    imagenet = resnet18(weights=None).state_dict()
+    path = tmp_path / "resnet18-5c106cde.pth"
+    torch.save(imagenet, path)
+    model = GroundingNet(visual_weights=path)
+    for key in ("conv1.weight", "layer4.0.downsample.0.weight", "layer4.1.bn2.running_var", "fc.bias"):
+        assert torch.equal(model.visual_net.state_dict()[key], imagenet[key]), key
+    assert torch.equal(AVST(visual_weights=path).visual_net.state_dict()["layer3.1.conv2.weight"],
+                       imagenet["layer3.1.conv2.weight"])  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        GroundingNet(visual_weights=tmp_path / "missing.pth")
