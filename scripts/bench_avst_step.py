@@ -8,15 +8,13 @@ alternately and prints the median per-step time of each and the ratio.
 
     python scripts/bench_avst_step.py --original /path/to/MUSIC-AVQA [--batch 8 --frames 10 --steps 10]
 
-``--original`` is a checkout of GeWu-Lab/MUSIC-AVQA. Its nets call ``resnet18(pretrained=True)``,
-which reads a hard-coded ImageNet file; this script forces ``pretrained=False`` (the visual net
-plays no part in the step).
+``--original`` is a checkout of GeWu-Lab/MUSIC-AVQA (imported by ``avst_original.py``, with
+``pretrained=False`` forced; the visual net plays no part in the step).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import sys
 import time
@@ -27,24 +25,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from avst_original import original_avst  # noqa: E402
+
 from avst.model import AVST, organize_match  # noqa: E402
-
-
-def import_original(root: Path):
-    """Return (AVQA_Fusion_Net, batch_organize) from the original checkout, without its weight file."""
-    net_dir = root / "net_grd_avst"
-    if not (net_dir / "net_avst.py").is_file():
-        raise SystemExit(f"--original {root}: no net_grd_avst/net_avst.py there (need a MUSIC-AVQA checkout)")
-    sys.path.insert(0, str(net_dir))
-    visual_net = importlib.import_module("visual_net")
-    build = visual_net._resnet
-
-    def no_download(arch, block, layers, pretrained, progress, modal, **kwargs):
-        return build(arch, block, layers, False, progress, modal, **kwargs)
-
-    visual_net._resnet = no_download
-    net_avst = importlib.import_module("net_avst")
-    return net_avst.AVQA_Fusion_Net, net_avst.batch_organize
 
 
 def make_inputs(batch: int, frames: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -105,12 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    OrigNet, batch_organize = import_original(args.original.resolve())
-    original_step = make_original_step(batch_organize)
+    net_avst = original_avst(args.original.resolve())
+    original_step = make_original_step(net_avst.batch_organize)
 
     torch.manual_seed(args.seed)
     ours = AVST().to(device)
-    orig = OrigNet().to(device)
+    orig = net_avst.AVQA_Fusion_Net().to(device)
     orig.load_state_dict(ours.state_dict(), strict=True)
     inputs = tuple(x.to(device) for x in make_inputs(args.batch, args.frames, args.seed))
 

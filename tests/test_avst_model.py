@@ -288,3 +288,14 @@ def test_bf16_autocast_trains_and_stays_close(random_avst):
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         torch.testing.assert_close(model(*inputs)[0].float(), reference, atol=2e-2, rtol=0)
+
+
+def test_float64_model_agrees_with_float32(random_avst):
+    inputs = small_inputs(2, 3)
+    model = AVST().double().eval()
+    model.load_state_dict(random_avst.state_dict())
+    wide = tuple(x.double() if x.is_floating_point() else x for x in inputs)
+    with torch.no_grad():
+        for narrow, exact in zip(random_avst(*inputs), model(*wide)):
+            assert exact.dtype == torch.float64
+            torch.testing.assert_close(narrow.double(), exact, atol=1e-5, rtol=0)
