@@ -133,9 +133,13 @@ def test_negatives_do_not_change_the_answer(random_avst):
     with torch.no_grad():
         a = random_avst(audio, posi, nega, question)
         b = random_avst(audio, posi, nega.flip(0) * 2, question)
+        c = random_avst(audio, posi, None, question)
     torch.testing.assert_close(a[0], b[0], atol=0, rtol=0)
     torch.testing.assert_close(a[1], b[1], atol=0, rtol=0)
     assert not torch.allclose(a[2], b[2])
+    torch.testing.assert_close(c[0], a[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(c[1], a[1], atol=1e-6, rtol=0)
+    assert c[2] is None
 
 
 def test_attention_maps_and_default_outputs(random_avst):
