@@ -128,11 +128,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_weights(args: argparse.Namespace, filename: str, source: str, what: str) -> Path | None:
+def resolve_weights(
+    args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str
+) -> Path | None:
     """The weights file: ``--weights``, else torchvision's cache, else a clear error.
 
+    ``filenames`` are the names looked up in the cache (first found wins; the first is suggested).
     ``--random-init`` returns None (tests and demo only; the manifest says so).
     """
+    names = [filenames] if isinstance(filenames, str) else list(filenames)
     if args.random_init:
         if args.weights:
             raise ConfigError("give --weights or --random-init, not both")
@@ -140,15 +144,31 @@ def resolve_weights(args: argparse.Namespace, filename: str, source: str, what: 
     if args.weights:
         path = Path(args.weights)
         if not path.is_file():
-            raise ConfigError(f"--weights {path}: no such file ({what}: {filename} from {source})")
+            raise ConfigError(f"--weights {path}: no such file ({what}: {names[0]} from {source})")
         return path
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if cached.is_file():
-        return cached
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in names:
+        if (cache / name).is_file():
+            return cache / name
     raise ConfigError(
-        f"{what} weights needed: pass --weights PATH to {filename} (from {source}) or place it at {cached}. "
+        f"{what} weights needed: pass --weights PATH to {names[0]} (from {source}) or place it in {cache}/. "
         "Nothing is downloaded. --random-init runs with random weights (tests and demo only)."
     )
+
+
+def load_weights(model: torch.nn.Module, path: Path | None, what: str) -> torch.nn.Module:
+    """Load a plain state_dict strictly (a DataParallel ``module.`` prefix is dropped)."""
+    if path is None:
+        return model
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ConfigError(f"--weights {path} is not a {what} state_dict: {err}") from err
+    return model
 
 
 def add_common_args(

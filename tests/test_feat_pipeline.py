@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from feat_script.base import KILL_AFTER_ENV, ConfigError, list_videos, main, parse_shard, take_shard
+from feat_script.base import ConfigError, list_videos, main, parse_shard, take_shard
 from feat_script.decode import DecodeError, count_frames, probe, read_frames
 from feat_script.extract_audio import Audio, load_audio_16k
 from feat_script.extract_frames import Frames
@@ -30,19 +29,8 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_main(extractor, *args: str) -> int:
-    """The CLI in this process (no interpreter start-up); ``cli`` below when a real process is needed."""
+    """The CLI in this process (no interpreter start-up per call)."""
     return main(extractor, ["--quiet", *args])
-
-
-def cli(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", f"feat_script.{module}", "--quiet", *args],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-    )
 
 
 # ---------------------------------------------------------------- sampling
@@ -256,20 +244,6 @@ def test_fixed60_frames_cli_gives_exactly_n_frames_named_8_digits(tmp_path, vide
     for vid in ("anim", "mono", "odd", "vfr", "web"):
         names = sorted(p.name for p in (out / vid).iterdir())
         assert names == [f"{i:08d}.jpg" for i in range(1, 6)]
-
-
-def test_killed_run_resumes_to_a_complete_set(tmp_path, videos):
-    out = tmp_path / "frames"
-    args = ("--videos", str(videos["odd"].parent), "--out", str(out), "--workers", "0")
-    proc = cli("extract_frames", *args, env={KILL_AFTER_ENV: "2"})
-    assert proc.returncode == -9
-    first = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert len(first) == 2
-    stamps = {vid: (out / vid).stat().st_mtime_ns for vid in first}
-    assert run_main(Frames, *args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["anim", "mono", "odd", "vfr", "web"]
-    assert all((out / vid).stat().st_mtime_ns == stamps[vid] for vid in first)  # skipped, not redone
-    assert read_manifest(out)["counts"]["already_done"] == 2
 
 
 # ---------------------------------------------------------------- audio
