@@ -246,6 +246,13 @@ def test_checkpoint_key_mismatch_names_file_and_keys(tmp_path, random_avst):
         load_avst_state(AVST(), AVSTBaseline().state_dict())
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         load_avst_state(AVST(), tmp_path / "nowhere.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"truncated\.pt: cannot read"):
+        load_avst_state(AVST(), truncated)
+    torch.save([torch.zeros(1)], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match=r"list\.pt: not a state_dict"):
+        load_avst_state(AVST(), tmp_path / "list.pt")
 
 
 def test_stage2_initialisation_from_grounding(tmp_path):

@@ -3,8 +3,8 @@
 Shared by AVST and the stage-1 grounding net. The original materialises the L2-normalised
 region tensor [N, 196, 512] and average-pools separately; here the normalisation is folded into
 the two matrix-vector products (a cosine is a dot product divided by the region norm), and the
-average pool rides along as a second column of the second product. Same arithmetic up to float
-rounding, a third of the memory traffic, and nothing [N, 196, 512]-sized kept for backward.
+average pool rides along as a second row of the second product. Same arithmetic up to float
+rounding, fewer passes over the maps, and no new [N, 196, 512] tensor made or kept for backward.
 """
 
 from __future__ import annotations
