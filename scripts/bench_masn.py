@@ -3,10 +3,8 @@
     python scripts/bench_masn.py --original /work/orig/masn          # Count and Action, batch 8, CPU
 
 One step = forward + loss + backward + Adam step, in training mode, for both models built from the
-same weights. The original's MultipleChoiceLoss allocates on CUDA, so its double loop is re-typed
-here (``original_mc_loss``). On torch >= 2.14 the original BAN's ``logits.view`` fails on the
-non-contiguous einsum result; ``BCNet.forward`` is wrapped to return a contiguous copy (a copy of a
-(B, 4, 200, L) tensor, nothing else changes). Prints seconds per step and original / ours.
+same weights and inputs (the shims the original needs: scripts/masn_original.py). Prints seconds per
+step and original / ours.
 """
 from __future__ import annotations
 
@@ -22,35 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from masn_original import original_masn, original_mc_loss  # noqa: E402
+
 from masn.losses import build_criterion  # noqa: E402
 from masn.model import MASN  # noqa: E402
-
-
-def import_original(root: Path):
-    if not (root / "model" / "masn.py").is_file():
-        sys.exit(f"error: {root} has no model/masn.py (give the MASN-pytorch checkout with --original)")
-    sys.path.insert(0, str(root))
-    from model.masn import MASN as OriginalMASN
-    from model.modules.ban import ban
-
-    forward = ban.BCNet.forward
-    ban.BCNet.forward = lambda self, v, q: forward(self, v, q).contiguous()
-    return OriginalMASN
-
-
-def original_mc_loss(score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """embed_loss.MultipleChoiceLoss.forward with its .cuda() accumulators on the score's device."""
-    loss = torch.tensor(0.0, device=score.device)
-    zero = torch.tensor(0.0, device=score.device)
-    cnt = 0
-    for b in range(score.size(0)):
-        c0 = target[b]
-        for c in range(score.size(1)):
-            if c == c0:
-                continue
-            loss += torch.max(zero, 1.0 + score[b, c] - score[b, c0])
-            cnt += 1
-    return loss / cnt
 
 
 def make_batch(task: str, batch: int, frames: int, vocab: int, device: torch.device, seed: int = 0):
@@ -99,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     warnings.filterwarnings("ignore")
-    OriginalMASN = import_original(args.original.resolve())
+    OriginalMASN = original_masn(args.original)
     emb = np.random.RandomState(0).normal(size=(args.vocab, 300))
 
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch_size} frames={args.frames} "
