@@ -31,6 +31,14 @@ def make_mask(width: int, lengths: torch.Tensor) -> torch.Tensor:
     return (torch.arange(width, device=lengths.device) < limit).float()
 
 
+def _local_proj(linear: nn.Linear, obj: torch.Tensor, bbox: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """linear([obj || bbox || pos broadcast over objects]) without building the concatenation; the
+    feature part gets no input gradient (its compressor is frozen), the position part runs per frame."""
+    d, k = obj.size(-1), bbox.size(-1)
+    out = F.linear(obj, linear.weight[:, :d]) + F.linear(bbox, linear.weight[:, d:d + k])
+    return out + F.linear(pos, linear.weight[:, d + k:], linear.bias).unsqueeze(2)
+
+
 def _local_global(linear: nn.Linear, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
     """linear([local || glob broadcast over objects]), with the global half applied once per frame."""
     d = local.size(-1)
@@ -117,11 +125,10 @@ class MASN(nn.Module):
         i3d_avg = self.compress_motion_global(i3d_avg)
 
         bbox = self.bbox_location_encoding(bbox)
-        pos = self.pos_location_encoding(v_len)[None, :, None, :].expand(bsz, v_len, obj_num, 64)
-        pos = pos * v_mask[:, :, None, None]
+        pos = self.pos_location_encoding(v_len).unsqueeze(0) * v_mask.unsqueeze(2)  # B, T, 64
         frames = (bsz * v_len, obj_num, d)
-        appr_local = self.appr_local_proj(torch.cat([res_obj, bbox, pos], dim=3)).view(frames)
-        motion_local = self.motion_local_proj(torch.cat([i3d_obj, bbox, pos], dim=3)).view(frames)
+        appr_local = _local_proj(self.appr_local_proj, res_obj, bbox, pos).view(frames)
+        motion_local = _local_proj(self.motion_local_proj, i3d_obj, bbox, pos).view(frames)
 
         pe = self.pos_enc(v_len)
         appr_v = _local_global(self.appr_v, appr_local, (pe + res_avg).reshape(bsz * v_len, 1, d))
