@@ -142,7 +142,8 @@ def summarize(task: MASNTask, history: list[dict]) -> dict:
 def format_metrics(task: str, m: dict) -> str:
     text = f"MSE {m['mse']:.3f} (exact {m['acc']:.2f}%)" if task == "Count" else f"acc {m['acc']:.2f}%"
     if task == "FrameQA":
-        text += " | " + ", ".join(f"{t} {m[f'acc_{t}']:.2f}% (n={m[f'n_{t}']})" for t in FRAMEQA_TYPES)
+        text += " | " + ", ".join(f"{t} {m[f'acc_{t}']:.2f}% (n={m[f'n_{t}']})" for t in FRAMEQA_TYPES
+                                  if f"acc_{t}" in m)
     return text
 
 

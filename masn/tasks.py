@@ -63,8 +63,9 @@ class MASNTask:
         if self.task == "FrameQA":
             for i, name in enumerate(FRAMEQA_TYPES):
                 mask = records["answer_type"] == i
-                out[f"acc_{name}"] = correct[mask].mean().item() * 100 if mask.any() else float("nan")
-                out[f"n_{name}"] = int(mask.sum())
+                if mask.any():
+                    out[f"acc_{name}"] = correct[mask].mean().item() * 100
+                    out[f"n_{name}"] = int(mask.sum())
         return out
 
     def val_value(self, metrics: dict[str, float], mode: str) -> float:

@@ -39,14 +39,14 @@ def _split_counts(n_train: int, n_test: int) -> list[str]:
 class _Videos:
     """Collects per-video arrays and writes the four HDF5 files (float32, gzip: data lie in 64 dims)."""
 
-    def __init__(self, rng: np.random.RandomState, frames: int, noise: float):
-        self.rng, self.frames, self.noise = rng, frames, noise
+    def __init__(self, rng: np.random.RandomState, frames: int, noise: float, signal: float):
+        self.rng, self.frames, self.noise, self.signal = rng, frames, noise, signal
         self.store: dict[str, dict[int, np.ndarray]] = {k: {} for k in ("res", "i3d", "res_obj", "box", "i3d_obj")}
 
     def direction(self) -> np.ndarray:
         v = np.zeros(FEAT_DIM, np.float32)
         v[:ACTIVE_DIM] = self.rng.randn(ACTIVE_DIM)
-        return v / np.linalg.norm(v) * 4.0
+        return v / np.linalg.norm(v) * self.signal
 
     def _noise(self, *shape: int) -> np.ndarray:
         out = np.zeros((*shape, FEAT_DIM), np.float32)
@@ -88,11 +88,11 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def make_demo(out_dir: Path, seed: int = 0, n_train: int = 192, n_test: int = 64, frames: int = 6,
-              noise: float = 0.5) -> str:
+              noise: float = 1.5, signal: float = 24.0) -> str:
     """Write the demo data set under ``out_dir``; returns a one-line summary."""
     out_dir = Path(out_dir)
     rng = np.random.RandomState(seed)
-    videos = _Videos(rng, frames, noise)
+    videos = _Videos(rng, frames, noise, signal)
     zero = np.zeros((frames, FEAT_DIM), np.float32)
     verb_dir = {v: videos.direction() for v in VERBS}
     count_dir = videos.direction()
