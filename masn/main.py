@@ -155,6 +155,9 @@ def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, payload: 
     if meta.get("vocab_sha256") not in (None, vocab_sha256(data.vocab.words)):
         raise CheckpointError(f"{path}: trained with another word vocabulary than the one built from "
                               f"{args.df_dir} (vocab_sha256 differs)")
+    if data.answers and meta.get("answers_sha256") not in (None, answers_sha256(data.answers)):
+        raise CheckpointError(f"{path}: its answer classes are in another order than --answer-index "
+                              f"{args.answer_index}; drop --answer-index to use the checkpoint's own order")
     load_masn_state(model, model_state(payload), str(path))
     trainer = Trainer(run, model, torch.optim.Adam(model.parameters()), task, device=device, epochs=0,
                       batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
