@@ -41,6 +41,7 @@ def random_val_split(n: int, val_ratio: float, seed: int) -> tuple[list[int], li
 
 def check_missing(features: VideoFeatures, video_ids, allow_missing: bool, log) -> dict[str, list[str]]:
     missing = features.missing(video_ids)
+    features.close()
     if not missing:
         return missing
     all_lost = sorted({k for keys in missing.values() for k in keys})

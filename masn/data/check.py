@@ -15,8 +15,15 @@ import numpy as np
 
 from masn.answer_index import frameqa_order, top_k_order
 from masn.data import msqa, tgif
-from masn.data.features import EXPECTED_TAIL, LAYOUTS, FeatureError, VideoFeatures, container_label, \
-    resolve_feature_files, shape_problem
+from masn.data.features import (
+    EXPECTED_TAIL,
+    LAYOUTS,
+    FeatureError,
+    VideoFeatures,
+    container_label,
+    resolve_feature_files,
+    shape_problem,
+)
 from masn.data.glove import GloveError, read_glove_vectors
 from masn.data.text import Vocabulary
 

@@ -135,6 +135,12 @@ class VideoFeatures:
             self._pid = os.getpid()
         return _datasets(self._files)
 
+    def close(self) -> None:
+        """Release the handles (done after the up-front checks, so DataLoader workers open their own)."""
+        for f in (self._files or {}).values():
+            f.close()
+        self._files, self._pid = None, None
+
     def key(self, video_id) -> str:
         return f"{self.key_prefix}{video_id}"
 

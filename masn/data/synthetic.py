@@ -87,7 +87,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def make_demo(out_dir: Path, seed: int = 0, n_train: int = 192, n_test: int = 64, frames: int = 6,
+def make_demo(out_dir: Path, seed: int = 0, n_train: int = 96, n_test: int = 48, frames: int = 4,
               noise: float = 1.5, signal: float = 24.0) -> str:
     """Write the demo data set under ``out_dir``; returns a one-line summary."""
     out_dir = Path(out_dir)
