@@ -178,8 +178,13 @@ def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
         ckpt = checkpoint_path(args)
         payload = load_checkpoint(ckpt)
         answers = answers or (payload.get("meta") or {}).get("answers")
-    run = Run(args, f"masn-{args.dataset}-{args.task}")
-    data = load_data(args, answers, run.log)
+    name = f"masn-{args.dataset}-{args.task}" + ("-test" if args.test else "")
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (args.name or name)
+    if not args.test and not args.resume and (run_dir / "checkpoints" / "last.pt").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or choose "
+                              "another --run_dir / --name")
+    data = load_data(args, answers, print)  # bad input fails here, before anything is written
+    run = Run(args, name)
     run.log(f"{args.dataset} {args.task}: train/val/test {'/'.join(str(len(s)) for s in data.splits.values())}"
             f" questions, vocabulary {len(data.vocab)}" + (f", {len(data.answers)} answers" if data.answers else ""))
     meta = {"model": "masn", "dataset": args.dataset, "task": args.task, "vocab_words": data.vocab.words,

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint
+from masn.data.glove import GloveError
 from masn.data.synthetic import make_demo
 from masn.losses import build_criterion
 from masn.main import main
@@ -144,3 +145,15 @@ def test_entry_points_run_from_anywhere(args, cwd):
     proc = run_cli([*args, "--task", "Counting", "--device", "cpu"], cwd)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown task 'Counting'"), proc.stderr
+
+
+def test_bad_input_fails_before_writing_anything(demo, tmp_path):
+    run = tmp_path / "bad"
+    with pytest.raises(GloveError, match="nowhere/glove.txt"):
+        main(["--task", "Count", "--glove", str(tmp_path / "nowhere" / "glove.txt"), *common(demo, run)])
+    assert not run.exists()
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"earlier run")
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(["--task", "Count", *common(demo, run)])
+    assert (run / "checkpoints" / "last.pt").read_bytes() == b"earlier run" and not (run / "config.json").exists()
