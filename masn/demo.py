@@ -13,7 +13,7 @@ import numpy as np
 from masn.data import tgif
 from masn.main import main as run_main
 
-TASK_EPOCHS = {"Count": 4, "Action": 4, "Trans": 4, "FrameQA": 4}
+TASK_EPOCHS = {"Count": 8, "Action": 4, "Trans": 4, "FrameQA": 3}
 FRAMES = 4  # the synthetic videos' length; v_max_length = FRAMES + 1 keeps the last frame unmasked
 
 
@@ -43,7 +43,7 @@ def run(demo_dir: Path, runs_dir: Path) -> None:
         print(f"--- MASN {task}: {epochs} epochs on synthetic data ---", flush=True)
         summary = run_main([
             "--task", task, "--df_dir", str(demo_dir / "question"), "--feat_dir", str(demo_dir),
-            "--vc_dir", str(demo_dir / "vocab"), "--v_max_length", str(FRAMES + 1), "--batch_size", "16",
+            "--vc_dir", str(demo_dir / "vocab"), "--v_max_length", str(FRAMES + 1), "--batch_size", "32",
             "--max_epoch", str(epochs), "--lr", "5e-4", "--num_workers", "0", "--run_dir", str(run_dir),
             "--save_path", str(runs_dir / "saved_models"), "--seed", "0", "--quiet", "--device", "cpu"])
         result = summary["val_selected"]["test"]

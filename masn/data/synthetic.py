@@ -3,7 +3,8 @@
 Writes ``question/`` (tab-separated Train/Test/Total CSVs of the four tasks), ``feat_r6_vsync2/``
 (the four HDF5 files with the original names and layouts) and ``vocab/glove.42B.300d.txt`` (a tiny
 GloVe-format file). Planted signals, each a direction in feature space plus noise:
-Count = number of frames in which a "repetition" direction is on (motion and appearance);
+Count = number of frames in which a "repetition" direction is on, the other frames carrying a "still"
+direction (motion and appearance);
 Action = the correct candidate's verb direction in the motion features;
 Trans = the verb done after/before the one named in the question, in the later/earlier half;
 FrameQA = the answer word's direction in the appearance features.
@@ -87,7 +88,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def make_demo(out_dir: Path, seed: int = 0, n_train: int = 96, n_test: int = 48, frames: int = 4,
+def make_demo(out_dir: Path, seed: int = 0, n_train: int = 192, n_test: int = 48, frames: int = 4,
               noise: float = 1.5, signal: float = 24.0) -> str:
     """Write the demo data set under ``out_dir``; returns a one-line summary."""
     out_dir = Path(out_dir)
@@ -95,7 +96,7 @@ def make_demo(out_dir: Path, seed: int = 0, n_train: int = 96, n_test: int = 48,
     videos = _Videos(rng, frames, noise, signal)
     zero = np.zeros((frames, FEAT_DIM), np.float32)
     verb_dir = {v: videos.direction() for v in VERBS}
-    count_dir = videos.direction()
+    count_dir, still_dir = videos.direction(), videos.direction()
     answer_dir = {a: videos.direction() for _, answers in FRAMEQA_ANSWERS.values() for a in answers}
     splits = _split_counts(n_train, n_test)
     tables: dict[str, list[dict]] = {"Count": [], "Action": [], "Trans": [], "FrameQA": []}
@@ -108,7 +109,8 @@ def make_demo(out_dir: Path, seed: int = 0, n_train: int = 96, n_test: int = 48,
         on = np.zeros((frames, 1), np.float32)
         on[rng.choice(frames, count, replace=False)] = 1
         verb = VERBS[rng.randint(len(VERBS))]
-        videos.add(key, on * count_dir, on * count_dir + verb_dir[verb])
+        frames_signal = on * count_dir + (1 - on) * still_dir
+        videos.add(key, frames_signal, frames_signal + verb_dir[verb])
         tables["Count"].append({"gif_name": f"tumblr_demo{key}", "question": f"How many times does the {subject} "
                                 f"{verb} ?", "answer": 0 if count == 1 and i % 2 else count,
                                 "vid_id": f"COUNT{i + 1}", "key": key, "split": split})
