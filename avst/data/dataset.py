@@ -69,8 +69,7 @@ class AVQADataset(Dataset):
             "index": torch.tensor(idx),
         }
         if self.negatives:
-            frames = [self.visual.read(v, np.array([f]))[0] for v, f in self.negative_frames(idx)]
-            item["visual_nega"] = torch.from_numpy(np.stack(frames))
+            item["visual_nega"] = torch.from_numpy(self.visual.read_pairs(self.negative_frames(idx)))
         return item
 
     def short_videos(self) -> dict[str, dict[str, int]]:

@@ -10,6 +10,7 @@ the last row, as the authors advise (MUSIC-AVQA issue #3): a row index past the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,21 @@ def open_npy(path: Path, row_shape: tuple[int, ...]) -> np.ndarray:
         arr = np.load(path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as err:
         raise FeatureError(f"{path}: unreadable or truncated .npy ({err})") from None
-    if arr.ndim != 1 + len(row_shape) or tuple(arr.shape[1:]) != row_shape or arr.shape[0] == 0:
-        raise FeatureError(f"{path}: shape {tuple(arr.shape)}, expected [60, {', '.join(map(str, row_shape))}]")
+    _check_shape(path, tuple(arr.shape), row_shape)
     return arr
 
 
+def _check_shape(path: Path, shape: tuple[int, ...], row_shape: tuple[int, ...]) -> None:
+    if len(shape) != 1 + len(row_shape) or shape[1:] != row_shape or shape[0] == 0:
+        raise FeatureError(f"{path}: shape {list(shape)}, expected [60, {', '.join(map(str, row_shape))}]")
+
+
 class NpyFeatures:
-    """The original layout: ``<dir>/<video_id>.npy``."""
+    """The original layout: ``<dir>/<video_id>.npy``.
+
+    Rows are read with ``os.pread`` at offsets computed from the ``.npy`` header (cached per file), so a
+    sample costs one small read per row and no page-fault storm; the bytes read equal the rows asked for.
+    """
 
     def __init__(self, root: str | Path, kind: str) -> None:
         self.root = Path(root)
@@ -48,18 +57,51 @@ class NpyFeatures:
         if not self.root.is_dir():
             raise FeatureError(f"{kind} feature directory not found: {self.root}")
         self.bytes_read = 0
+        self._headers: dict[str, tuple[int, int, np.dtype]] = {}
 
     def path(self, video_id: str) -> Path:
         return self.root / f"{video_id}.npy"
 
+    def _header(self, video_id: str) -> tuple[int, int, np.dtype]:
+        """(data offset, number of rows, dtype) of one file, checked against its size."""
+        if video_id in self._headers:
+            return self._headers[video_id]
+        path = self.path(video_id)
+        arr = open_npy(path, self.row_shape)
+        shape, dtype, offset = tuple(arr.shape), arr.dtype, arr.offset
+        if not arr.flags.c_contiguous or dtype.kind != "f":
+            raise FeatureError(f"{path}: expected a C-ordered float array, got dtype {dtype}")
+        del arr
+        size = offset + int(np.prod(shape)) * dtype.itemsize
+        if path.stat().st_size < size:
+            raise FeatureError(f"{path}: truncated ({path.stat().st_size} bytes, header promises {size})")
+        self._headers[video_id] = (offset, shape[0], dtype)
+        return self._headers[video_id]
+
     def num_rows(self, video_id: str) -> int:
-        return open_npy(self.path(video_id), self.row_shape).shape[0]
+        return self._header(video_id)[1]
 
     def read(self, video_id: str, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` of one video as float32 (indices past the end repeat the last row)."""
-        arr = open_npy(self.path(video_id), self.row_shape)
-        out = np.asarray(arr[np.minimum(rows, arr.shape[0] - 1)], dtype=np.float32)
-        self.bytes_read += len(rows) * arr[0].nbytes
+        """Rows ``rows`` of one video (indices past the end repeat the last row)."""
+        return self.read_pairs([(video_id, int(r)) for r in rows])
+
+    def read_pairs(self, pairs: list[tuple[str, int]]) -> np.ndarray:
+        """One row per (video, row) pair, stacked, in the dtype of the first pair's file."""
+        out = np.empty((len(pairs), *self.row_shape), dtype=self._header(pairs[0][0])[2])
+        for i, (video_id, row) in enumerate(pairs):
+            offset, n, dtype = self._header(video_id)
+            buf = out[i] if dtype == out.dtype else np.empty(self.row_shape, dtype=dtype)
+            nbytes = buf.nbytes
+            fd = os.open(self.path(video_id), os.O_RDONLY)
+            try:
+                got = os.preadv(fd, [memoryview(buf).cast("B")], offset + min(row, n - 1) * nbytes)
+            finally:
+                os.close(fd)
+            if got != nbytes:
+                raise FeatureError(f"{self.path(video_id)}: truncated while reading row {row}")
+            if dtype != out.dtype:
+                out[i] = buf
+            self.bytes_read += nbytes
         return out
 
 
@@ -99,9 +141,13 @@ class PackedFeatures:
         return self.rows.get(video_id, ROWS)
 
     def read(self, video_id: str, rows: np.ndarray) -> np.ndarray:
-        base = self._base(video_id)
-        out = np.asarray(self.array[base + np.minimum(rows, ROWS - 1)], dtype=np.float32)
-        self.bytes_read += len(rows) * self.array[0].nbytes
+        return self.read_pairs([(video_id, int(r)) for r in rows])
+
+    def read_pairs(self, pairs: list[tuple[str, int]]) -> np.ndarray:
+        """One row per (video, row) pair, stacked, in the store's dtype (one fancy-indexed copy)."""
+        index = np.array([self._base(v) + min(r, ROWS - 1) for v, r in pairs])
+        out = self.array[index]
+        self.bytes_read += len(index) * self.array[0].nbytes
         return out
 
 
