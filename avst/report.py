@@ -62,3 +62,19 @@ def per_question_lines(records: Sequence[QARecord], predictions: Sequence[int], 
     for rec, pred, lab in zip(records, predictions, labels):
         out.append(f"{rec.question_id}\t{answers[int(pred)]}\t{rec.answer}\t{int(pred) == int(lab)}")
     return "\n".join(out) + "\n"
+
+
+def majority_baseline(train: Sequence[QARecord], test: Sequence[QARecord]) -> dict[str, float]:
+    """Accuracy (%) of answering each test question with its type's most frequent train answer:
+    the chance level a model must beat, keyed like ``to_markdown``'s ``chance`` argument."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in train:
+        answers = counts.setdefault((r.modality, r.qtype), {})
+        answers[r.answer] = answers.get(r.answer, 0) + 1
+    guess = {t: max(a, key=a.get) for t, a in counts.items()}
+    preds = [0 if guess.get((r.modality, r.qtype)) == r.answer else 1 for r in test]
+    report = per_type_report(test, preds, [0] * len(test), "")
+    out = {key: cell["accuracy"] for key, cell in report["types"].items()}
+    out |= {m: cell["accuracy"] for m, cell in report["groups"].items()}
+    out["All"] = report["overall"]["accuracy"]
+    return out
