@@ -165,7 +165,7 @@ def test(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
     run.write_text("test_report.md", markdown)
     run.write_text("test_predictions.tsv", per_question_lines(test_set.records, preds, labels, vocab.answers))
     run.log(markdown)
-    if args.heatmaps and args.model == "avst":
+    if args.heatmaps and args.model == "avst" and run.is_main:
         write_heatmaps(args, run, trainer.model, test_set, device)
     return report
 
