@@ -15,7 +15,8 @@ from avst.report import majority_baseline, to_markdown
 
 STAGE1_VIDEOS = 4
 AVST_EPOCHS = 4
-AVST_LR = 5e-4
+AVST_BATCH = 32
+AVST_LR = 1e-3
 
 
 def _stage1_labels(demo_dir: Path, out: Path) -> tuple[Path, Path]:
@@ -34,6 +35,7 @@ def _stage1_labels(demo_dir: Path, out: Path) -> tuple[Path, Path]:
 def run(demo_dir: Path, runs_dir: Path) -> None:
     from avst.main_avst import main as avst_main
     from grounding_gen.main_grd_gen import main as grounding_main
+    from grounding_gen.main_grd_gen_vis import main as grounding_vis
 
     demo_dir, runs_dir = Path(demo_dir), Path(runs_dir)
     start = time.time()
@@ -44,12 +46,15 @@ def run(demo_dir: Path, runs_dir: Path) -> None:
     grounding_main([*feats, "--video_dir", str(demo_dir / "frames"), "--label_train", str(train_json),
                     "--label_val", str(val_json), "--epochs", "1", "--batch-size", "8",
                     "--run_dir", str(runs_dir / "grounding"), *common])
+    grounding_vis(["--checkpoint", str(runs_dir / "grounding/checkpoints/best.pt"), *feats, "--video_dir",
+                   str(demo_dir / "frames"), "--label_json", str(val_json), "--max_videos", "1", "--frames", "0",
+                   "--out_dir", str(runs_dir / "grounding/heatmaps"), "--device", "cpu"])
     labels = {f"--label_{s}": str(demo_dir / "json" / f"avqa-{s}.json") for s in ("train", "val", "test")}
     data = [*feats, "--video_res14x14_dir", str(demo_dir / "feats/res18_14x14"),
             "--vocab_json", labels["--label_train"], *[x for kv in labels.items() for x in kv]]
     print(f"AVST demo, stage 2: AVST, {AVST_EPOCHS} epochs, lr {AVST_LR}")
     avst_main(["--mode", "train", *data, "--epochs", str(AVST_EPOCHS), "--lr", str(AVST_LR),
-               "--batch-size", "16", "--run_dir", str(runs_dir / "avst"),
+               "--batch-size", str(AVST_BATCH), "--run_dir", str(runs_dir / "avst"),
                "--pretrained_grounding", str(runs_dir / "grounding/checkpoints/best.pt"), *common])
     report = avst_main(["--mode", "test", *data, "--run_dir", str(runs_dir / "avst"), "--heatmaps", "1",
                         "--frames_dir", str(demo_dir / "frames"), *common])
