@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import signal
@@ -88,8 +89,15 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert straight["metrics"] == resumed["metrics"]
 
 
-def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
-    toy(tmp_path / "run", "--epochs", "1")
+def test_run_directory_records_the_experiment_and_refuses_overwrite(tmp_path):
+    toy(tmp_path / "run", "--epochs", "1", "--seed", "11")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert config["seed"] == 11 and config["epochs"] == 1
+    assert env["seed"] == 11 and env["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert len(env["git_commit"].split("+")[0]) == 40
+    assert "epoch 1/1" in (tmp_path / "run" / "log.txt").read_text()
+    assert any((tmp_path / "run" / "tb").iterdir()), "TensorBoard events written"
     result = toy(tmp_path / "run", "--epochs", "1", check=False)
     assert result.returncode != 0 and "--resume" in result.stderr
 
@@ -162,3 +170,12 @@ def test_ddp_two_processes_equals_one_process_on_the_union_of_batches(tmp_path):
     with torch.no_grad():
         expected = float(((model(val.x).squeeze(-1) - val.y) ** 2).mean())
     assert got["metrics"]["mse"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_records_the_scaler(tmp_path, amp):
+    result = toy(tmp_path / amp, "--epochs", "2", "--amp", amp)
+    assert "epoch 2/2" in result.stdout
+    last = load_checkpoint(tmp_path / amp / "checkpoints" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+    assert bool(last["scaler"]) == (amp == "fp16"), "only fp16 runs a GradScaler"

@@ -15,9 +15,11 @@ class AVST(FusionNetBase):
 
     audio [B, T, 128], visual_posi / visual_nega [B, T, 512, 14, 14], question [B, 14] int64;
     out_qa [B, num_answers], out_match_* [B*T, 2]. The positive and negative frames share one
-    batched pass through ``fc_gl`` and ``fc1..fc4``. With ``return_attention=True`` a fourth
-    output holds the positive branch's spatial softmax ``spatial`` [B*T, H*W] and the
-    head-averaged temporal weights ``temporal_visual`` / ``temporal_audio`` [B, T].
+    batched pass through ``fc_gl`` and ``fc1..fc4``. ``visual_nega=None`` skips the negative branch
+    (``out_match_nega`` is then None; ``out_qa`` never depends on it), which spares evaluation the
+    negative frames. With ``return_attention=True`` a fourth output holds the positive branch's
+    spatial softmax ``spatial`` [B*T, H*W] and the head-averaged temporal weights
+    ``temporal_visual`` / ``temporal_audio`` [B, T].
     """
 
     def __init__(
@@ -34,7 +36,7 @@ class AVST(FusionNetBase):
         self,
         audio: torch.Tensor,
         visual_posi: torch.Tensor,
-        visual_nega: torch.Tensor,
+        visual_nega: torch.Tensor | None,
         question: torch.Tensor,
         return_attention: bool = False,
     ):
@@ -45,13 +47,17 @@ class AVST(FusionNetBase):
 
         a = self.encode_audio(audio)
         a_flat = a.reshape(b * t, -1)
-        pooled_posi, p_posi = spatial_grounding(visual_posi.flatten(0, 1), a_flat)
-        pooled_nega, _ = spatial_grounding(visual_nega.flatten(0, 1), a_flat)
-        v = self.fc_gl(torch.cat((pooled_posi, pooled_nega)))
+        pooled, p_posi = spatial_grounding(visual_posi.flatten(0, 1), a_flat)
+        branches = 1
+        if visual_nega is not None:
+            pooled = torch.cat((pooled, spatial_grounding(visual_nega.flatten(0, 1), a_flat)[0]))
+            branches = 2
+        v = self.fc_gl(pooled)
         match = match_logits(
-            (self.fc1, self.fc2, self.fc3, self.fc4), torch.cat((a_flat.repeat(2, 1), v), dim=-1)
+            (self.fc1, self.fc2, self.fc3, self.fc4), torch.cat((a_flat.repeat(branches, 1), v), dim=-1)
         )
-        out_match_posi, out_match_nega = match.split(b * t)
+        out_match_posi = match[: b * t]
+        out_match_nega = match[b * t :] if visual_nega is not None else None
 
         v_posi = v[: b * t].reshape(b, t, -1)
         o_v, w_v = self.attend_visual(xq, v_posi.transpose(0, 1))

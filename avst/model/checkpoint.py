@@ -58,9 +58,9 @@ def read_state(source: StateSource) -> tuple[dict[str, torch.Tensor], str]:
         except Exception as err:
             raise ValueError(f"{path}: cannot read as a PyTorch checkpoint ({err})") from err
         name = str(path)
-    if isinstance(state.get("model"), Mapping):
+    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{name}: not a state_dict (expected a mapping of names to tensors)")
     return normalize_state_keys(state), name
 

@@ -3,8 +3,8 @@
 Shared by AVST and the stage-1 grounding net. The original materialises the L2-normalised
 region tensor [N, 196, 512] and average-pools separately; here the normalisation is folded into
 the two matrix-vector products (a cosine is a dot product divided by the region norm), and the
-average pool rides along as a second column of the second product. Same arithmetic up to float
-rounding, a third of the memory traffic, and nothing [N, 196, 512]-sized kept for backward.
+average pool rides along as a second row of the second product. Same arithmetic up to float
+rounding, fewer passes over the maps, and no new [N, 196, 512] tensor made or kept for backward.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def spatial_grounding(visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.
     cosine = torch.bmm(audio_unit.unsqueeze(1), regions).squeeze(1) * inv_norm
     p = F.softmax(cosine, dim=-1)
     mean_weight = torch.full_like(p, 1.0 / p.shape[1])
-    pooled = torch.bmm(regions, torch.stack((mean_weight, p * inv_norm), dim=2))
-    return torch.tanh(pooled.transpose(1, 2).reshape(n, 2 * c)), p
+    pooled = torch.bmm(torch.stack((mean_weight, p * inv_norm), dim=1), regions.transpose(1, 2))
+    return torch.tanh(pooled.reshape(n, 2 * c)), p
 
 
 def match_logits(fcs: tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear], feat: torch.Tensor) -> torch.Tensor:

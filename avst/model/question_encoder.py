@@ -30,6 +30,8 @@ class QstEncoder(nn.Module):
         """question [B, L] int64 -> [B, embed_size]."""
         words = self.tanh(self.word2vec(question)).transpose(0, 1)
         self.lstm.flatten_parameters()
-        _, (hidden, cell) = self.lstm(words)
+        # Under AMP the 14-step LSTM stays in fp32: oneDNN has no bf16 LSTM on many CPUs, and it is tiny.
+        with torch.autocast(words.device.type, enabled=False):
+            _, (hidden, cell) = self.lstm(words)
         state = torch.cat((hidden, cell), 2).transpose(0, 1).reshape(question.shape[0], -1)
         return self.fc(self.tanh(state))
