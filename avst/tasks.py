@@ -8,15 +8,16 @@ from torch import nn
 MATCH_WEIGHT = 0.5  # loss = QA + 0.5 x audio-visual matching (main_avst.py)
 
 
-def model_inputs(batch: dict) -> tuple[torch.Tensor, ...]:
+def model_inputs(batch: dict) -> tuple[torch.Tensor | None, ...]:
     """(audio, visual_posi, visual_nega, question) as float32 on the batch's device.
 
     Features may arrive as float16 (a float16 store stays half-size until here). Without negatives
-    (evaluation, the baseline) the positive frames stand in: they never reach ``out_qa``.
+    (evaluation, the baseline) ``visual_nega`` is None: the model skips that branch, which never
+    reaches ``out_qa``.
     """
-    posi = batch["visual_posi"].float()
-    nega = batch["visual_nega"].float() if "visual_nega" in batch else posi
-    return batch["audio"].float(), posi, nega, batch["question"]
+    nega = batch.get("visual_nega")
+    return (batch["audio"].float(), batch["visual_posi"].float(), None if nega is None else nega.float(),
+            batch["question"])
 
 
 def match_targets(n: int, device: torch.device) -> torch.Tensor:
