@@ -94,8 +94,9 @@ def vocab_meta(vocab: Vocab) -> dict:
 
 def check_checkpoint_vocab(state: dict, payload: dict, vocab: Vocab, path: Path) -> None:
     """Sizes must fit the vocabulary; our own checkpoints must also carry the same word order."""
-    vocab.check_sizes(state["question_encoder.word2vec.weight"].shape[0], state["fc_ans.weight"].shape[0],
-                      str(path))
+    words, answers = state.get("question_encoder.word2vec.weight"), state.get("fc_ans.weight")
+    if words is not None and answers is not None:  # otherwise the strict load names what is missing
+        vocab.check_sizes(words.shape[0], answers.shape[0], str(path))
     theirs = payload.get("meta", {}).get("vocab_sha256")
     if theirs is not None and theirs != vocab.sha256():
         raise VocabError(f"{path}: trained with another vocabulary ({payload['meta']['vocab'].get('source')}) "
