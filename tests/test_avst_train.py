@@ -109,3 +109,17 @@ def test_avst_training_needs_the_stage1_checkpoint(demo, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage-1 checkpoint not found: .*nothere.pt"):
         main(["--mode", "train", *data_args(demo), "--epochs", "1", "--run_dir", str(tmp_path / "r"),
               "--pretrained_grounding", str(tmp_path / "nothere.pt")])
+
+
+def test_authors_style_checkpoint_loads_through_model_save_dir(demo, tmp_path):
+    """A bare DataParallel state_dict (``module.`` keys), as the released avst.pt, named the original way."""
+    from avst.data.vocab import Vocab
+    from avst.model import AVST
+
+    vocab = Vocab.build(demo / "json/avqa-train.json")
+    model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "avst.pt")
+    report = main(["--mode", "test", *data_args(demo), "--run_dir", str(tmp_path / "t"),
+                   "--model_save_dir", str(tmp_path), "--checkpoint", "avst"])
+    assert report["weights"] == str(tmp_path / "avst.pt")
+    assert report["questions"] == len(json.loads((demo / "json/avqa-test.json").read_text()))
