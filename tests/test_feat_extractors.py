@@ -39,9 +39,12 @@ def videos(tmp_path_factory) -> Path:
     return folder
 
 
-def run(extractor, *args: str, seed: int = 0) -> int:
+def run(extractor, *args: str, seed: int = 0, exact: bool = True) -> int:
+    """In-process CLI run; ``exact`` runs the model as built so it can be compared at 1e-5."""
     torch.manual_seed(seed)  # --random-init weights, reproducible for the reference below
-    return main(extractor, ["--quiet", "--workers", "0", "--random-init", *args])
+    return main(
+        extractor, ["--quiet", "--workers", "0", "--random-init", *args] + (["--exact"] if exact else [])
+    )
 
 
 def pil_frames(video: Path, indices) -> list[Image.Image]:
@@ -50,20 +53,17 @@ def pil_frames(video: Path, indices) -> list[Image.Image]:
 
 def test_14x14_npy_and_packed_match_torchvision_transforms(tmp_path, videos):
     assert run(Res18x14, "--videos", str(videos), "--out", str(tmp_path / "npy"), "--seconds", "3") == 0
-    assert (
-        run(
-            Res18x14,
-            "--videos",
-            str(videos),
-            "--out",
-            str(tmp_path / "pk"),
-            "--seconds",
-            "3",
-            "--store",
-            "packed",
-        )
-        == 0
+    packed_args = (
+        "--videos",
+        str(videos),
+        "--out",
+        str(tmp_path / "pk"),
+        "--seconds",
+        "3",
+        "--store",
+        "packed",
     )
+    assert run(Res18x14, *packed_args, exact=False) == 0  # BN folded + channels_last
     torch.manual_seed(0)
     model = resnet18_stride1().eval()
     tf = transforms.Compose(
@@ -84,7 +84,7 @@ def test_14x14_npy_and_packed_match_torchvision_transforms(tmp_path, videos):
         assert got.shape == (3, 512, 14, 14) and got.dtype == np.float32
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
         start, stop = index["videos"][vid]
-        np.testing.assert_array_equal(packed[start:stop], got)
+        np.testing.assert_allclose(packed[start:stop], got, atol=1e-5 * np.abs(got).max(), rtol=0)
     assert [f["video_id"] for f in read_failures(tmp_path / "npy")] == ["broken"]
     assert read_manifest(tmp_path / "npy")["weights"] == "random-init"
 
@@ -170,24 +170,8 @@ def test_r2plus1d_one_frame_clips_match_the_original_recipe_and_real_clips_shape
     assert got.shape == (len(frames), 512) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
-    assert (
-        run(
-            R2Plus1D,
-            "--videos",
-            str(videos),
-            "--out",
-            str(tmp_path / "r4"),
-            "--clip-len",
-            "4",
-            "--sampling",
-            "masn",
-            "--num-clips",
-            "2",
-            "--batch-size",
-            "1",
-        )
-        == 0
-    )
+    clip_args = ("--clip-len", "4", "--sampling", "masn", "--num-clips", "2", "--batch-size", "1")
+    assert run(R2Plus1D, "--videos", str(videos), "--out", str(tmp_path / "r4"), *clip_args, exact=False) == 0
     assert np.load(tmp_path / "r4" / "odd.npy").shape == (2, 512)
 
 
