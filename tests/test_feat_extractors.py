@@ -17,13 +17,13 @@ from PIL import Image
 from torchvision import transforms
 
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, KILL_AFTER_ENV, KINETICS_MEAN, KINETICS_STD, main
-from feat_script.decode import count_frames, probe, read_frames
+from feat_script.decode import read_frames
 from feat_script.extract_14x14 import Res18x14
 from feat_script.extract_r2plus1d import R2Plus1D
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.manifest import read_failures, read_manifest, sha256_file
 from feat_script.models.resnet_stride1 import resnet18_stride1
-from feat_script.sampling import fixed60_indices, masn_frame_indices
+from feat_script.sampling import masn_frame_indices, read_fixed60
 from tests.videos import make_corrupt, make_gif, make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,9 +77,9 @@ def test_14x14_npy_and_packed_match_torchvision_transforms(tmp_path, videos):
     index = __import__("json").loads((tmp_path / "pk" / "res18_14x14.index.json").read_text())
     for vid, ext in (("odd", ".mp4"), ("anim", ".gif")):
         video = videos / f"{vid}{ext}"
-        idx = fixed60_indices(count_frames(video), probe(video).fps, seconds=3)
+        frames = [Image.fromarray(f) for f in read_fixed60(video, seconds=3)]
         with torch.no_grad():
-            want = model(torch.stack([tf(im) for im in pil_frames(video, idx)])).numpy()
+            want = model(torch.stack([tf(im) for im in frames])).numpy()
         got = np.load(tmp_path / "npy" / f"{vid}.npy")
         assert got.shape == (3, 512, 14, 14) and got.dtype == np.float32
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from feat_script.base import ConfigError, list_videos, main, parse_shard, take_shard
-from feat_script.decode import DecodeError, count_frames, probe, read_frames
+from feat_script.decode import DecodeError, count_frames, ffmpeg_exe, probe, read_frames
 from feat_script.extract_audio import Audio, load_audio_16k
 from feat_script.extract_frames import Frames
 from feat_script.manifest import read_failures, read_manifest
-from feat_script.sampling import fixed60_indices, masn_clip_indices, masn_frame_indices
+from feat_script.sampling import fixed60_indices, masn_clip_indices, masn_frame_indices, read_fixed60
 from feat_script.stores import Hdf5Store, NpyDirStore, PackedStore
 from tests.videos import make_set, make_video
 
@@ -49,6 +49,37 @@ def test_fixed60_short_video_repeats_last_second():
     idx = fixed60_indices(75, 25.0, seconds=6)
     assert idx.tolist() == [11, 37, 61, 62, 61, 62]
     assert (fixed60_indices(75, 25.0)[3:] >= 50).all()
+
+
+def test_fixed60_frames_are_the_ones_the_original_script_took(tmp_path):
+    # Expected indices measured by running AVST's extract_frames_adaptive.py (moviepy 1.0.1) on the
+    # same kind of video (3.2 s, 25 fps: moviepy estimates 81 frames, 80 exist, so positions past
+    # the end return the previously read frame).
+    video = tmp_path / "short.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=25:duration=3.2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            "-preset",
+            "ultrafast",
+            str(video),
+        ],
+        check=True,
+    )
+    full = read_frames(video)
+    got = read_fixed60(video, seconds=8)
+    picked = [int(np.flatnonzero((full == f).all(axis=(1, 2, 3)))[0]) for f in got]
+    assert picked == [11, 37, 61, 75, 75, 77, 77, 79]
+    assert read_fixed60(video).shape == (60, 48, 64, 3)
 
 
 def test_masn_sampling_centres_and_clamped_clips():
