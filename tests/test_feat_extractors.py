@@ -3,6 +3,7 @@ path on the same frames, weights handling, and an HDF5 run killed and resumed.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,19 +52,11 @@ def pil_frames(video: Path, indices) -> list[Image.Image]:
     return [Image.fromarray(f) for f in read_frames(video, indices=indices)]
 
 
-def test_14x14_npy_and_packed_match_torchvision_transforms(tmp_path, videos):
-    assert run(Res18x14, "--videos", str(videos), "--out", str(tmp_path / "npy"), "--seconds", "3") == 0
-    packed_args = (
-        "--videos",
-        str(videos),
-        "--out",
-        str(tmp_path / "pk"),
-        "--seconds",
-        "3",
-        "--store",
-        "packed",
-    )
-    assert run(Res18x14, *packed_args, exact=False) == 0  # BN folded + channels_last
+def test_14x14_npy_and_packed_match_the_originals_recipe(tmp_path, videos):
+    common = ("--videos", str(videos), "--seconds", "3")
+    assert run(Res18x14, *common, "--out", str(tmp_path / "raw"), "--jpeg-quality", "0") == 0
+    assert run(Res18x14, *common, "--out", str(tmp_path / "npy")) == 0  # JPEG round trip, as the original
+    assert run(Res18x14, *common, "--out", str(tmp_path / "pk"), "--store", "packed", exact=False) == 0
     torch.manual_seed(0)
     model = resnet18_stride1().eval()
     tf = transforms.Compose(
@@ -74,15 +67,20 @@ def test_14x14_npy_and_packed_match_torchvision_transforms(tmp_path, videos):
         ]
     )  # avst spec §6.4
     packed = np.load(tmp_path / "pk" / "res18_14x14.npy", mmap_mode="r")
-    index = __import__("json").loads((tmp_path / "pk" / "res18_14x14.index.json").read_text())
+    index = json.loads((tmp_path / "pk" / "res18_14x14.index.json").read_text())
     for vid, ext in (("odd", ".mp4"), ("anim", ".gif")):
-        video = videos / f"{vid}{ext}"
-        frames = [Image.fromarray(f) for f in read_fixed60(video, seconds=3)]
+        frames = read_fixed60(videos / f"{vid}{ext}", seconds=3)
+        jpgs = []
+        for i, frame in enumerate(frames):  # the original: imageio.imsave (PIL, quality 75), Image.open
+            Image.fromarray(frame).save(tmp_path / f"{vid}{i}.jpg", quality=75)
+            jpgs.append(Image.open(tmp_path / f"{vid}{i}.jpg").convert("RGB"))
         with torch.no_grad():
-            want = model(torch.stack([tf(im) for im in frames])).numpy()
+            want_raw = model(torch.stack([tf(Image.fromarray(f)) for f in frames])).numpy()
+            want = model(torch.stack([tf(im) for im in jpgs])).numpy()
         got = np.load(tmp_path / "npy" / f"{vid}.npy")
         assert got.shape == (3, 512, 14, 14) and got.dtype == np.float32
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(np.load(tmp_path / "raw" / f"{vid}.npy"), want_raw, atol=1e-5, rtol=0)
         start, stop = index["videos"][vid]
         np.testing.assert_allclose(packed[start:stop], got, atol=1e-5 * np.abs(got).max(), rtol=0)
     assert [f["video_id"] for f in read_failures(tmp_path / "npy")] == ["broken"]
