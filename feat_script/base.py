@@ -304,6 +304,11 @@ class Extractor:
         raise ConfigError(f"unknown store {kind}")
 
 
+def _as_is(item: tuple) -> tuple:
+    """DataLoader collate: items pass through untouched (numpy arrays stay numpy)."""
+    return item
+
+
 def _memory_format(model: torch.nn.Module) -> torch.memory_format:
     has_3d = any(isinstance(m, torch.nn.Conv3d) for m in model.modules())
     return torch.channels_last_3d if has_3d else torch.channels_last
@@ -371,7 +376,7 @@ def run(extractor: Extractor) -> int:
         num_workers=args.workers,
         prefetch_factor=2 if args.workers else None,
         pin_memory=device.type == "cuda",
-        collate_fn=lambda x: x,
+        collate_fn=_as_is,
     )
     written = failed = 0
     bar = tqdm(total=len(todo), desc=extractor.name, unit="video", disable=args.quiet or not todo)

@@ -152,6 +152,13 @@ def _run_raw(stream: ffmpeg.nodes.OutputStream, path: Path) -> bytes:
     return proc.stdout
 
 
+def _select_expr(unique: np.ndarray) -> str:
+    """``select`` expression for sorted unique indices, runs of consecutive ones as one ``between``."""
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+    runs = [(int(r[0]), int(r[-1])) for r in np.split(unique, breaks)]
+    return "+".join(f"eq(n,{a})" if a == b else f"between(n,{a},{b})" for a, b in runs)
+
+
 def read_frames(
     path: str | Path,
     *,
@@ -182,8 +189,7 @@ def read_frames(
         if wanted.size == 0:
             return np.zeros((0, height, width, 3), np.uint8)
         unique = np.unique(wanted)
-        expr = "+".join(f"eq(n,{i})" for i in unique)
-        stream = stream.filter("select", expr)
+        stream = stream.filter("select", _select_expr(unique))
         out_args["fps_mode"] = "passthrough"
     elif rate is not None:
         out_args["r"] = rate
