@@ -93,13 +93,48 @@ def list_videos(spec: Path) -> list[tuple[str, Path]]:
     for path in paths:
         vid = path.stem
         if vid in by_id:
-            raise ConfigError(
-                f"--videos {spec}: two files give the video id {vid!r}: {by_id[vid]} and {path}"
-            )
+            raise ConfigError(f"--videos {spec}: two files give the video id {vid!r}: {by_id[vid]} and {path}")
         by_id[vid] = path
     if not by_id:
         raise ConfigError(f"--videos {spec}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
     return sorted(by_id.items())
+
+
+def read_id_map(path: Path) -> dict[str, str]:
+    """File name (without extension) -> output id, for loaders keyed by something else.
+
+    Accepts TGIF-QA question files (tab-separated, header with ``gif_name`` and ``key``: MASN's
+    HDF5 keys are the ``key`` column) and plain two-column files ``name id`` (spaces, tabs or
+    commas; e.g. MSVD's ``youtube_mapping.txt``, whose ids ``vidN`` are MASN's MSVD keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--id-map {path}: no such file")
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    header = lines[0].split("\t") if lines else []
+    mapping: dict[str, str] = {}
+    if "gif_name" in header and "key" in header:
+        name_col, key_col = header.index("gif_name"), header.index("key")
+        rows = [ln.split("\t") for ln in lines[1:]]
+        pairs = [(r[name_col], r[key_col]) for r in rows if len(r) > max(name_col, key_col)]
+    else:
+        pairs = [tuple(ln.replace(",", " ").split()[:2]) for ln in lines]
+    for number, pair in enumerate(pairs, start=1):
+        if len(pair) != 2:
+            raise ConfigError(f"--id-map {path}: line {number} does not hold a name and an id")
+        name, vid = pair
+        if mapping.setdefault(name, vid) != vid:
+            raise ConfigError(f"--id-map {path}: {name!r} is mapped to both {mapping[name]!r} and {vid!r}")
+    return mapping
+
+
+def apply_id_map(videos: list[tuple[str, Path]], mapping: dict[str, str]) -> tuple[list[tuple[str, Path]], int]:
+    """Re-key videos by ``mapping``; videos it does not name are left out (their count is returned)."""
+    kept = sorted((mapping[vid], path) for vid, path in videos if vid in mapping)
+    ids = [vid for vid, _ in kept]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("--id-map maps two videos to one id")
+    return kept, len(videos) - len(kept)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -128,9 +163,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_weights(
-    args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str
-) -> Path | None:
+def resolve_weights(args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str) -> Path | None:
     """The weights file: ``--weights``, else torchvision's cache, else a clear error.
 
     ``filenames`` are the names looked up in the cache (first found wins; the first is suggested).
@@ -192,12 +225,15 @@ def add_common_args(
         default=min(4, os.cpu_count() or 1),
         help="decoding processes (0 = decode in the main process)",
     )
+    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast for the model")
     parser.add_argument(
-        "--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast for the model"
+        "--id-map",
+        type=Path,
+        default=None,
+        help="name -> id file (a TGIF-QA question CSV: gif_name -> key; or two columns); "
+        "videos it does not name are skipped",
     )
-    parser.add_argument(
-        "--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)"
-    )
+    parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)")
     parser.add_argument(
         "--exact",
         action="store_true",
@@ -343,9 +379,7 @@ def _manifest_fields(extractor: Extractor, status: str, counts: dict, has_model:
         "row_shapes": {k: list(v) for k, v in extractor.row_shapes().items()},
         "dtype": extractor.output_dtype,
         "model": extractor.model_info(),
-        "weights": "random-init"
-        if weights is None
-        else {"path": str(weights), "sha256": sha256_file(weights)},
+        "weights": "random-init" if weights is None else {"path": str(weights), "sha256": sha256_file(weights)},
         "sampling": extractor.sampling(),
         "amp": extractor.args.amp,
         "inference": extractor.inference_info() if has_model else None,
@@ -359,13 +393,18 @@ def run(extractor: Extractor) -> int:
     args = extractor.args
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
-    videos = take_shard(list_videos(args.videos), parse_shard(args.shard))
+    videos, unmapped = list_videos(args.videos), 0
+    if args.id_map is not None:
+        videos, unmapped = apply_id_map(videos, read_id_map(args.id_map))
+        if not videos:
+            raise ConfigError(f"--id-map {args.id_map} names none of the videos in {args.videos}")
+    videos = take_shard(videos, parse_shard(args.shard))
     device = resolve_device(args.device)
     store = extractor.make_store()
     done = store.done()
     todo = [(vid, path) for vid, path in videos if vid not in done]
     model = extractor.build_model()
-    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo)}
+    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo), "not_in_id_map": unmapped}
     write_manifest(args.out, _manifest_fields(extractor, "running", counts, model is not None))
     if model is not None:
         model = extractor.optimise(model.eval()).to(device)
@@ -410,12 +449,8 @@ def run(extractor: Extractor) -> int:
 
 def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> int:
     """Parse the common and the extractor's flags, then ``run``; config errors exit with status 2."""
-    parser = argparse.ArgumentParser(
-        prog=f"extract_{extractor_cls.name}", description=extractor_cls.description
-    )
-    add_common_args(
-        parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size
-    )
+    parser = argparse.ArgumentParser(prog=f"extract_{extractor_cls.name}", description=extractor_cls.description)
+    add_common_args(parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size)
     extractor_cls.add_args(parser)
     args = parser.parse_args(argv)
     try:
