@@ -384,6 +384,8 @@ def _manifest_fields(extractor: Extractor, status: str, counts: dict, has_model:
         "amp": extractor.args.amp,
         "inference": extractor.inference_info() if has_model else None,
         "status": status,
+        "shard": extractor.args.shard,
+        "id_map": str(extractor.args.id_map) if extractor.args.id_map else None,
         "counts": counts,
     }
 
