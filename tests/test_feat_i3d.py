@@ -1,0 +1,131 @@
+"""I3D ResNet-50: the key layout of Tushar-N/pytorch-resnet3d's i3d_r50, shapes, one block by hand."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from feat_script.i3d import I3Res50, i3d_r50, normalize
+
+# Upstream I3Res50: layers [3, 4, 6, 3]; the temporal kernel (3 if set, else 1) of each block's conv1.
+BN = ("weight", "bias", "running_mean", "running_var")
+TEMP_CONV = {1: [1, 1, 1], 2: [1, 0, 1, 0], 3: [1, 0, 1, 0, 1, 0], 4: [0, 1, 0]}
+PLANES = {1: 64, 2: 128, 3: 256, 4: 512}
+
+
+def expected_release_shapes() -> dict[str, tuple[int, ...]]:
+    """What convert_weights.py writes for the baseline: conv/bn/downsample/fc, no num_batches_tracked."""
+    shapes = {"conv1.weight": (64, 3, 5, 7, 7)}
+    shapes.update({f"bn1.{s}": (64,) for s in ("weight", "bias", "running_mean", "running_var")})
+    inplanes = 64
+    for layer, temps in TEMP_CONV.items():
+        planes = PLANES[layer]
+        for block, temp in enumerate(temps):
+            prefix = f"layer{layer}.{block}"
+            cin = inplanes if block == 0 else planes * 4
+            shapes[f"{prefix}.conv1.weight"] = (planes, cin, 1 + 2 * temp, 1, 1)
+            shapes[f"{prefix}.conv2.weight"] = (planes, planes, 1, 3, 3)
+            shapes[f"{prefix}.conv3.weight"] = (planes * 4, planes, 1, 1, 1)
+            for i, c in ((1, planes), (2, planes), (3, planes * 4)):
+                shapes.update({f"{prefix}.bn{i}.{s}": (c,) for s in BN})
+            if block == 0:
+                shapes[f"{prefix}.downsample.0.weight"] = (planes * 4, cin, 1, 1, 1)
+                shapes.update({f"{prefix}.downsample.1.{s}": (planes * 4,)
+                               for s in ("weight", "bias", "running_mean", "running_var")})
+        inplanes = planes * 4
+    shapes["fc.weight"] = (400, 2048)
+    shapes["fc.bias"] = (400,)
+    return shapes
+
+
+def test_state_dict_matches_the_upstream_layout():
+    expected = expected_release_shapes()
+    assert len(expected) == 267
+    state = I3Res50().state_dict()
+    assert len(state) == 267 + 53
+    ours = {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert ours == expected
+    assert list(state)[:2] == ["conv1.weight", "bn1.weight"] and list(state)[-2:] == ["fc.weight", "fc.bias"]
+    assert expected["layer2.0.conv1.weight"] == (128, 256, 3, 1, 1)
+    assert expected["layer4.1.conv1.weight"] == (512, 2048, 3, 1, 1)
+    assert expected["layer3.5.conv1.weight"] == (256, 1024, 1, 1, 1)
+
+
+def test_release_style_file_loads_strictly_and_bad_files_are_clear(tmp_path):
+    torch.manual_seed(0)
+    release = {k: torch.randn(s) for k, s in expected_release_shapes().items()}
+    path = tmp_path / "i3d_r50_kinetics.pth"
+    torch.save(release, path)
+    model = i3d_r50(path)
+    torch.testing.assert_close(model.state_dict()["layer3.2.conv1.weight"], release["layer3.2.conv1.weight"])
+    assert not model.training
+    torch.save({**release, "layer2.1.nl.theta.weight": torch.zeros(1)}, tmp_path / "nl.pth")
+    with pytest.raises(ValueError, match="not an i3d_r50 state_dict"):
+        i3d_r50(tmp_path / "nl.pth")
+    with pytest.raises(FileNotFoundError, match="Tushar-N/pytorch-resnet3d"):
+        i3d_r50(tmp_path / "missing.pth")
+
+
+def test_clip_of_8_frames_at_224_gives_one_7x7_map():
+    torch.manual_seed(1)
+    model = i3d_r50()
+    clip = normalize(torch.randint(0, 256, (1, 3, 8, 224, 224), dtype=torch.uint8))
+    with torch.no_grad():
+        fmap = model.features(clip)
+        logits = model(clip)
+    assert fmap.shape == (1, 2048, 1, 7, 7) and logits.shape == (1, 400)
+    assert (fmap >= 0).all()
+    torch.testing.assert_close(logits, model.fc(fmap.mean(dim=(2, 3, 4))), rtol=1e-5, atol=1e-5)
+
+
+def test_time_is_divided_by_eight_and_space_by_32():
+    model = i3d_r50()
+    with torch.no_grad():
+        fmap = model.features(torch.randn(1, 3, 16, 64, 96))
+    assert fmap.shape == (1, 2048, 2, 2, 3)
+
+
+def _bn(x, bn):
+    shape = (1, -1, 1, 1, 1)
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    return (x - bn.running_mean.double().view(shape)) * scale.view(shape) + bn.bias.double().view(shape)
+
+
+def _temporal_conv(x, w):
+    """3x1x1 conv, padding 1 in time, written as shifted channel mixes."""
+    k = w.shape[2]
+    xp = F.pad(x, (0, 0, 0, 0, k // 2, k // 2))
+    t = x.shape[2]
+    return sum(torch.einsum("oc,bcthw->bothw", w[:, :, i, 0, 0], xp[:, :, i:i + t]) for i in range(k))
+
+
+def _spatial_conv(x, w, stride):
+    """1x3x3 conv, padding 1, as nine strided channel mixes."""
+    xp = F.pad(x, (1, 1, 1, 1))
+    h = (x.shape[3] - 1) // stride + 1
+    wd = (x.shape[4] - 1) // stride + 1
+    return sum(torch.einsum("oc,bcthw->bothw", w[:, :, 0, dy, dx],
+                            xp[:, :, :, dy:dy + stride * h:stride, dx:dx + stride * wd:stride])
+               for dy in range(3) for dx in range(3))
+
+
+def test_first_block_of_layer2_by_hand():
+    torch.manual_seed(2)
+    block = I3Res50().layer2[0].eval()
+    for bn in (block.bn1, block.bn2, block.bn3, block.downsample[1]):
+        bn.running_mean.normal_(0, 0.2)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.normal_(0, 0.2)
+    x = torch.randn(2, 256, 3, 6, 5)
+    with torch.no_grad():
+        got = block(x.clone())
+    xd = x.double()
+    out = torch.relu(_bn(_temporal_conv(xd, block.conv1.weight.double()), block.bn1))
+    out = torch.relu(_bn(_spatial_conv(out, block.conv2.weight.double(), 2), block.bn2))
+    out = _bn(torch.einsum("oc,bcthw->bothw", block.conv3.weight.double()[:, :, 0, 0, 0], out), block.bn3)
+    shortcut = torch.einsum("oc,bcthw->bothw", block.downsample[0].weight.double()[:, :, 0, 0, 0],
+                            xd[:, :, :, ::2, ::2])
+    expected = torch.relu(out + _bn(shortcut, block.downsample[1]))
+    assert got.shape == (2, 512, 3, 3, 3)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
