@@ -1,0 +1,80 @@
+"""Object boxes, spatial features and RoIAlign local features (MASN's appearance/motion local)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from feat_script.boxes import spatial_features
+from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
+
+
+def test_spatial_feature_is_the_masn_six_vector():
+    boxes = np.array([[10.0, 20.0, 110.0, 70.0], [0.0, 0.0, 320.0, 240.0]], dtype=np.float32)
+    got = spatial_features(boxes, 320, 240)
+    expected = np.array([[10 / 320, 20 / 240, 110 / 320, 70 / 240, 100 / 320, 50 / 240],
+                         [0, 0, 1, 1, 1, 1]])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
+
+
+def test_whole_frame_box_gives_the_global_average():
+    torch.manual_seed(0)
+    fmap = torch.randn(3, 16, 7, 7)
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).repeat(3, 10, 1)
+    local = roi_features(fmap, boxes, torch.full((3,), 10))
+    assert local.shape == (3, 10, 16)
+    torch.testing.assert_close(local, fmap.mean(dim=(2, 3))[:, None].expand(3, 10, 16), rtol=1e-5, atol=1e-5)
+
+
+def test_box_average_of_a_linear_map_is_its_value_at_the_box_centre():
+    h, w = 7, 9
+    rows = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    cols = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w)
+    fmap = torch.stack([cols, rows, 2 * cols - 3 * rows + 1])[None]
+    boxes = torch.zeros(1, 10, 4)
+    boxes[0, 0] = torch.tensor([0.2, 0.3, 0.5, 0.6])
+    boxes[0, 1] = torch.tensor([0.4, 0.1, 0.9, 0.5])
+    local = roi_features(fmap, boxes, torch.tensor([2]))
+    for i in range(2):
+        x1, y1, x2, y2 = boxes[0, i].tolist()
+        cx = (x1 + x2) / 2 * w - 0.5
+        cy = (y1 + y2) / 2 * h - 0.5
+        expected = torch.tensor([cx, cy, 2 * cx - 3 * cy + 1])
+        torch.testing.assert_close(local[0, i], expected, rtol=0, atol=1e-4)
+    assert not local[0, 2:].any()
+
+
+def test_padded_boxes_give_zero_rows():
+    fmap = torch.rand(2, 8, 7, 7) + 1.0
+    boxes = torch.tensor([0.1, 0.1, 0.6, 0.8]).repeat(2, 10, 1)
+    local = roi_features(fmap, boxes, torch.tensor([3, 0]))
+    assert local[0, :3].abs().min() > 0 and not local[0, 3:].any() and not local[1].any()
+
+
+def test_random_init_detector_gives_ten_padded_boxes_per_frame():
+    torch.manual_seed(3)
+    model = faster_rcnn(min_size=64, max_size=96)
+    frames = torch.randint(0, 256, (2, 48, 80, 3), dtype=torch.uint8)
+    spatial, counts = detect(model, frames)
+    assert spatial.shape == (2, 10, 6) and spatial.dtype == np.float32 and counts.shape == (2,)
+    assert counts.sum() > 0
+    for t in range(2):
+        found = spatial[t, : counts[t]]
+        assert not spatial[t, counts[t]:].any()
+        assert (found >= 0).all() and (found[:, :4] <= 1 + 1e-6).all()
+        np.testing.assert_allclose(found[:, 4], found[:, 2] - found[:, 0], atol=1e-6)
+        np.testing.assert_allclose(found[:, 5], found[:, 3] - found[:, 1], atol=1e-6)
+    np.testing.assert_array_equal(box_counts(spatial), counts)
+
+
+def test_box_counts_of_a_stored_spatial_feature():
+    spatial = np.zeros((3, 10, 6), dtype=np.float32)
+    spatial[0, :4] = 0.5
+    spatial[2, :] = 0.1
+    np.testing.assert_array_equal(box_counts(spatial), [4, 0, 10])
+
+
+def test_missing_detector_weights_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fasterrcnn_resnet50_fpn_coco"):
+        faster_rcnn(tmp_path / "detector.pth")
