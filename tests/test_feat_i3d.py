@@ -1,11 +1,18 @@
 """I3D ResNet-50: the key layout of Tushar-N/pytorch-resnet3d's i3d_r50, shapes, one block by hand."""
 from __future__ import annotations
 
+import argparse
+
+import h5py
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
+from feat_script.base import main
+from feat_script.extract_i3d import I3dExtractor, clip_maps, load_clips
 from feat_script.i3d import I3Res50, i3d_r50, normalize
+from tests.videos import make_gif
 
 # Upstream I3Res50: layers [3, 4, 6, 3]; the temporal kernel (3 if set, else 1) of each block's conv1.
 BN = ("weight", "bias", "running_mean", "running_var")
@@ -129,3 +136,25 @@ def test_first_block_of_layer2_by_hand():
     expected = torch.relu(out + _bn(shortcut, block.downsample[1]))
     assert got.shape == (2, 512, 3, 3, 3)
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_writes_masn_motion_global_rows(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_gif(videos / "tumblr_x.gif", size="97x61", seconds=1.5)
+    torch.manual_seed(4)
+    weights = tmp_path / "i3d_r50_kinetics.pth"
+    torch.save(I3Res50().state_dict(), weights)
+    out = tmp_path / "tgif_i3d_hw7_perclip_avgpool.hdf5"
+    argv = ["--quiet", "--videos", str(videos), "--out", str(out), "--weights", str(weights),
+            "--workers", "0", "--num-clips", "3", "--clip-len", "8"]
+    assert main(I3dExtractor, argv) == 0
+    with h5py.File(out, "r") as f:
+        assert list(f) == ["tumblr_x"]
+        rows = f["tumblr_x"][()]
+    assert rows.shape == (3, 2048) and rows.dtype == np.float32
+    clips = load_clips(videos / "tumblr_x.gif", argparse.Namespace(num_clips=3, clip_len=8, clip_stride=1))
+    assert clips.shape == (3, 3, 8, 224, 224) and clips.dtype == np.uint8
+    with torch.no_grad():
+        expected = clip_maps(i3d_r50(weights), torch.from_numpy(clips[1:2])).mean(dim=(2, 3))
+    np.testing.assert_allclose(rows[1], expected[0].numpy(), rtol=1e-4, atol=1e-4)

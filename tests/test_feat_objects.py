@@ -1,12 +1,17 @@
 """Object boxes, spatial features and RoIAlign local features (MASN's appearance/motion local)."""
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
+from feat_script.base import main
 from feat_script.boxes import spatial_features
+from feat_script.extract_objects import ObjectsExtractor
+from feat_script.manifest import read_failures, read_manifest
 from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
+from tests.videos import make_gif, make_video
 
 
 def test_spatial_feature_is_the_masn_six_vector():
@@ -78,3 +83,32 @@ def test_box_counts_of_a_stored_spatial_feature():
 def test_missing_detector_weights_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="fasterrcnn_resnet50_fpn_coco"):
         faster_rcnn(tmp_path / "detector.pth")
+
+
+def test_cli_appearance_then_motion_with_the_same_boxes(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_gif(videos / "tumblr_a.gif", size="97x61", seconds=1)
+    (videos / "broken.mp4").write_bytes(make_video(tmp_path / "src.mp4", seconds=1).read_bytes()[:1500])
+    common = ["--quiet", "--videos", str(videos), "--random-init", "--workers", "0", "--num-clips", "2"]
+    appearance = tmp_path / "tgif_btup_f_obj10.hdf5"
+    assert main(ObjectsExtractor, [*common, "--stream", "appearance", "--out", str(appearance),
+                                   "--det-min-size", "64", "--det-max-size", "96"]) == 0
+    motion = tmp_path / "tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5"
+    assert main(ObjectsExtractor, [*common, "--stream", "motion", "--out", str(motion), "--clip-len", "8",
+                                   "--boxes", str(appearance)]) == 0
+    with h5py.File(appearance, "r") as f:
+        assert set(f) == {"image_features", "spatial_features"}
+        image = f["image_features/tumblr_a"][()]
+        spatial = f["spatial_features/tumblr_a"][()]
+    with h5py.File(motion, "r") as f:
+        assert list(f) == ["tumblr_a"]
+        local = f["tumblr_a"][()]
+    assert image.shape == local.shape == (2, 10, 2048) and spatial.shape == (2, 10, 6)
+    assert image.dtype == local.dtype == spatial.dtype == np.float32
+    counts = box_counts(spatial)
+    assert counts.min() > 0
+    for t in range(2):
+        assert np.abs(local[t, : counts[t]]).sum(axis=1).min() > 0 and not local[t, counts[t]:].any()
+    assert read_manifest(motion)["sampling"]["boxes"] == str(appearance)
+    assert [f["video_id"] for f in read_failures(appearance)] == ["broken"]

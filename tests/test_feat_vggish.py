@@ -8,9 +8,14 @@ import pytest
 import torch
 from torch import nn
 
+from feat_script.base import main
+from feat_script.decode import read_audio
+from feat_script.extract_vggish import VggishExtractor
+from feat_script.manifest import read_failures, read_manifest
 from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples, vggish
 from feat_script.vggish.convert import convert, save_state_dict
 from feat_script.vggish.mel import log_mel
+from tests.videos import make_video
 
 SR = 16000
 
@@ -227,3 +232,39 @@ def test_model_shapes_and_relu_embedding():
     with torch.no_grad():
         out = model(torch.randn(2, 96, 64))
     assert out.shape == (2, 128) and out.dtype == torch.float32 and (out >= 0).all()
+
+
+def test_cli_writes_avst_features_and_lists_bad_audio(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_video(videos / "long.mp4", seconds=3)
+    make_video(videos / "short.mkv", seconds=0.5, audio="mono22k")
+    make_video(videos / "silent.webm", vcodec="libvpx", audio=None, seconds=1)
+    torch.manual_seed(9)
+    weights = tmp_path / "vggish.pt"
+    torch.save(VGGish().state_dict(), weights)
+    out = tmp_path / "vggish"
+    argv = ["--quiet", "--videos", str(videos), "--out", str(out), "--weights", str(weights),
+            "--workers", "0"]
+    assert main(VggishExtractor, argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["long.npy"]
+    feats = np.load(out / "long.npy")
+    assert feats.shape == (60, 128) and feats.dtype == np.float32
+    examples = avst_examples(read_audio(videos / "long.mp4") / 32768.0).float()
+    with torch.no_grad():
+        expected = vggish(weights)(examples).numpy()
+    np.testing.assert_allclose(feats, expected, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(feats[3:], np.broadcast_to(feats[2], (57, 128)))
+    reasons = {f["video_id"]: f["reason"] for f in read_failures(out)}
+    assert set(reasons) == {"short", "silent"}
+    assert "at least 1 s" in reasons["short"] and "no audio" in reasons["silent"]
+    assert read_manifest(out)["sampling"]["recipe"] == "avst"
+
+
+def test_cli_missing_weights_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mp4").write_bytes(b"")
+    assert main(VggishExtractor, ["--videos", str(videos), "--out", str(tmp_path / "o")]) == 2
+    assert "vggish_model.ckpt" in capsys.readouterr().err
