@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from feat_script.convert_butd_tsv import TsvError, convert, main, read_keys
+from feat_script.rekey_hdf5 import rekey
 
 
 def b64(array: np.ndarray) -> str:
@@ -119,3 +120,25 @@ def test_bad_lines_name_the_file_and_line_and_write_nothing(tmp_path, bad_line, 
 def test_missing_tsv_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.tsv"):
         convert([tmp_path / "missing.tsv"], tmp_path / "obj.hdf5")
+
+
+def test_rekey_renames_gif_names_to_tgif_keys(tmp_path):
+    path = tmp_path / "tgif_i3d_hw7_perclip_avgpool.hdf5"
+    rows = {name: np.random.default_rng(i).random((3, 4), dtype=np.float32)
+            for i, name in enumerate(["gif_a", "gif_b", "gif_z"])}
+    with h5py.File(path, "w") as f:
+        for name, value in rows.items():
+            f[name] = value
+            f[f"spatial_features/{name}"] = value[:, :2]
+        f["52"] = rows["gif_a"]
+    with pytest.raises(ValueError, match="two entries map to the key 52"):
+        rekey(path, {"gif_a": "52", "gif_b": "7"})
+    with h5py.File(path, "a") as f:
+        del f["52"]
+    stats = rekey(path, {"gif_a": "52", "gif_b": "7"})
+    assert stats == {"renamed": 4, "kept": 0, "dropped": 2}
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"52", "7", "spatial_features"} and set(f["spatial_features"]) == {"52", "7"}
+        np.testing.assert_array_equal(f["7"][()], rows["gif_b"])
+        np.testing.assert_array_equal(f["spatial_features/52"][()], rows["gif_a"][:, :2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
