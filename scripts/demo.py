@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from avst.demo import run as run_avst
-from masn.demo import run as run_masn
 from make_demo_data import main as make_demo_data
+from masn.demo import run as run_masn
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,388 @@
+"""The base every extractor CLI stands on: list -> shard -> skip done -> decode in workers -> model -> store.
+
+An extractor says how to turn one video file into arrays (``load``, run in DataLoader worker
+processes so the model never waits on ffmpeg), which model to run (``build_model``) and how to
+apply it to one chunk of at most ``--batch-size`` rows (``forward``). The base does the rest: the
+common flags, video listing, ``--shard i/n``, resuming (videos already in the output are verified
+and skipped), atomic writes, the failures list, the manifest and the progress bar.
+
+A new extractor in ten lines::
+
+    class Gray(Extractor):
+        name = "gray"                                   # manifest + default kind
+        def load(self, video):                          # worker process
+            frames = read_frames(video, rate=1)         # uint8 [T, H, W, 3] at 1 fps
+            return {"frames": frames.mean(-1, dtype=np.float32)}
+        def build_model(self):
+            return torch.nn.Flatten()
+        def forward(self, model, frames):               # frames: one chunk, on the device
+            return model(frames)
+
+    if __name__ == "__main__":
+        raise SystemExit(main(Gray))
+
+Extractors that are not one model over one batched input (detector + RoIAlign, audio) override
+``compute(model, item) -> {key: array}`` instead of ``forward``. Multi-output extractors list their
+keys in ``outputs`` (``""`` is the main one; see ``feat_script.stores`` for the layouts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from feat_script.decode import DecodeError
+from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
+from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
+
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".webm",
+    ".mkv",
+    ".gif",
+    ".avi",
+    ".mov",
+    ".m4v",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".3gp",
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+KILL_AFTER_ENV = "FEAT_SCRIPT_KILL_AFTER"  # tests: SIGKILL this process after N videos are stored
+
+
+class ConfigError(ValueError):
+    """Bad command line or missing input file; ``main`` prints it and exits with status 2."""
+
+
+def list_videos(spec: Path) -> list[tuple[str, Path]]:
+    """``(video_id, path)`` pairs, sorted by id, from a folder or a text file of paths.
+
+    A folder gives its files with a video extension (not recursive). A list file gives one path
+    per line (relative paths are relative to the list file; blank lines and ``#`` lines skipped).
+    The id is the file name without its extension; two files with one id are an error.
+    """
+    spec = Path(spec)
+    if spec.is_dir():
+        paths = [p for p in spec.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+    elif spec.is_file():
+        lines = [ln.strip() for ln in spec.read_text().splitlines()]
+        paths = [
+            (spec.parent / ln) if not Path(ln).is_absolute() else Path(ln)
+            for ln in lines
+            if ln and not ln.startswith("#")
+        ]
+    else:
+        raise ConfigError(f"--videos {spec}: no such folder or list file")
+    by_id: dict[str, Path] = {}
+    for path in paths:
+        vid = path.stem
+        if vid in by_id:
+            raise ConfigError(
+                f"--videos {spec}: two files give the video id {vid!r}: {by_id[vid]} and {path}"
+            )
+        by_id[vid] = path
+    if not by_id:
+        raise ConfigError(f"--videos {spec}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+    return sorted(by_id.items())
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError as err:
+        raise ConfigError(f"--shard {text!r}: expected i/n, e.g. 0/4") from err
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def take_shard(items: Sequence, shard: tuple[int, int]) -> list:
+    """Round-robin over the sorted list: shard i takes items i, i+n, i+2n ... (every shard must list
+    the same videos)."""
+    i, n = shard
+    return list(items[i::n])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available")
+    return torch.device(name)
+
+
+def resolve_weights(
+    args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str
+) -> Path | None:
+    """The weights file: ``--weights``, else torchvision's cache, else a clear error.
+
+    ``filenames`` are the names looked up in the cache (first found wins; the first is suggested).
+    ``--random-init`` returns None (tests and demo only; the manifest says so).
+    """
+    names = [filenames] if isinstance(filenames, str) else list(filenames)
+    if args.random_init:
+        if args.weights:
+            raise ConfigError("give --weights or --random-init, not both")
+        return None
+    if args.weights:
+        path = Path(args.weights)
+        if not path.is_file():
+            raise ConfigError(f"--weights {path}: no such file ({what}: {names[0]} from {source})")
+        return path
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in names:
+        if (cache / name).is_file():
+            return cache / name
+    raise ConfigError(
+        f"{what} weights needed: pass --weights PATH to {names[0]} (from {source}) or place it in {cache}/. "
+        "Nothing is downloaded. --random-init runs with random weights (tests and demo only)."
+    )
+
+
+def load_weights(model: torch.nn.Module, path: Path | None, what: str) -> torch.nn.Module:
+    """Load a plain state_dict strictly (a DataParallel ``module.`` prefix is dropped)."""
+    if path is None:
+        return model
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ConfigError(f"--weights {path} is not a {what} state_dict: {err}") from err
+    return model
+
+
+def add_common_args(
+    parser: argparse.ArgumentParser, stores: Sequence[str], default_store: str, default_batch_size: int
+) -> None:
+    parser.add_argument("--videos", type=Path, required=True, help="folder of videos or a text file of paths")
+    parser.add_argument("--out", type=Path, required=True, help="output folder or file (per --store)")
+    parser.add_argument(
+        "--store",
+        choices=list(stores),
+        default=default_store,
+        help="output layout: npy = one .npy per video, packed = one array + index, hdf5",
+    )
+    parser.add_argument("--weights", type=Path, default=None, help="model weights (.pth)")
+    parser.add_argument("--random-init", action="store_true", help="random weights: tests and demo only")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=default_batch_size, help="rows per forward pass")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="decoding processes (0 = decode in the main process)",
+    )
+    parser.add_argument(
+        "--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast for the model"
+    )
+    parser.add_argument(
+        "--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class Extractor:
+    """Subclass and fill in ``load`` / ``build_model`` / ``forward`` (or ``compute``)."""
+
+    name = "extractor"
+    description = ""
+    outputs: tuple[str, ...] = ("",)
+    stores: tuple[str, ...] = ("npy", "packed", "hdf5")
+    default_store = "npy"
+    default_batch_size = 32
+    batched_input = "frames"
+    output_dtype = "float32"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.weights_path: Path | None = None
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        """Extractor-specific flags."""
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling and preprocessing parameters recorded in the manifest."""
+        return {}
+
+    def row_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-key shape of one row (after the leading T axis), when fixed; used to verify outputs."""
+        return {}
+
+    def load(self, video: Path) -> dict[str, np.ndarray]:
+        """Decode and preprocess one video (worker process). Raise DecodeError for bad input."""
+        raise NotImplementedError
+
+    def build_model(self) -> torch.nn.Module | None:
+        """The model in eval mode on CPU (the base moves it), or None for model-free extractors."""
+        return None
+
+    def model_info(self) -> dict[str, Any]:
+        return {}
+
+    def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compute(
+        self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
+    ) -> dict[str, np.ndarray]:
+        """Default: run ``forward`` over ``item[batched_input]`` in chunks; output key ``""``."""
+        if model is None:
+            return {"": item[self.batched_input]}
+        rows = torch.from_numpy(np.ascontiguousarray(item[self.batched_input]))
+        outs = []
+        for start in range(0, len(rows), self.args.batch_size):
+            chunk = rows[start : start + self.args.batch_size].to(device, non_blocking=True)
+            with self.autocast(device):
+                outs.append(self.forward(model, chunk).float().cpu())
+        return {"": torch.cat(outs).numpy()}
+
+    def autocast(self, device: torch.device):
+        amp = self.args.amp
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    def make_store(self) -> Store:
+        out, kind = self.args.out, self.args.store
+        shapes = self.row_shapes()
+        if kind == "npy":
+            return NpyDirStore(out, self.outputs, shapes)
+        if kind == "packed":
+            return PackedStore(out, self.outputs, shapes, default_kind=self.name)
+        if kind == "hdf5":
+            return Hdf5Store(out, self.outputs, shapes)
+        if kind == "frames":
+            return FramesStore(out)
+        if kind == "wav":
+            return WavStore(out)
+        raise ConfigError(f"unknown store {kind}")
+
+
+class _Decoded(Dataset):
+    """Runs ``extractor.load`` in DataLoader workers; errors come back as strings, not exceptions."""
+
+    def __init__(self, extractor: Extractor, videos: list[tuple[str, Path]]):
+        self.extractor = extractor
+        self.videos = videos
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> tuple[int, dict | None, str | None]:
+        vid, path = self.videos[i]
+        try:
+            return i, self.extractor.load(path), None
+        except DecodeError as err:
+            return i, None, str(err)
+        except Exception as err:  # noqa: BLE001 - any bad video is recorded, the run goes on
+            return i, None, f"{path}: {type(err).__name__}: {err}"
+
+
+def _manifest_fields(extractor: Extractor, status: str, counts: dict) -> dict:
+    weights = extractor.weights_path
+    return {
+        "extractor": extractor.name,
+        "store": extractor.args.store,
+        "outputs": list(extractor.outputs),
+        "row_shapes": {k: list(v) for k, v in extractor.row_shapes().items()},
+        "dtype": extractor.output_dtype,
+        "model": extractor.model_info(),
+        "weights": "random-init"
+        if weights is None
+        else {"path": str(weights), "sha256": sha256_file(weights)},
+        "sampling": extractor.sampling(),
+        "amp": extractor.args.amp,
+        "status": status,
+        "counts": counts,
+    }
+
+
+def run(extractor: Extractor) -> int:
+    """Extract every not-yet-done video of this shard; return 0 (failures are listed, not fatal)."""
+    args = extractor.args
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    videos = take_shard(list_videos(args.videos), parse_shard(args.shard))
+    device = resolve_device(args.device)
+    store = extractor.make_store()
+    done = store.done()
+    todo = [(vid, path) for vid, path in videos if vid not in done]
+    model = extractor.build_model()
+    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo)}
+    write_manifest(args.out, _manifest_fields(extractor, "running", counts))
+    if model is not None:
+        model = model.to(device).eval()
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0"))
+    loader = DataLoader(
+        _Decoded(extractor, todo),
+        batch_size=None,
+        num_workers=args.workers,
+        prefetch_factor=2 if args.workers else None,
+        pin_memory=device.type == "cuda",
+        collate_fn=lambda x: x,
+    )
+    written = failed = 0
+    bar = tqdm(total=len(todo), desc=extractor.name, unit="video", disable=args.quiet or not todo)
+    with torch.inference_mode():
+        for i, item, error in loader:
+            vid, path = todo[i]
+            if error is None:
+                try:
+                    store.write(vid, extractor.compute(model, item, device))
+                    written += 1
+                except DecodeError as err:
+                    error = str(err)
+            if error is not None:
+                record_failure(args.out, path, vid, error)
+                failed += 1
+            bar.update(1)
+            bar.set_postfix(failed=failed)
+            if kill_after and written >= kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+    store.finalize()
+    counts.update(written=written, failed=failed, done_total=len(store.done()))
+    write_manifest(args.out, _manifest_fields(extractor, "complete", counts))
+    if failed and not args.quiet:
+        print(
+            f"{failed} of {len(todo)} videos failed; see {sidecar(args.out, '.failures.jsonl')}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> int:
+    """Parse the common and the extractor's flags, then ``run``; config errors exit with status 2."""
+    parser = argparse.ArgumentParser(
+        prog=f"extract_{extractor_cls.name}", description=extractor_cls.description
+    )
+    add_common_args(
+        parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size
+    )
+    extractor_cls.add_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(extractor_cls(args))
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

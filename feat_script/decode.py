@@ -1,0 +1,219 @@
+"""Video and audio decoding through the ffmpeg binary, straight to raw arrays (no JPEGs).
+
+ffmpeg comes from PATH when present, otherwise from ``imageio-ffmpeg``'s bundled binary. Commands
+are built with ``ffmpeg-python`` and run as subprocesses, so decoding happens in whatever process
+calls these functions (the pipeline calls them in its DataLoader workers). ``ffprobe`` is not
+needed: stream facts are parsed from ``ffmpeg -i``'s banner, as moviepy does.
+
+Frame indices are 0-based positions in decode order with timestamps passed through
+(``-fps_mode passthrough``), so variable-frame-rate videos are indexed by their real frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+
+class DecodeError(RuntimeError):
+    """A video (or its audio) could not be decoded; the message says why."""
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: PATH first, then imageio-ffmpeg's bundled one."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError as err:
+        raise RuntimeError(
+            "no ffmpeg on PATH and imageio-ffmpeg is not installed (pip install imageio-ffmpeg)"
+        ) from err
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_version() -> str:
+    out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Facts from ffmpeg's banner. ``fps`` is the stream's nominal rate (``fps``, else ``tbr``)."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float
+    has_audio: bool
+    audio_rate: int | None
+    audio_channels: int | None
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: .*?, (\d+)x(\d+)")
+_FPS = re.compile(r"([\d.]+)(k?) fps")
+_TBR = re.compile(r"([\d.]+)(k?) tbr")
+_AUDIO = re.compile(r"Stream #\S+.*?: Audio: .*?, (\d+) Hz, ([^,]+)")
+_LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:]) or "no output"
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read the stream facts of ``path``; raise DecodeError if it has no decodable video stream."""
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DecodeError(f"{path}: empty file (0 bytes)")
+    banner = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True
+    ).stderr
+    video = _VIDEO.search(banner)
+    if video is None:
+        raise DecodeError(f"{path}: no video stream ({_tail(banner)})")
+    line = banner[video.start() :].splitlines()[0]
+    rate = _FPS.search(line) or _TBR.search(line)
+    fps = float(rate.group(1)) * (1000 if rate.group(2) else 1) if rate else 0.0
+    if fps <= 0:
+        raise DecodeError(f"{path}: no frame rate in the video stream ({line.strip()})")
+    dur = _DURATION.search(banner)
+    duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
+    audio = _AUDIO.search(banner)
+    channels = None
+    if audio:
+        layout = audio.group(2).strip()
+        channels = _LAYOUT_CHANNELS.get(layout.split("(")[0].strip())
+        if channels is None:
+            match = re.match(r"(\d+) channels", layout)
+            channels = int(match.group(1)) if match else None
+    return VideoInfo(
+        width=int(video.group(1)),
+        height=int(video.group(2)),
+        fps=fps,
+        duration=duration,
+        has_audio=audio is not None,
+        audio_rate=int(audio.group(1)) if audio else None,
+        audio_channels=channels,
+    )
+
+
+def count_frames(path: str | Path) -> int:
+    """Number of video frames, counted by remuxing the stream to null (no decoding)."""
+    proc = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    counts = re.findall(r"frame=\s*(\d+)", proc.stderr)
+    if proc.returncode != 0 or not counts:
+        raise DecodeError(f"{path}: cannot count frames ({_tail(proc.stderr)})")
+    return int(counts[-1])
+
+
+def _run_raw(stream: ffmpeg.nodes.OutputStream, path: Path) -> bytes:
+    cmd = stream.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=ffmpeg_exe())
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise DecodeError(f"{path}: ffmpeg failed ({_tail(proc.stderr.decode(errors='replace'))})")
+    return proc.stdout
+
+
+def read_frames(
+    path: str | Path,
+    *,
+    indices: np.ndarray | list[int] | None = None,
+    rate: float | None = None,
+    size: tuple[int, int] | None = None,
+    info: VideoInfo | None = None,
+) -> np.ndarray:
+    """Decode RGB frames as uint8 ``[T, H, W, 3]``.
+
+    - ``indices``: 0-based frame positions (any order, repeats allowed); only those frames leave
+      ffmpeg (a ``select`` filter), and the result follows the given order.
+    - ``rate``: resample to a constant rate with the output option ``-r`` (``-r 1`` is the
+      originals' 1-fps extraction). Exclusive with ``indices``.
+    - neither: every frame, timestamps passed through.
+    ``size=(width, height)`` scales in ffmpeg (bilinear); leave it None to resize in Python.
+    """
+    path = Path(path)
+    if indices is not None and rate is not None:
+        raise ValueError("read_frames: give indices or rate, not both")
+    info = info or probe(path)
+    width, height = size or (info.width, info.height)
+    stream = ffmpeg.input(str(path))["v:0"]
+    out_args: dict = {"format": "rawvideo", "pix_fmt": "rgb24"}
+    wanted = None
+    if indices is not None:
+        wanted = np.asarray(indices, dtype=np.int64)
+        if wanted.size == 0:
+            return np.zeros((0, height, width, 3), np.uint8)
+        unique = np.unique(wanted)
+        expr = "+".join(f"eq(n,{i})" for i in unique)
+        stream = stream.filter("select", expr)
+        out_args["fps_mode"] = "passthrough"
+    elif rate is not None:
+        out_args["r"] = rate
+    else:
+        out_args["fps_mode"] = "passthrough"
+    if size is not None:
+        stream = stream.filter("scale", width, height, flags="bilinear")
+    raw = _run_raw(stream.output("pipe:", **out_args), path)
+    frame_bytes = width * height * 3
+    if len(raw) % frame_bytes:
+        raise DecodeError(f"{path}: truncated frame data ({len(raw)} bytes for {width}x{height} frames)")
+    frames = np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+    if len(frames) == 0:
+        raise DecodeError(f"{path}: no frame could be decoded")
+    if wanted is None:
+        return frames
+    if len(frames) != len(unique):
+        raise DecodeError(
+            f"{path}: asked for {len(unique)} distinct frames (up to index {unique[-1]}), got {len(frames)}"
+        )
+    return frames[np.searchsorted(unique, wanted)]
+
+
+def read_audio(path: str | Path, *, rate: int = 16000, channels: int | None = None) -> np.ndarray:
+    """Decode the first audio track as int16 ``[samples, channels]`` resampled by ffmpeg to ``rate``.
+
+    ``channels=None`` keeps the source's channel count. A file without audio raises DecodeError.
+    """
+    path = Path(path)
+    info = probe(path)
+    if not info.has_audio:
+        raise DecodeError(f"{path}: no audio track")
+    channels = channels or info.audio_channels or 2
+    stream = ffmpeg.input(str(path))["a:0"].output(
+        "pipe:", format="s16le", acodec="pcm_s16le", ac=channels, ar=rate
+    )
+    raw = _run_raw(stream, path)
+    samples = np.frombuffer(raw, np.int16)
+    return samples[: len(samples) // channels * channels].reshape(-1, channels)

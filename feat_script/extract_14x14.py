@@ -1,0 +1,66 @@
+"""AVST's visual input: stride-1 ResNet-18 maps ``[T, 512, 14, 14]`` float32 per video.
+
+As ``extract_14x14_feat.py`` (avst spec §6.4): each frame resized to 224x224 (no aspect
+preservation, PIL bilinear), ``ToTensor``, Kinetics mean/std, ImageNet ResNet-18 with layer4 at
+stride 1 (``feat_script.models.resnet_stride1``, shared with ``avst.model``), eval mode. Frames:
+AVST's fixed-60 sampling by default (T = 60), or ``--sampling 1fps``. Output: ``<out>/<vid>.npy``
+(the original layout) or ``--store packed`` (``<out>/res18_14x14.npy`` + index, read by avst.data).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, main, resolve_weights
+from feat_script.models.resnet_stride1 import resnet18_stride1
+from feat_script.preprocess import normalise, resize_frames
+from feat_script.sampling import sample_frames
+
+WEIGHTS = ("resnet18-5c106cde.pth", "resnet18-f37072fd.pth")
+SOURCE = "https://download.pytorch.org/models/resnet18-5c106cde.pth (torchvision ImageNet ResNet-18)"
+
+
+class Res18x14(Extractor):
+    name = "res18_14x14"
+    description = __doc__
+    default_batch_size = 20
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--sampling", choices=["fixed60", "1fps"], default="fixed60")
+        parser.add_argument("--seconds", type=int, default=60, help="frames per video with fixed60")
+
+    def sampling(self) -> dict:
+        return {
+            "mode": self.args.sampling,
+            "seconds": self.args.seconds,
+            "resize": [224, 224],
+            "interpolation": "PIL bilinear",
+            "mean": KINETICS_MEAN,
+            "std": KINETICS_STD,
+        }
+
+    def row_shapes(self) -> dict:
+        return {"": (512, 14, 14)}
+
+    def model_info(self) -> dict:
+        return {"arch": "resnet18, layer4 stride 1", "output": "layer4 (after ReLU)"}
+
+    def load(self, video: Path) -> dict[str, np.ndarray]:
+        frames = sample_frames(video, self.args.sampling, seconds=self.args.seconds)
+        return {"frames": normalise(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)}
+
+    def build_model(self) -> torch.nn.Module:
+        self.weights_path = resolve_weights(self.args, WEIGHTS, SOURCE, "ImageNet ResNet-18")
+        return resnet18_stride1(self.weights_path).eval()
+
+    def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return model(batch)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Res18x14))

@@ -1,0 +1,52 @@
+"""Frames as JPEG folders: 1 fps like the original ``extract_frames.py`` or AVST's fixed 60.
+
+``--mode 1fps``: ffmpeg's ``-r 1`` rate conversion, names ``000001.jpg``... (6 digits, 1-based).
+``--mode fixed60``: the middle frame of each second, exactly ``--seconds`` frames, the last second
+repeated for short videos (``extract_frames_adaptive.py``), names ``00000001.jpg``... (8 digits).
+Frames keep the video's size; JPEGs are written with PIL at ``--jpeg-quality`` (75, imageio's
+default that the adaptive script used). Output: ``<out>/<video_id>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from feat_script.base import Extractor, main
+from feat_script.sampling import sample_frames
+from feat_script.stores import FramesStore
+
+
+class Frames(Extractor):
+    name = "frames"
+    description = __doc__
+    stores = ("frames",)
+    default_store = "frames"
+    output_dtype = "uint8 (JPEG)"
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--mode", choices=["1fps", "fixed60"], default="1fps")
+        parser.add_argument("--seconds", type=int, default=60, help="frames per video in fixed60 mode")
+        parser.add_argument("--jpeg-quality", type=int, default=75)
+
+    def sampling(self) -> dict:
+        return {
+            "mode": self.args.mode,
+            "seconds": self.args.seconds if self.args.mode == "fixed60" else None,
+            "jpeg_quality": self.args.jpeg_quality,
+            "size": "native",
+        }
+
+    def load(self, video: Path) -> dict[str, np.ndarray]:
+        return {"frames": sample_frames(video, self.args.mode, seconds=self.args.seconds)}
+
+    def make_store(self) -> FramesStore:
+        digits = 8 if self.args.mode == "fixed60" else 6
+        return FramesStore(self.args.out, digits=digits, quality=self.args.jpeg_quality)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Frames))

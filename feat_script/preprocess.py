@@ -1,0 +1,39 @@
+"""Frame preprocessing in the workers, with the originals' exact arithmetic.
+
+The originals resize PIL images with torchvision (bilinear, PIL's antialiasing) and normalise
+with ``ToTensor`` + ``Normalize`` in float32; these helpers do the same operations on uint8
+arrays so features match the originals' preprocessing of the same frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``Resize([height, width])`` on each frame (PIL bilinear); uint8 ``[T, height, width, 3]``."""
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
+
+
+def resize_short_centre_crop(frames: np.ndarray, short: int = 256, crop: int = 224) -> np.ndarray:
+    """``Resize(short)`` then ``CenterCrop(crop)`` as torchvision does them on PIL images."""
+    h, w = frames.shape[1:3]
+    if h <= w:
+        new_h, new_w = short, int(short * w / h)
+    else:
+        new_h, new_w = int(short * h / w), short
+    resized = resize_frames(frames, new_w, new_h) if (new_h, new_w) != (h, w) else frames
+    top = int(round((new_h - crop) / 2.0))
+    left = int(round((new_w - crop) / 2.0))
+    if top < 0 or left < 0:
+        raise ValueError(f"centre crop {crop} larger than the resized frame {new_w}x{new_h}")
+    return resized[:, top : top + crop, left : left + crop]
+
+
+def normalise(frames: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``ToTensor`` + ``Normalize``: uint8 ``[T, H, W, 3]`` -> float32 ``[T, 3, H, W]``."""
+    x = frames.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    m = np.asarray(mean, np.float32)[None, :, None, None]
+    s = np.asarray(std, np.float32)[None, :, None, None]
+    return np.ascontiguousarray((x - m) / s)

@@ -1,0 +1,97 @@
+"""A tiny regression task trained by the engine; the engine tests run it as a script (and under torchrun)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+from engine.cli import add_engine_args  # noqa: E402
+from engine.device import resolve_device  # noqa: E402
+from engine.run import Run  # noqa: E402
+from engine.seed import seed_everything  # noqa: E402
+from engine.trainer import Trainer  # noqa: E402
+
+
+class Points(Dataset):
+    """y = x . w + noise, fixed by ``offset`` so train and validation differ."""
+
+    def __init__(self, size: int, offset: int) -> None:
+        g = torch.Generator().manual_seed(offset)
+        self.x = torch.randn(size, 8, generator=g)
+        self.y = self.x @ (torch.arange(8.0) / 8) + 0.1 * torch.randn(size, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def make_net(dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 1))
+
+
+class Regression:
+    select_metric = "mse"
+    select_mode = "min"
+
+    def __init__(self, hang_at: int, nan_at: int) -> None:
+        self.hang_at, self.nan_at, self.calls = hang_at, nan_at, 0
+
+    def training_loss(self, model: nn.Module, batch):
+        self.calls += 1
+        if self.calls == self.hang_at:
+            print("HANG", flush=True)
+            time.sleep(600)
+        x, y = batch
+        loss = nn.functional.mse_loss(model(x).squeeze(-1), y)
+        if self.calls == self.nan_at:
+            loss = loss * float("nan")
+        return loss, {}
+
+    def predict(self, model: nn.Module, batch):
+        x, y = batch
+        return {"pred": model(x).squeeze(-1), "target": y}
+
+    def metrics(self, records):
+        return {"mse": float(((records["pred"] - records["target"]) ** 2).mean()), "n": len(records["pred"])}
+
+
+def main() -> None:
+    parser = add_engine_args(argparse.ArgumentParser())
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--train_size", type=int, default=40)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    parser.add_argument("--hang_at_step", type=int, default=0)
+    parser.add_argument("--nan_at_step", type=int, default=0)
+    parser.add_argument("--dump", default=None)
+    args = parser.parse_args()
+    seed_everything(args.seed, args.deterministic)
+    model = make_net(args.dropout)
+    params = model.parameters()
+    optimizer = torch.optim.Adam(params, lr=1e-2) if args.optimizer == "adam" else torch.optim.SGD(params, lr=0.05)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    task = Regression(args.hang_at_step, args.nan_at_step)
+    task.on_epoch_end = lambda epoch, metrics, trainer: scheduler.step()
+    run = Run(args, "toy")
+    trainer = Trainer(run, model, optimizer, task, device=resolve_device(args.device), epochs=args.epochs,
+                      batch_size=args.batch_size, scheduler=scheduler, amp=args.amp,
+                      save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta={"toy": 1})
+    trainer.fit(Points(args.train_size, 1), Points(13, 2))
+    metrics, records = trainer.evaluate(Points(13, 2))
+    if run.is_main and args.dump:
+        torch.save({"model": trainer.model.state_dict(), "metrics": metrics, "records": records}, args.dump)
+    run.close()
+
+
+if __name__ == "__main__":
+    main()

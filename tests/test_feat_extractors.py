@@ -1,0 +1,269 @@
+"""Each model extractor: output shape, dtype and layout, values against an independent torchvision
+path on the same frames, weights handling, and an HDF5 run killed and resumed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torchvision import transforms
+
+from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, KILL_AFTER_ENV, KINETICS_MEAN, KINETICS_STD, main
+from feat_script.decode import count_frames, probe, read_frames
+from feat_script.extract_14x14 import Res18x14
+from feat_script.extract_r2plus1d import R2Plus1D
+from feat_script.extract_resnet import ResNetGlobal
+from feat_script.manifest import read_failures, read_manifest, sha256_file
+from feat_script.models.resnet_stride1 import resnet18_stride1
+from feat_script.sampling import fixed60_indices, masn_frame_indices
+from tests.videos import make_corrupt, make_gif, make_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Two good videos (odd size mp4 with audio, GIF) and a corrupt one."""
+    folder = tmp_path_factory.mktemp("ext_videos")
+    odd = make_video(folder / "odd.mp4", size="97x61", seconds=3)
+    make_gif(folder / "anim.gif")
+    make_corrupt(folder / "broken.mp4", odd)
+    return folder
+
+
+def run(extractor, *args: str, seed: int = 0) -> int:
+    torch.manual_seed(seed)  # --random-init weights, reproducible for the reference below
+    return main(extractor, ["--quiet", "--workers", "0", "--random-init", *args])
+
+
+def pil_frames(video: Path, indices) -> list[Image.Image]:
+    return [Image.fromarray(f) for f in read_frames(video, indices=indices)]
+
+
+def test_14x14_npy_and_packed_match_torchvision_transforms(tmp_path, videos):
+    assert run(Res18x14, "--videos", str(videos), "--out", str(tmp_path / "npy"), "--seconds", "3") == 0
+    assert (
+        run(
+            Res18x14,
+            "--videos",
+            str(videos),
+            "--out",
+            str(tmp_path / "pk"),
+            "--seconds",
+            "3",
+            "--store",
+            "packed",
+        )
+        == 0
+    )
+    torch.manual_seed(0)
+    model = resnet18_stride1().eval()
+    tf = transforms.Compose(
+        [
+            transforms.Resize([224, 224]),
+            transforms.ToTensor(),
+            transforms.Normalize(KINETICS_MEAN, KINETICS_STD),
+        ]
+    )  # avst spec §6.4
+    packed = np.load(tmp_path / "pk" / "res18_14x14.npy", mmap_mode="r")
+    index = __import__("json").loads((tmp_path / "pk" / "res18_14x14.index.json").read_text())
+    for vid, ext in (("odd", ".mp4"), ("anim", ".gif")):
+        video = videos / f"{vid}{ext}"
+        idx = fixed60_indices(count_frames(video), probe(video).fps, seconds=3)
+        with torch.no_grad():
+            want = model(torch.stack([tf(im) for im in pil_frames(video, idx)])).numpy()
+        got = np.load(tmp_path / "npy" / f"{vid}.npy")
+        assert got.shape == (3, 512, 14, 14) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        start, stop = index["videos"][vid]
+        np.testing.assert_array_equal(packed[start:stop], got)
+    assert [f["video_id"] for f in read_failures(tmp_path / "npy")] == ["broken"]
+    assert read_manifest(tmp_path / "npy")["weights"] == "random-init"
+
+
+def test_resnet152_masn_hdf5_layout(tmp_path, videos):
+    out = tmp_path / "res152_avgpool.hdf5"
+    assert (
+        run(
+            ResNetGlobal,
+            "--videos",
+            str(videos),
+            "--out",
+            str(out),
+            "--masn",
+            "--num-clips",
+            "2",
+            "--batch-size",
+            "1",
+        )
+        == 0
+    )
+    with h5py.File(out) as f:
+        assert sorted(f.keys()) == ["anim", "odd"]
+        for vid in ("anim", "odd"):
+            assert f[vid].shape == (2, 2048) and f[vid].dtype == np.float32
+            assert (f[vid][()] >= 0).all()  # average of ReLU outputs
+    manifest = read_manifest(out)
+    assert manifest["sampling"]["mode"] == "masn" and manifest["sampling"]["num_clips"] == 2
+    assert manifest["row_shapes"] == {"": [2048]} and manifest["model"]["arch"] == "torchvision resnet152"
+
+
+def test_resnet18_global_matches_torchvision_transforms(tmp_path, videos):
+    assert (
+        run(
+            ResNetGlobal,
+            "--videos",
+            str(videos),
+            "--out",
+            str(tmp_path / "r18"),
+            "--sampling",
+            "masn",
+            "--num-clips",
+            "3",
+        )
+        == 0
+    )
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    model.fc = torch.nn.Identity()
+    tf = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )  # avst spec §6.5
+    video = videos / "odd.mp4"
+    with torch.no_grad():
+        want = model(torch.stack([tf(im) for im in pil_frames(video, masn_frame_indices(75, 3))])).numpy()
+    got = np.load(tmp_path / "r18" / "odd.npy")
+    assert got.shape == (3, 512) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_r2plus1d_one_frame_clips_match_the_original_recipe_and_real_clips_shape(tmp_path, videos):
+    assert run(R2Plus1D, "--videos", str(videos), "--out", str(tmp_path / "r1")) == 0
+    torch.manual_seed(0)
+    net = torchvision.models.video.r2plus1d_18(weights=None)
+    net = torch.nn.Sequential(*list(net.children())[:-1]).eval()  # as extract_3D_feat.py
+    tf = transforms.Compose(
+        [
+            transforms.Resize((112, 112)),
+            transforms.ToTensor(),
+            transforms.Normalize(KINETICS_MEAN, KINETICS_STD),
+        ]
+    )
+    video = videos / "anim.gif"
+    frames = [Image.fromarray(f) for f in read_frames(video, rate=1)]
+    with torch.no_grad():
+        want = net(torch.stack([tf(im) for im in frames])[:, :, None]).squeeze().numpy()
+    got = np.load(tmp_path / "r1" / "anim.npy")
+    assert got.shape == (len(frames), 512) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+    assert (
+        run(
+            R2Plus1D,
+            "--videos",
+            str(videos),
+            "--out",
+            str(tmp_path / "r4"),
+            "--clip-len",
+            "4",
+            "--sampling",
+            "masn",
+            "--num-clips",
+            "2",
+            "--batch-size",
+            "1",
+        )
+        == 0
+    )
+    assert np.load(tmp_path / "r4" / "odd.npy").shape == (2, 512)
+
+
+def test_weights_from_cache_recorded_by_sha256_and_missing_weights_error(
+    tmp_path, videos, monkeypatch, capsys
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    out = tmp_path / "r18"
+    args = [
+        "--quiet",
+        "--workers",
+        "0",
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        "--sampling",
+        "masn",
+        "--num-clips",
+        "1",
+    ]
+    assert main(ResNetGlobal, args) == 2
+    err = capsys.readouterr().err
+    assert "resnet18-5c106cde.pth" in err and "download.pytorch.org" in err
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    weights = cache / "resnet18-f37072fd.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    assert main(ResNetGlobal, args) == 0
+    assert read_manifest(out)["weights"] == {"path": str(weights), "sha256": sha256_file(weights)}
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, bad)
+    assert main(ResNetGlobal, [*args, "--weights", str(bad)]) == 2
+    assert "not a resnet18 state_dict" in capsys.readouterr().err
+
+
+def test_hdf5_run_killed_after_two_videos_resumes_complete(tmp_path, videos):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    for name in ("odd.mp4", "anim.gif", "broken.mp4"):
+        os.symlink(videos / name, vids / name)
+    make_video(vids / "third.mkv", seconds=1, audio=None)
+    weights = tmp_path / "w.pth"
+    torch.manual_seed(1)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    common = [
+        "--videos",
+        str(vids),
+        "--store",
+        "hdf5",
+        "--weights",
+        str(weights),
+        "--sampling",
+        "masn",
+        "--num-clips",
+        "2",
+        "--workers",
+        "0",
+        "--quiet",
+    ]
+    out = tmp_path / "feat.h5"
+    proc = subprocess.run(
+        [sys.executable, "-m", "feat_script.extract_resnet", *common, "--out", str(out)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), KILL_AFTER_ENV: "2"},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert not out.exists()  # killed before the merge: only complete staged parts
+    assert len(list((tmp_path / "feat.h5.parts").glob("*.npy"))) == 2
+    assert main(ResNetGlobal, [*common, "--out", str(out)]) == 0
+    assert main(ResNetGlobal, [*common, "--out", str(tmp_path / "clean.h5")]) == 0
+    assert not (tmp_path / "feat.h5.parts").exists()
+    with h5py.File(out) as f, h5py.File(tmp_path / "clean.h5") as g:
+        assert sorted(f.keys()) == sorted(g.keys()) == ["anim", "odd", "third"]
+        for vid in f:
+            np.testing.assert_array_equal(f[vid][()], g[vid][()])
+    assert read_manifest(out)["counts"]["already_done"] == 2
