@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from feat_script.base import Extractor, main, resolve_weights
+from feat_script.base import Extractor, load_weights, main, resolve_weights
 from feat_script.decode import count_frames, read_frames
-from feat_script.i3d import WEIGHTS_HELP, i3d_r50, normalize
+from feat_script.i3d import WEIGHTS_HELP, I3Res50, normalize
 from feat_script.preprocess import resize_frames
 from feat_script.sampling import MASN_CLIP_LEN, MASN_NUM_CLIPS, MASN_STRIDE, masn_clip_indices
 
@@ -80,7 +80,7 @@ class I3dExtractor(Extractor):
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = resolve_weights(self.args, "i3d_r50_kinetics.pth", WEIGHTS_HELP, "I3D ResNet-50")
-        return i3d_r50(self.weights_path)
+        return load_weights(I3Res50(), self.weights_path, "i3d_r50").eval()
 
     def forward(self, model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         return clip_maps(model, clips).mean(dim=(2, 3))

@@ -30,28 +30,31 @@ import torch
 import torchvision
 from torch import nn
 
-from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, ConfigError, Extractor, main, resolve_weights
+from feat_script.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ConfigError,
+    Extractor,
+    load_weights,
+    main,
+    resolve_weights,
+)
 from feat_script.decode import DecodeError, count_frames, read_frames
 from feat_script.extract_i3d import add_clip_args, clip_maps, clip_sampling, load_clips
+from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
 from feat_script.i3d import WEIGHTS_HELP as I3D_HELP
-from feat_script.i3d import i3d_r50
+from feat_script.i3d import I3Res50
 from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
 from feat_script.preprocess import normalise, resize_frames
 from feat_script.sampling import masn_frame_indices
 
 RESNET_SIZE = 224
 DETECTOR_FILE = "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
-RESNET152_FILE = "resnet152-394f9c45.pth"
 
 
 def resnet152_c5(weights: Path | None) -> nn.Sequential:
     """torchvision ResNet-152 up to layer4 (C5: [2048, 7, 7] for 224x224)."""
-    model = torchvision.models.resnet152(weights=None)
-    if weights is not None:
-        try:
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        except RuntimeError as err:
-            raise ConfigError(f"{weights} is not a torchvision ResNet-152 state_dict: {err}") from err
+    model = load_weights(torchvision.models.resnet152(weights=None), weights, "resnet152")
     return nn.Sequential(*list(model.children())[:-2]).eval()
 
 
@@ -132,11 +135,13 @@ class ObjectsExtractor(Extractor):
     def build_model(self) -> nn.Module:
         args = self.args
         if args.stream == "appearance":
-            self.weights_path = resolve_weights(args, RESNET152_FILE, "torchvision (ImageNet)", "ResNet-152")
+            names = RESNET_WEIGHTS["resnet152"]
+            self.weights_path = resolve_weights(args, names, f"https://download.pytorch.org/models/{names[0]}",
+                                                "ImageNet resnet152")
             backbone = resnet152_c5(self.weights_path)
         else:
             self.weights_path = resolve_weights(args, "i3d_r50_kinetics.pth", I3D_HELP, "I3D ResNet-50")
-            backbone = i3d_r50(self.weights_path)
+            backbone = load_weights(I3Res50(), self.weights_path, "i3d_r50").eval()
         modules = {"backbone": backbone}
         if args.boxes is None:
             if args.detector_weights is None and not args.random_init:
@@ -145,7 +150,10 @@ class ObjectsExtractor(Extractor):
                     raise ConfigError(f"detector weights needed: --detector-weights PATH. {DETECTOR_HELP}")
                 args.detector_weights = cached
             self.detector_path = None if args.random_init else args.detector_weights
-            modules["detector"] = faster_rcnn(self.detector_path, args.det_min_size, args.det_max_size)
+            if self.detector_path is not None and not self.detector_path.is_file():
+                raise ConfigError(f"--detector-weights {self.detector_path}: no such file. {DETECTOR_HELP}")
+            detector = faster_rcnn(None, args.det_min_size, args.det_max_size)
+            modules["detector"] = load_weights(detector, self.detector_path, "fasterrcnn_resnet50_fpn").eval()
         return nn.ModuleDict(modules)
 
     def compute(self, model: nn.Module, item: dict[str, np.ndarray],

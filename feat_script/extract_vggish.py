@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from feat_script.base import ConfigError, Extractor, main, resolve_weights
+from feat_script.base import ConfigError, Extractor, load_weights, main, resolve_weights
 from feat_script.decode import DecodeError, read_audio
-from feat_script.vggish import avst_examples, load_pca, standard_examples, vggish
+from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples
 from feat_script.vggish.mel import SAMPLE_RATE
 from feat_script.vggish.model import WEIGHTS_HELP
 
@@ -79,7 +79,7 @@ class VggishExtractor(Extractor):
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = resolve_weights(self.args, "vggish.pt", WEIGHTS_HELP, "VGGish")
-        model = vggish(self.weights_path)
+        model = load_weights(VGGish(), self.weights_path, "converted VGGish").eval()
         return model if self.pca is None else torch.nn.Sequential(model, self.pca)
 
     def forward(self, model: torch.nn.Module, examples: torch.Tensor) -> torch.Tensor:
