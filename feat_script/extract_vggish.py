@@ -8,8 +8,9 @@ ReLU, no PCA: one ``[60, 128]`` float32 ``.npy`` per video, what AVST's loaders 
 than 60 s repeats its last complete second (the authors' advice); shorter than 1 s is a failure.
 ``--recipe standard``: 0.96 s examples with a 0.96 s hop, ``[N, 128]``; ``--pca vggish_pca_params.npz``
 adds AudioSet's PCA whitening and 8-bit quantisation (values 0..255 stored as float32;
-``--no-quantize`` keeps the PCA output). Audio is decoded by ffmpeg to 16 kHz and averaged over
-channels. ``--weights`` is our converted file (``python -m feat_script.vggish.convert``).
+``--no-quantize`` keeps the PCA output). The waveform is the one ``extract_audio`` would write (what
+moviepy's ``write_audiofile(fps=16000)`` gives, the WAV the original read), averaged over channels.
+``--weights`` is our converted file (``python -m feat_script.vggish.convert``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 
 from feat_script.base import ConfigError, Extractor, load_weights, main, resolve_weights
-from feat_script.decode import DecodeError, read_audio
+from feat_script.decode import DecodeError
+from feat_script.extract_audio import load_audio_16k
 from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples
 from feat_script.vggish.mel import SAMPLE_RATE
 from feat_script.vggish.model import WEIGHTS_HELP
@@ -67,7 +69,7 @@ class VggishExtractor(Extractor):
         return {"arch": "vggish", "layer": "fc2 embedding after ReLU"}
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        wave = read_audio(video, rate=SAMPLE_RATE) / 32768.0
+        wave = load_audio_16k(video, SAMPLE_RATE) / 32768.0
         try:
             if self.args.recipe == "avst":
                 examples = avst_examples(wave, SAMPLE_RATE, self.args.num_secs)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from feat_script.base import main
-from feat_script.decode import read_audio
+from feat_script.extract_audio import load_audio_16k
 from feat_script.extract_vggish import VggishExtractor
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples, vggish
@@ -250,7 +250,7 @@ def test_cli_writes_avst_features_and_lists_bad_audio(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["long.npy"]
     feats = np.load(out / "long.npy")
     assert feats.shape == (60, 128) and feats.dtype == np.float32
-    examples = avst_examples(read_audio(videos / "long.mp4") / 32768.0).float()
+    examples = avst_examples(load_audio_16k(videos / "long.mp4") / 32768.0).float()
     with torch.no_grad():
         expected = vggish(weights)(examples).numpy()
     np.testing.assert_allclose(feats, expected, rtol=0, atol=1e-5)
