@@ -36,6 +36,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from feat_script.boxes import OBJECTS_PER_FRAME, natural_key, pad_rows, spatial_features
+from feat_script.stores import atomic_file
 
 FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
 FEATURE_DIM = 2048
@@ -148,11 +149,9 @@ def convert(tsv_paths: list[Path], out: Path, keys: dict[str, str] | None = None
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, staging_path = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".staging")
     os.close(fd)
-    fd, tmp_out = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
     stats = {"videos": 0, "frames": 0, "skipped_gifs": 0}
     try:
-        with h5py.File(staging_path, "w") as staging:
+        with h5py.File(staging_path, "w") as staging, atomic_file(out) as tmp_out:
             rows = _stage(tsv_paths, staging)
             with h5py.File(tmp_out, "w") as dst:
                 image_group = dst.create_group("image_features")
@@ -169,11 +168,8 @@ def convert(tsv_paths: list[Path], out: Path, keys: dict[str, str] | None = None
                     spatial_group[key] = _take_rows(staging["spatial"], ordered)
                     stats["videos"] += 1
                     stats["frames"] += len(ordered)
-        os.replace(tmp_out, out)
     finally:
-        for leftover in (staging_path, tmp_out):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        os.remove(staging_path)
     return stats
 
 

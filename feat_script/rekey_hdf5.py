@@ -11,13 +11,12 @@ dropped and counted. Each file is rewritten under a temporary name and renamed (
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import h5py
 
 from feat_script.convert_butd_tsv import read_keys
+from feat_script.stores import atomic_file
 
 
 def _copy_renamed(src: h5py.Group, dst: h5py.Group, keys: dict[str, str], stats: dict[str, int]) -> None:
@@ -38,17 +37,10 @@ def _copy_renamed(src: h5py.Group, dst: h5py.Group, keys: dict[str, str], stats:
 
 def rekey(path: Path, keys: dict[str, str], out: Path | None = None) -> dict[str, int]:
     """Write ``out`` (default: replace ``path``) with entries renamed to TGIF keys."""
-    out = out or path
     stats = {"renamed": 0, "kept": 0, "dropped": 0}
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(out or path) as tmp:
         with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
             _copy_renamed(src, dst, keys, stats)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return stats
 
 

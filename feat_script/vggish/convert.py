@@ -9,12 +9,11 @@ is a plain state_dict (``torch.load(..., weights_only=True)`` reads it), loaded 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from feat_script.stores import atomic_file
 from feat_script.vggish.model import CONV_LAYERS, WEIGHTS_HELP, VGGish
 
 TF_SCOPES = {"conv1": "conv1", "conv2": "conv2", "conv3_1": "conv3/conv3_1", "conv3_2": "conv3/conv3_2",
@@ -78,16 +77,8 @@ def convert(src: str | Path) -> dict[str, torch.Tensor]:
 
 def save_state_dict(state: dict[str, torch.Tensor], out: str | Path) -> None:
     """Write atomically: a temporary file in the target folder, then a rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(Path(out)) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def main(argv: list[str] | None = None) -> int:
