@@ -44,6 +44,7 @@ from feat_script.extract_i3d import add_clip_args, clip_maps, clip_sampling, loa
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
 from feat_script.i3d import WEIGHTS_HELP as I3D_HELP
 from feat_script.i3d import I3Res50
+from feat_script.manifest import sha256_file
 from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
 from feat_script.preprocess import normalise, resize_frames
 from feat_script.sampling import masn_frame_indices
@@ -102,10 +103,13 @@ class ObjectsExtractor(Extractor):
 
     def model_info(self) -> dict[str, Any]:
         backbone = "resnet152 layer4" if self.args.stream == "appearance" else "i3d_r50 layer4, mean over T'"
-        detector = None if self.args.boxes else {
-            "arch": "fasterrcnn_resnet50_fpn (COCO)",
-            "weights": str(self.detector_path) if self.detector_path else "random-init"}
-        return {"backbone": backbone, "detector": detector}
+        if self.args.boxes is not None:
+            stat = self.args.boxes.stat()
+            return {"backbone": backbone, "boxes": {"path": str(self.args.boxes), "bytes": stat.st_size,
+                                                    "mtime": stat.st_mtime}}
+        weights = "random-init" if self.detector_path is None else {
+            "path": str(self.detector_path), "sha256": sha256_file(self.detector_path)}
+        return {"backbone": backbone, "detector": {"arch": "fasterrcnn_resnet50_fpn (COCO)", "weights": weights}}
 
     def _stored_boxes(self, video: Path) -> np.ndarray:
         with h5py.File(self.args.boxes, "r") as f:
