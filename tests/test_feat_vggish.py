@@ -223,6 +223,17 @@ def test_cli_writes_avst_features_and_lists_bad_audio(tmp_path):
     assert read_manifest(out)["sampling"]["recipe"] == "avst"
 
 
+def test_cli_pca_only_with_the_standard_recipe(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mp4").write_bytes(b"")
+    np.savez(tmp_path / "vggish_pca_params.npz", pca_eigen_vectors=np.eye(128), pca_means=np.zeros((128, 1)))
+    argv = ["--videos", str(videos), "--out", str(tmp_path / "o"), "--random-init",
+            "--pca", str(tmp_path / "vggish_pca_params.npz")]
+    assert main(VggishExtractor, argv) == 2
+    assert "--recipe standard" in capsys.readouterr().err
+
+
 def test_cli_missing_weights_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     videos = tmp_path / "videos"
