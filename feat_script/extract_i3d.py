@@ -33,6 +33,16 @@ def add_clip_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-clips", type=int, default=MASN_NUM_CLIPS, help="T: clips (rows) per video")
     parser.add_argument("--clip-len", type=int, default=MASN_CLIP_LEN, help="frames per I3D clip")
     parser.add_argument("--clip-stride", type=int, default=MASN_STRIDE, help="frame step inside a clip")
+    parser.add_argument("--nonlocal", dest="non_local", action="store_true",
+                        help="the non-local I3D (i3d_r50_nl_kinetics.pth) instead of the plain one")
+
+
+def build_i3d(args: argparse.Namespace) -> tuple[I3Res50, Path | None]:
+    """The I3D of ``--nonlocal`` with ``--weights`` (or the cache, or ``--random-init``), in eval mode."""
+    name = "i3d_r50_nl_kinetics.pth" if args.non_local else "i3d_r50_kinetics.pth"
+    path = resolve_weights(args, name, WEIGHTS_HELP, "I3D ResNet-50")
+    model = load_weights(I3Res50(nonlocal_blocks=args.non_local), path, name.removesuffix("_kinetics.pth"))
+    return model.eval(), path
 
 
 def clip_sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,14 +83,15 @@ class I3dExtractor(Extractor):
         return {"": (2048,)}
 
     def model_info(self) -> dict[str, Any]:
-        return {"arch": "i3d_r50 (Tushar-N/pytorch-resnet3d layout)", "layer": "layer4, mean over T', 7, 7"}
+        arch = "i3d_r50_nl" if self.args.non_local else "i3d_r50"
+        return {"arch": f"{arch} (Tushar-N/pytorch-resnet3d layout)", "layer": "layer4, mean over T', 7, 7"}
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
         return {"clips": load_clips(video, self.args)}
 
     def build_model(self) -> torch.nn.Module:
-        self.weights_path = resolve_weights(self.args, "i3d_r50_kinetics.pth", WEIGHTS_HELP, "I3D ResNet-50")
-        return load_weights(I3Res50(), self.weights_path, "i3d_r50").eval()
+        model, self.weights_path = build_i3d(self.args)
+        return model
 
     def forward(self, model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         return clip_maps(model, clips).mean(dim=(2, 3))

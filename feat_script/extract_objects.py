@@ -40,10 +40,8 @@ from feat_script.base import (
     resolve_weights,
 )
 from feat_script.decode import DecodeError, count_frames, read_frames
-from feat_script.extract_i3d import add_clip_args, clip_maps, clip_sampling, load_clips
+from feat_script.extract_i3d import add_clip_args, build_i3d, clip_maps, clip_sampling, load_clips
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
-from feat_script.i3d import WEIGHTS_HELP as I3D_HELP
-from feat_script.i3d import I3Res50
 from feat_script.manifest import sha256_file
 from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
 from feat_script.preprocess import normalise, resize_frames
@@ -144,8 +142,7 @@ class ObjectsExtractor(Extractor):
                                                 "ImageNet resnet152")
             backbone = resnet152_c5(self.weights_path)
         else:
-            self.weights_path = resolve_weights(args, "i3d_r50_kinetics.pth", I3D_HELP, "I3D ResNet-50")
-            backbone = load_weights(I3Res50(), self.weights_path, "i3d_r50").eval()
+            backbone, self.weights_path = build_i3d(args)
         modules = {"backbone": backbone}
         if args.boxes is None:
             if args.detector_weights is None and not args.random_init:

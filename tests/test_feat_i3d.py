@@ -58,6 +58,51 @@ def test_state_dict_matches_the_upstream_layout():
     assert expected["layer3.5.conv1.weight"] == (256, 1024, 1, 1, 1)
 
 
+def test_nonlocal_variant_adds_five_blocks_in_layer2_and_layer3(tmp_path):
+    expected = expected_release_shapes()
+    for layer, blocks in ((2, (1, 3)), (3, (1, 3, 5))):
+        dim = PLANES[layer] * 4
+        for block in blocks:
+            prefix = f"layer{layer}.{block}.nl"
+            for conv, cin, cout in (("theta", dim, dim // 2), ("phi", dim, dim // 2), ("g", dim, dim // 2),
+                                    ("out", dim // 2, dim)):
+                expected[f"{prefix}.{conv}.weight"] = (cout, cin, 1, 1, 1)
+                expected[f"{prefix}.{conv}.bias"] = (cout,)
+            expected.update({f"{prefix}.bn.{s}": (dim,) for s in BN})
+    assert len(expected) == 327
+    state = I3Res50(nonlocal_blocks=True).state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")} == expected
+    torch.save({k: torch.randn(s) for k, s in expected.items()}, tmp_path / "i3d_r50_nl_kinetics.pth")
+    i3d_r50(tmp_path / "i3d_r50_nl_kinetics.pth", nonlocal_blocks=True)
+    with pytest.raises(ValueError, match="not an i3d_r50 state_dict"):
+        i3d_r50(tmp_path / "i3d_r50_nl_kinetics.pth")
+
+
+def test_nonlocal_block_by_hand():
+    torch.manual_seed(5)
+    block = I3Res50(nonlocal_blocks=True).layer2[1].nl.eval()
+    block.bn.running_mean.normal_(0, 0.2)
+    block.bn.running_var.uniform_(0.5, 2.0)
+    block.bn.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(1, 512, 2, 4, 6)
+    with torch.no_grad():
+        got = block(x)
+    xd = x.double()
+
+    def conv1(conv, inp):
+        return torch.einsum("oc,bcthw->bothw", conv.weight.double()[:, :, 0, 0, 0], inp) + \
+            conv.bias.double().view(1, -1, 1, 1, 1)
+
+    pooled = xd.view(1, 512, 2, 2, 2, 3, 2).amax(dim=(4, 6))
+    theta = conv1(block.theta, xd).flatten(2)
+    phi = conv1(block.phi, pooled).flatten(2)
+    g = conv1(block.g, pooled).flatten(2)
+    weights = torch.softmax(torch.einsum("bci,bcj->bij", theta, phi) / 16.0, dim=-1)
+    mixed = torch.einsum("bij,bcj->bci", weights, g).view(1, 256, 2, 4, 6)
+    expected = _bn(conv1(block.out, mixed), block.bn) + xd
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_release_style_file_loads_strictly_and_bad_files_are_clear(tmp_path):
     torch.manual_seed(0)
     release = {k: torch.randn(s) for k, s in expected_release_shapes().items()}
