@@ -3,8 +3,8 @@
     python tests/tf_vggish_graph.py OUT_DIR
 
 Reads ``OUT_DIR/examples.npy`` [N, 96, 64], writes ``vggish_model.ckpt*``, ``expected.npy`` (the
-TensorFlow embeddings) and ``vggish.pt`` (our converter's output). It runs in its own process
-because importing torchvision's triton-backed ops after TensorFlow crashes the interpreter.
+TensorFlow embeddings) and ``got.npy`` (our VGGish with the converted weights). It runs in its own
+process because importing torchvision's triton-backed ops after TensorFlow crashes the interpreter.
 """
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from feat_script.vggish.convert import main as convert_main  # noqa: E402
+import torch  # noqa: E402
+
+from feat_script.vggish import VGGish  # noqa: E402
+from feat_script.vggish.convert import convert  # noqa: E402
 
 
 def tf_vggish(features):
@@ -68,7 +71,11 @@ def main(out: Path) -> int:
         sess.run(tf.compat.v1.global_variables_initializer())
         np.save(out / "expected.npy", sess.run(embedding, feed_dict={features: examples}))
         tf.compat.v1.train.Saver().save(sess, str(ckpt))
-    return convert_main([str(ckpt), "--out", str(out / "vggish.pt")])
+    model = VGGish().eval()
+    model.load_state_dict(convert(ckpt))
+    with torch.no_grad():
+        np.save(out / "got.npy", model(torch.from_numpy(examples)).numpy())
+    return 0
 
 
 if __name__ == "__main__":
