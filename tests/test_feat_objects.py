@@ -1,6 +1,8 @@
 """Object boxes, spatial features and RoIAlign local features (MASN's appearance/motion local)."""
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -8,9 +10,12 @@ import torch
 
 from feat_script.base import main
 from feat_script.boxes import spatial_features
+from feat_script.extract_i3d import I3dExtractor
 from feat_script.extract_objects import ObjectsExtractor
+from feat_script.extract_resnet import ResNetGlobal
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
+from feat_script.rekey_hdf5 import main as rekey_main
 from tests.videos import make_gif, make_video
 
 
@@ -85,18 +90,30 @@ def test_missing_detector_weights_name_the_file(tmp_path):
         faster_rcnn(tmp_path / "detector.pth")
 
 
-def test_cli_appearance_then_motion_with_the_same_boxes(tmp_path):
-    videos = tmp_path / "videos"
+@pytest.fixture(scope="module")
+def masn_files(tmp_path_factory):
+    """All four MASN files for one GIF (plus a broken video), 3 rows each, random weights."""
+    root = tmp_path_factory.mktemp("masn")
+    videos = root / "videos"
     videos.mkdir()
     make_gif(videos / "tumblr_a.gif", size="97x61", seconds=1)
-    (videos / "broken.mp4").write_bytes(make_video(tmp_path / "src.mp4", seconds=1).read_bytes()[:1500])
-    common = ["--quiet", "--videos", str(videos), "--random-init", "--workers", "0", "--num-clips", "2"]
-    appearance = tmp_path / "tgif_btup_f_obj10.hdf5"
-    assert main(ObjectsExtractor, [*common, "--stream", "appearance", "--out", str(appearance),
+    (videos / "broken.mp4").write_bytes(make_video(root / "src.mp4", seconds=1).read_bytes()[:1500])
+    feats = root / "feat_r6_vsync2"
+    common = ["--quiet", "--videos", str(videos), "--random-init", "--workers", "0", "--num-clips", "3"]
+    files = {"res_avg": feats / "res152_avgpool.hdf5", "i3d_avg": feats / "tgif_i3d_hw7_perclip_avgpool.hdf5",
+             "res_roi": feats / "tgif_btup_f_obj10.hdf5",
+             "i3d_roi": feats / "tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5"}
+    assert main(ObjectsExtractor, [*common, "--stream", "appearance", "--out", str(files["res_roi"]),
                                    "--det-min-size", "64", "--det-max-size", "96"]) == 0
-    motion = tmp_path / "tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5"
-    assert main(ObjectsExtractor, [*common, "--stream", "motion", "--out", str(motion), "--clip-len", "8",
-                                   "--boxes", str(appearance)]) == 0
+    assert main(ObjectsExtractor, [*common, "--stream", "motion", "--out", str(files["i3d_roi"]),
+                                   "--clip-len", "8", "--boxes", str(files["res_roi"])]) == 0
+    assert main(I3dExtractor, [*common, "--out", str(files["i3d_avg"]), "--clip-len", "8"]) == 0
+    assert main(ResNetGlobal, [*common, "--masn", "--out", str(files["res_avg"])]) == 0
+    return files
+
+
+def test_cli_appearance_then_motion_with_the_same_boxes(masn_files):
+    appearance, motion = masn_files["res_roi"], masn_files["i3d_roi"]
     with h5py.File(appearance, "r") as f:
         assert set(f) == {"image_features", "spatial_features"}
         image = f["image_features/tumblr_a"][()]
@@ -104,11 +121,32 @@ def test_cli_appearance_then_motion_with_the_same_boxes(tmp_path):
     with h5py.File(motion, "r") as f:
         assert list(f) == ["tumblr_a"]
         local = f["tumblr_a"][()]
-    assert image.shape == local.shape == (2, 10, 2048) and spatial.shape == (2, 10, 6)
+    assert image.shape == local.shape == (3, 10, 2048) and spatial.shape == (3, 10, 6)
     assert image.dtype == local.dtype == spatial.dtype == np.float32
     counts = box_counts(spatial)
     assert counts.min() > 0
-    for t in range(2):
+    for t in range(3):
         assert np.abs(local[t, : counts[t]]).sum(axis=1).min() > 0 and not local[t, counts[t]:].any()
     assert read_manifest(motion)["sampling"]["boxes"] == str(appearance)
     assert [f["video_id"] for f in read_failures(appearance)] == ["broken"]
+
+
+def test_masn_loader_reads_the_four_files_after_rekey(masn_files, tmp_path):
+    features = pytest.importorskip("masn.data.features")
+    feats = tmp_path / "feat_r6_vsync2"
+    shutil.copytree(masn_files["res_avg"].parent, feats)
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    (csv_dir / "Test_count_question.csv").write_text(
+        "gif_name\tquestion\tanswer\tvid_id\tkey\ntumblr_a\thow many ?\t3\tCOUNT1\t52\n")
+    assert rekey_main([str(p) for p in sorted(feats.glob("*.hdf5"))] + ["--csv_dir", str(csv_dir)]) == 0
+    paths = features.resolve_feature_files(tmp_path, "tgif-qa")
+    reader = features.VideoFeatures(paths, "", 20)
+    assert reader.missing([52]) == {}
+    res_avg, i3d_avg, res_roi, bbox, i3d_roi, length = reader.read(52)
+    assert length == 3
+    assert res_avg.shape == i3d_avg.shape == (20, 2048) and bbox.shape == (20, 10, 6)
+    assert res_roi.shape == i3d_roi.shape == (20, 10, 2048)
+    with h5py.File(masn_files["i3d_roi"], "r") as f:
+        np.testing.assert_array_equal(i3d_roi[:3], f["tumblr_a"][()])
+    assert not i3d_roi[3:].any()
