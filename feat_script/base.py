@@ -253,6 +253,7 @@ class Extractor:
     default_store = "npy"
     default_batch_size = 32
     batched_input = "frames"
+    fast_inference = False  # True: optimise() folds BatchNorm (fx) and uses channels_last unless --exact
     output_dtype = "float32"
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -287,9 +288,10 @@ class Extractor:
         raise NotImplementedError
 
     def optimise(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Inference speed-ups unless ``--exact``: fold eval BatchNorm into the convolutions and use
-        channels_last. Outputs move by float rounding only (about 1e-6 relative)."""
-        if self.args.exact:
+        """For extractors with ``fast_inference`` and unless ``--exact``: fold eval BatchNorm into the
+        convolutions (``torch.fx``, so the model becomes a GraphModule without its custom attributes)
+        and use channels_last. Outputs move by float rounding only (about 1e-6 relative)."""
+        if self.args.exact or not self.fast_inference:
             return model
         from torch.fx.experimental.optimization import fuse
 
@@ -301,7 +303,9 @@ class Extractor:
         return model.to(memory_format=self.memory_format)
 
     def inference_info(self) -> str:
-        return "exact (eager, as built)" if self.args.exact else "BatchNorm folded into conv, channels_last"
+        if self.args.exact or not self.fast_inference:
+            return "exact (eager, as built)"
+        return "BatchNorm folded into conv, channels_last"
 
     def compute(
         self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
