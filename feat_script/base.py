@@ -229,9 +229,10 @@ def add_common_args(
     parser.add_argument(
         "--id-map",
         type=Path,
+        action="append",
         default=None,
-        help="name -> id file (a TGIF-QA question CSV: gif_name -> key; or two columns); "
-        "videos it does not name are skipped",
+        help="name -> id file (a TGIF-QA question CSV: gif_name -> key; or two columns); repeat to combine "
+        "several (e.g. every Total_*_question.csv); videos not named are skipped",
     )
     parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)")
     parser.add_argument(
@@ -389,7 +390,7 @@ def _manifest_fields(extractor: Extractor, status: str, counts: dict, has_model:
         "inference": extractor.inference_info() if has_model else None,
         "status": status,
         "shard": extractor.args.shard,
-        "id_map": str(extractor.args.id_map) if extractor.args.id_map else None,
+        "id_map": [str(p) for p in extractor.args.id_map or []],
         "counts": counts,
     }
 
@@ -400,10 +401,15 @@ def run(extractor: Extractor) -> int:
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
     videos, unmapped = list_videos(args.videos), 0
-    if args.id_map is not None:
-        videos, unmapped = apply_id_map(videos, read_id_map(args.id_map))
+    if args.id_map:
+        mapping: dict[str, str] = {}
+        for path in args.id_map:
+            for name, vid in read_id_map(path).items():
+                if mapping.setdefault(name, vid) != vid:
+                    raise ConfigError(f"--id-map {path}: {name!r} is mapped to both {mapping[name]!r} and {vid!r}")
+        videos, unmapped = apply_id_map(videos, mapping)
         if not videos:
-            raise ConfigError(f"--id-map {args.id_map} names none of the videos in {args.videos}")
+            raise ConfigError(f"--id-map names none of the videos in {args.videos}")
     videos = take_shard(videos, parse_shard(args.shard))
     device = resolve_device(args.device)
     store = extractor.make_store()
