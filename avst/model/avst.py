@@ -1,0 +1,69 @@
+"""AVST (``net_grd_avst/net_avst.py::AVQA_Fusion_Net``): spatial then temporal grounding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from avst.model.fusion import NUM_ANSWERS, NUM_WORDS, FusionNetBase, check_inputs
+from avst.model.grounding import match_logits, spatial_grounding
+
+
+class AVST(FusionNetBase):
+    """``AVST()(audio, visual_posi, visual_nega, question) -> (out_qa, out_match_posi, out_match_nega)``.
+
+    audio [B, T, 128], visual_posi / visual_nega [B, T, 512, 14, 14], question [B, 14] int64;
+    out_qa [B, num_answers], out_match_* [B*T, 2]. The positive and negative frames share one
+    batched pass through ``fc_gl`` and ``fc1..fc4``. ``visual_nega=None`` skips the negative branch
+    (``out_match_nega`` is then None; ``out_qa`` never depends on it), which spares evaluation the
+    negative frames. With ``return_attention=True`` a fourth output holds the positive branch's
+    spatial softmax ``spatial`` [B*T, H*W] and the head-averaged temporal weights
+    ``temporal_visual`` / ``temporal_audio`` [B, T].
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = NUM_WORDS,
+        num_answers: int = NUM_ANSWERS,
+        visual_weights: str | Path | None = None,
+    ) -> None:
+        super().__init__(
+            pure=True, vocab_size=vocab_size, num_answers=num_answers, visual_weights=visual_weights
+        )
+
+    def forward(
+        self,
+        audio: torch.Tensor,
+        visual_posi: torch.Tensor,
+        visual_nega: torch.Tensor | None,
+        question: torch.Tensor,
+        return_attention: bool = False,
+    ):
+        check_inputs(audio, visual_posi, visual_nega, question)
+        b, t = audio.shape[:2]
+        q = self.question_encoder(question)
+        xq = q.unsqueeze(0)
+
+        a = self.encode_audio(audio)
+        a_flat = a.reshape(b * t, -1)
+        pooled, p_posi = spatial_grounding(visual_posi.flatten(0, 1), a_flat)
+        branches = 1
+        if visual_nega is not None:
+            pooled = torch.cat((pooled, spatial_grounding(visual_nega.flatten(0, 1), a_flat)[0]))
+            branches = 2
+        v = self.fc_gl(pooled)
+        match = match_logits(
+            (self.fc1, self.fc2, self.fc3, self.fc4), torch.cat((a_flat.repeat(branches, 1), v), dim=-1)
+        )
+        out_match_posi = match[: b * t]
+        out_match_nega = match[b * t :] if visual_nega is not None else None
+
+        v_posi = v[: b * t].reshape(b, t, -1)
+        o_v, w_v = self.attend_visual(xq, v_posi.transpose(0, 1))
+        o_a, w_a = self.attend_audio(xq, a.transpose(0, 1))
+        out_qa = self.answer(torch.cat((o_a + a.mean(dim=1), o_v + v_posi.mean(dim=1)), dim=-1), q)
+        if return_attention:
+            attention = {"spatial": p_posi, "temporal_visual": w_v, "temporal_audio": w_a}
+            return out_qa, out_match_posi, out_match_nega, attention
+        return out_qa, out_match_posi, out_match_nega
