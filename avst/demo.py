@@ -26,7 +26,8 @@ def _stage1_labels(demo_dir: Path, out: Path) -> tuple[Path, Path]:
     records = json.loads((demo_dir / "json" / "avqa-train.json").read_text(encoding="utf-8"))
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, videos in (("train", framed[:STAGE1_VIDEOS]), ("val", framed[STAGE1_VIDEOS:STAGE1_VIDEOS + STAGE1_VAL_VIDEOS])):
+    val = framed[STAGE1_VIDEOS:STAGE1_VIDEOS + STAGE1_VAL_VIDEOS]
+    for name, videos in (("train", framed[:STAGE1_VIDEOS]), ("val", val)):
         path = out / f"stage1-{name}.json"
         path.write_text(json.dumps([r for r in records if r["video_id"] in videos]), encoding="utf-8")
         paths.append(path)
