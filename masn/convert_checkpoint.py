@@ -1,0 +1,198 @@
+"""Convert the authors' whole-model MASN pickles into a weights-only checkpoint, without their code.
+
+The released files are ``torch.save(model)`` of ``model.masn.MASN`` (maybe inside
+``nn.DataParallel``, maybe with CUDA tensors). Unpickling them normally imports and runs the
+original classes. Here a restricted unpickler rebuilds only tensors, storages and plain
+containers; every class under ``model.`` or ``torch.nn.`` becomes an inert stand-in that only
+stores its attributes, and any other global is refused. The module tree is then walked like
+``nn.Module.state_dict`` to recover the original key names.
+
+    python -m masn.convert_checkpoint Action_84.43.pth checkpoints/masn_action.pt
+"""
+from __future__ import annotations
+
+import argparse
+import builtins
+import collections
+import hashlib
+import os
+import pickle
+import sys
+import types
+import warnings
+
+import numpy as np
+import torch
+
+if not __package__:  # run as a file (python masn/convert_checkpoint.py): make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.checkpoint import CheckpointError, save_checkpoint
+from masn.checkpoint import load_masn_state, model_args_from_state_dict
+
+_STAND_IN_PREFIXES = ("model.", "torch.nn.modules.", "torch.nn.parallel.", "torch.nn.backends.",
+                      "torch.nn.utils.weight_norm.")
+_TENSOR_REBUILDERS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+                      "_rebuild_parameter_with_state")
+
+
+class _StandIn:
+    """Inert replacement for a pickled class: keeps the state it is given, runs nothing."""
+
+    qualname = ""
+    dump_patches = False
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        if isinstance(state, tuple) and len(state) == 2:
+            state, slots = state
+            self.__dict__.update(slots or {})
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+
+class _MethodRef:
+    """What ``getattr(obj, name)`` in a pickle (a pickled bound method) becomes."""
+
+    def __init__(self, obj, name) -> None:
+        self.obj, self.name = obj, name
+
+
+_stand_in_classes: dict[str, type] = {}
+
+
+def _stand_in(qualname: str) -> type:
+    if qualname not in _stand_in_classes:
+        _stand_in_classes[qualname] = type(qualname.rsplit(".", 1)[-1], (_StandIn,), {"qualname": qualname})
+    return _stand_in_classes[qualname]
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        module = {"__builtin__": "builtins"}.get(module, module)  # protocol-2 pickles use Python 2 names
+        qualname = f"{module}.{name}"
+        if module == "torch._utils" and name in _TENSOR_REBUILDERS:
+            return getattr(torch._utils, name)
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "builtins" and name in ("set", "frozenset"):
+            return getattr(builtins, name)
+        if module == "builtins" and name == "getattr":
+            return _MethodRef
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype | torch.device):
+            return getattr(torch, name)
+        if module == "torch" and name in ("device", "Size"):
+            return getattr(torch, name)
+        if qualname.startswith(_STAND_IN_PREFIXES):
+            return _stand_in(qualname)
+        raise pickle.UnpicklingError(f"refusing to load global {qualname!r}: only tensors and MASN / "
+                                     "torch.nn module containers are allowed in a MASN checkpoint")
+
+
+restricted_pickle = types.SimpleNamespace(
+    __name__="restricted_pickle",
+    Unpickler=RestrictedUnpickler,
+    load=lambda f, **kw: RestrictedUnpickler(f, **kw).load(),
+)
+
+
+def _tree_state_dict(module: _StandIn, prefix: str, out: dict[str, torch.Tensor]) -> None:
+    state = module.__dict__
+    for name, param in state.get("_parameters", {}).items():
+        if param is not None:
+            out[prefix + name] = param.detach()
+    non_persistent = state.get("_non_persistent_buffers_set", set())
+    for name, buf in state.get("_buffers", {}).items():
+        if buf is not None and name not in non_persistent:
+            out[prefix + name] = buf.detach()
+    for name, child in state.get("_modules", {}).items():
+        if child is not None:
+            _tree_state_dict(child, prefix + name + ".", out)
+
+
+def read_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state_dict with the original key names, attributes of the MASN object) from a pickle."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy files warn that the stand-ins' "source code has changed"
+        try:
+            obj = torch.load(path, map_location="cpu", pickle_module=restricted_pickle, weights_only=False)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{path}: {err}") from None
+        except (RuntimeError, EOFError, OSError) as err:
+            raise ValueError(f"{path}: not a readable torch checkpoint ({err})") from None
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state_dict, attrs = dict(obj), {}
+    else:
+        if isinstance(obj, _StandIn) and "parallel" in obj.qualname:
+            obj = obj.__dict__.get("_modules", {}).get("module", obj)
+        if not isinstance(obj, _StandIn) or obj.qualname != "model.masn.MASN":
+            what = obj.qualname if isinstance(obj, _StandIn) else type(obj).__name__
+            raise ValueError(f"{path}: expected a pickled model.masn.MASN, found {what}")
+        state_dict = {}
+        _tree_state_dict(obj, "", state_dict)
+        attrs = {k: v for k, v in obj.__dict__.items() if isinstance(v, str | int | float)}
+    for key in [k for k in state_dict if k.endswith(".weight") and k[:-7] + ".weight_raw" in state_dict]:
+        if not torch.equal(state_dict[key], state_dict[key[:-7] + ".weight_raw"]):
+            raise ValueError(f"{path}: {key} differs from its weight_raw (saved after a training-mode pass)")
+        del state_dict[key]
+    return {k: v.contiguous().clone() for k, v in state_dict.items()}, attrs
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = None) -> dict:
+    """Write our checkpoint for the pickle ``src``; returns its ``meta``."""
+    from masn.model import MASN, TASKS
+
+    state_dict, attrs = read_original(src)
+    try:
+        args = model_args_from_state_dict(state_dict)
+    except ValueError as err:
+        raise ValueError(f"{src}: {err}") from None
+    task = task or attrs.get("task")
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    embedding = np.zeros((args["vocab_size"], args["embedding_dim"]), dtype=np.float32)
+    model = MASN(args["vocab_size"], args["s_layers"], embedding, args["resnet_input_size"],
+                 args["i3d_input_size"], args["hidden_size"], gcn_layers=args["gcn_layers"],
+                 answer_vocab_size=args["answer_vocab_size"], q_max_len=attrs.get("q_max_len", 20),
+                 v_max_len=args["v_max_len"])
+    load_masn_state(model, state_dict, str(src))
+    meta = {"model": "masn", **args, "q_max_len": attrs.get("q_max_len", 20), "task": task,
+            "source": str(src), "source_sha256": _sha256(src)}
+    save_checkpoint(out, {"model": model.state_dict(), "meta": meta, "args": {}})
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("official", help="the authors' .pth (torch.save of the whole model)")
+    parser.add_argument("out", help="our checkpoint (.pt), loadable with torch.load(weights_only=True)")
+    parser.add_argument("--task", choices=["Count", "Action", "Trans", "FrameQA", "MS-QA"],
+                        help="recorded in meta when the pickle does not say (it does after a forward pass)")
+    args = parser.parse_args(argv)
+    try:
+        meta = convert(args.official, args.out, args.task)
+    except (ValueError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: task={meta['task']} vocab_size={meta['vocab_size']} "
+          f"answer_vocab_size={meta['answer_vocab_size']} v_max_len={meta['v_max_len']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Side-by-side check of MASN against the original code, for all five heads.
+
+The original is built with seed 999 (as in its main.py), every parameter is perturbed (spec section 7,
+so that a_2/b_2, weight-norm gains and outputs are not at their trivial values), it runs once in eval
+mode (its state_dict then has the 4 transient compress_*.weight keys, 180 in all) and that state_dict
+is loaded strictly into ours. Inputs: batch 4 with videos of 20/7/13/1 frames and questions (or
+candidates) of mixed lengths. Also converts a ``torch.save(original)`` whole-model pickle with
+masn/convert_checkpoint.py and compares again. Exit status 1 if any difference exceeds ``--tol``.
+
+    python scripts/parity_masn.py --original /path/to/MASN-pytorch
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from masn_original import original_masn  # noqa: E402
+
+from engine.checkpoint import load_checkpoint, model_state  # noqa: E402
+from masn.checkpoint import load_masn_state  # noqa: E402
+from masn.convert_checkpoint import convert  # noqa: E402
+from masn.model import MASN  # noqa: E402
+
+VOCAB = 100
+HEADS = [("Count", None, 20), ("Action", None, 20), ("Trans", None, 20), ("FrameQA", 50, 20), ("MS-QA", 1000, 30)]
+
+
+def perturb(model: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            scale = p.std() if p.numel() > 1 else 0.3 * p.abs()
+            p.add_(torch.randn(p.shape, generator=g) * (scale if scale > 0 else 0.3))
+
+
+def inputs(task: str, frames: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    B, N = 4, 10
+    vid_len = torch.tensor([frames, 7, 13, 1])
+    feats = [torch.randn(B, frames, 2048, generator=g), torch.randn(B, frames, 2048, generator=g),
+             torch.randn(B, frames, N, 2048, generator=g), torch.rand(B, frames, N, 6, generator=g),
+             torch.randn(B, frames, N, 2048, generator=g)]
+    for b in range(B):
+        for f in feats:
+            f[b, vid_len[b]:] = 0
+    lens = (torch.tensor([[20, 9, 12, 5, 8], [6, 7, 8, 9, 10], [11, 11, 3, 4, 15], [5, 5, 5, 5, 5]])
+            if task in ("Action", "Trans") else torch.tensor([20, 9, 12, 5]))
+    tokens = torch.randint(2, VOCAB, (*lens.shape, 20), generator=g) * (torch.arange(20) < lens.unsqueeze(-1))
+    answers = torch.randint(0, 5, (B,), generator=g)
+    tail = {"Count": [answers.float()], "Action": [answers, torch.arange(B)], "Trans": [answers, torch.arange(B)],
+            "FrameQA": [answers, torch.zeros(B, dtype=torch.long)], "MS-QA": [answers]}[task]
+    return feats + [vid_len, tokens, lens] + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--original", type=Path, required=True, help="checkout of ahjeongseo/MASN-pytorch")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the inputs")
+    parser.add_argument("--tol", type=float, default=1e-5)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    OriginalMASN = original_masn(args.original)
+    emb = np.random.RandomState(0).normal(size=(VOCAB, 300))
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for task, answers, frames in HEADS:
+            torch.manual_seed(999)
+            original = OriginalMASN(VOCAB, 1, emb, 2048, 2048, 512, dropout_p=0.3, answer_vocab_size=answers,
+                                    q_max_len=20, v_max_len=frames).eval()
+            perturb(original, seed=2)
+            batch = inputs(task, frames, args.seed)
+            with torch.no_grad():
+                expected = original(task, *batch)[0]
+            ours = MASN(VOCAB, 1, emb, 2048, 2048, 512, dropout_p=0.3, answer_vocab_size=answers, q_max_len=20,
+                        v_max_len=frames).eval()
+            state = original.state_dict()
+            load_masn_state(ours, state, "original state_dict")
+            pickled = Path(tmp) / f"{task}.pth"
+            torch.save(original, pickled)
+            convert(pickled, Path(tmp) / f"{task}.pt")
+            converted = MASN(VOCAB, 1, emb, 2048, 2048, 512, answer_vocab_size=answers, v_max_len=frames).eval()
+            load_masn_state(converted, model_state(load_checkpoint(Path(tmp) / f"{task}.pt")), f"{task}.pt")
+            with torch.no_grad():
+                got = ours(task, *batch)[0]
+                got_converted = converted(task, *batch)[0]
+            err, err_conv = (got - expected).abs().max().item(), (got_converted - expected).abs().max().item()
+            worst = max(worst, err, err_conv)
+            print(f"{task:8s} out {tuple(got.shape)!s:10s} keys {len(state)}  max|ours - original| {err:.2e}  "
+                  f"converted pickle {err_conv:.2e}  (output std {expected.std().item():.3f})")
+    print(f"worst {worst:.2e} (tolerance {args.tol:g})")
+    return int(worst > args.tol)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
