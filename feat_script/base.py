@@ -93,13 +93,48 @@ def list_videos(spec: Path) -> list[tuple[str, Path]]:
     for path in paths:
         vid = path.stem
         if vid in by_id:
-            raise ConfigError(
-                f"--videos {spec}: two files give the video id {vid!r}: {by_id[vid]} and {path}"
-            )
+            raise ConfigError(f"--videos {spec}: two files give the video id {vid!r}: {by_id[vid]} and {path}")
         by_id[vid] = path
     if not by_id:
         raise ConfigError(f"--videos {spec}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
     return sorted(by_id.items())
+
+
+def read_id_map(path: Path) -> dict[str, str]:
+    """File name (without extension) -> output id, for loaders keyed by something else.
+
+    Accepts TGIF-QA question files (tab-separated, header with ``gif_name`` and ``key``: MASN's
+    HDF5 keys are the ``key`` column) and plain two-column files ``name id`` (spaces, tabs or
+    commas; e.g. MSVD's ``youtube_mapping.txt``, whose ids ``vidN`` are MASN's MSVD keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--id-map {path}: no such file")
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    header = lines[0].split("\t") if lines else []
+    mapping: dict[str, str] = {}
+    if "gif_name" in header and "key" in header:
+        name_col, key_col = header.index("gif_name"), header.index("key")
+        rows = [ln.split("\t") for ln in lines[1:]]
+        pairs = [(r[name_col], r[key_col]) for r in rows if len(r) > max(name_col, key_col)]
+    else:
+        pairs = [tuple(ln.replace(",", " ").split()[:2]) for ln in lines]
+    for number, pair in enumerate(pairs, start=1):
+        if len(pair) != 2:
+            raise ConfigError(f"--id-map {path}: line {number} does not hold a name and an id")
+        name, vid = pair
+        if mapping.setdefault(name, vid) != vid:
+            raise ConfigError(f"--id-map {path}: {name!r} is mapped to both {mapping[name]!r} and {vid!r}")
+    return mapping
+
+
+def apply_id_map(videos: list[tuple[str, Path]], mapping: dict[str, str]) -> tuple[list[tuple[str, Path]], int]:
+    """Re-key videos by ``mapping``; videos it does not name are left out (their count is returned)."""
+    kept = sorted((mapping[vid], path) for vid, path in videos if vid in mapping)
+    ids = [vid for vid, _ in kept]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("--id-map maps two videos to one id")
+    return kept, len(videos) - len(kept)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -128,9 +163,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_weights(
-    args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str
-) -> Path | None:
+def resolve_weights(args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str) -> Path | None:
     """The weights file: ``--weights``, else torchvision's cache, else a clear error.
 
     ``filenames`` are the names looked up in the cache (first found wins; the first is suggested).
@@ -192,11 +225,20 @@ def add_common_args(
         default=min(4, os.cpu_count() or 1),
         help="decoding processes (0 = decode in the main process)",
     )
+    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast for the model")
     parser.add_argument(
-        "--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast for the model"
+        "--id-map",
+        type=Path,
+        default=None,
+        help="name -> id file (a TGIF-QA question CSV: gif_name -> key; or two columns); "
+        "videos it does not name are skipped",
     )
+    parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)")
     parser.add_argument(
-        "--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)"
+        "--exact",
+        action="store_true",
+        help="run the model as built (no BatchNorm folding, no channels_last): the eager "
+        "reference arithmetic, slower on CPU",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -216,6 +258,7 @@ class Extractor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.weights_path: Path | None = None
+        self.memory_format: torch.memory_format | None = None
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -243,6 +286,23 @@ class Extractor:
     def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def optimise(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Inference speed-ups unless ``--exact``: fold eval BatchNorm into the convolutions and use
+        channels_last. Outputs move by float rounding only (about 1e-6 relative)."""
+        if self.args.exact:
+            return model
+        from torch.fx.experimental.optimization import fuse
+
+        try:
+            model = fuse(model)
+        except Exception:  # noqa: BLE001 - a model fx cannot trace simply runs unfused
+            pass
+        self.memory_format = _memory_format(model)
+        return model.to(memory_format=self.memory_format)
+
+    def inference_info(self) -> str:
+        return "exact (eager, as built)" if self.args.exact else "BatchNorm folded into conv, channels_last"
+
     def compute(
         self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
     ) -> dict[str, np.ndarray]:
@@ -253,6 +313,8 @@ class Extractor:
         outs = []
         for start in range(0, len(rows), self.args.batch_size):
             chunk = rows[start : start + self.args.batch_size].to(device, non_blocking=True)
+            if self.memory_format is not None and chunk.dim() in (4, 5):
+                chunk = chunk.contiguous(memory_format=self.memory_format)
             with self.autocast(device):
                 outs.append(self.forward(model, chunk).float().cpu())
         return {"": torch.cat(outs).numpy()}
@@ -278,6 +340,16 @@ class Extractor:
         raise ConfigError(f"unknown store {kind}")
 
 
+def _as_is(item: tuple) -> tuple:
+    """DataLoader collate: items pass through untouched (numpy arrays stay numpy)."""
+    return item
+
+
+def _memory_format(model: torch.nn.Module) -> torch.memory_format:
+    has_3d = any(isinstance(m, torch.nn.Conv3d) for m in model.modules())
+    return torch.channels_last_3d if has_3d else torch.channels_last
+
+
 class _Decoded(Dataset):
     """Runs ``extractor.load`` in DataLoader workers; errors come back as strings, not exceptions."""
 
@@ -298,7 +370,7 @@ class _Decoded(Dataset):
             return i, None, f"{path}: {type(err).__name__}: {err}"
 
 
-def _manifest_fields(extractor: Extractor, status: str, counts: dict) -> dict:
+def _manifest_fields(extractor: Extractor, status: str, counts: dict, has_model: bool) -> dict:
     weights = extractor.weights_path
     return {
         "extractor": extractor.name,
@@ -307,12 +379,13 @@ def _manifest_fields(extractor: Extractor, status: str, counts: dict) -> dict:
         "row_shapes": {k: list(v) for k, v in extractor.row_shapes().items()},
         "dtype": extractor.output_dtype,
         "model": extractor.model_info(),
-        "weights": "random-init"
-        if weights is None
-        else {"path": str(weights), "sha256": sha256_file(weights)},
+        "weights": "random-init" if weights is None else {"path": str(weights), "sha256": sha256_file(weights)},
         "sampling": extractor.sampling(),
         "amp": extractor.args.amp,
+        "inference": extractor.inference_info() if has_model else None,
         "status": status,
+        "shard": extractor.args.shard,
+        "id_map": str(extractor.args.id_map) if extractor.args.id_map else None,
         "counts": counts,
     }
 
@@ -322,16 +395,21 @@ def run(extractor: Extractor) -> int:
     args = extractor.args
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
-    videos = take_shard(list_videos(args.videos), parse_shard(args.shard))
+    videos, unmapped = list_videos(args.videos), 0
+    if args.id_map is not None:
+        videos, unmapped = apply_id_map(videos, read_id_map(args.id_map))
+        if not videos:
+            raise ConfigError(f"--id-map {args.id_map} names none of the videos in {args.videos}")
+    videos = take_shard(videos, parse_shard(args.shard))
     device = resolve_device(args.device)
     store = extractor.make_store()
     done = store.done()
     todo = [(vid, path) for vid, path in videos if vid not in done]
     model = extractor.build_model()
-    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo)}
-    write_manifest(args.out, _manifest_fields(extractor, "running", counts))
+    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo), "not_in_id_map": unmapped}
+    write_manifest(args.out, _manifest_fields(extractor, "running", counts, model is not None))
     if model is not None:
-        model = model.to(device).eval()
+        model = extractor.optimise(model.eval()).to(device)
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0"))
     loader = DataLoader(
         _Decoded(extractor, todo),
@@ -339,7 +417,7 @@ def run(extractor: Extractor) -> int:
         num_workers=args.workers,
         prefetch_factor=2 if args.workers else None,
         pin_memory=device.type == "cuda",
-        collate_fn=lambda x: x,
+        collate_fn=_as_is,
     )
     written = failed = 0
     bar = tqdm(total=len(todo), desc=extractor.name, unit="video", disable=args.quiet or not todo)
@@ -362,7 +440,7 @@ def run(extractor: Extractor) -> int:
     bar.close()
     store.finalize()
     counts.update(written=written, failed=failed, done_total=len(store.done()))
-    write_manifest(args.out, _manifest_fields(extractor, "complete", counts))
+    write_manifest(args.out, _manifest_fields(extractor, "complete", counts, model is not None))
     if failed and not args.quiet:
         print(
             f"{failed} of {len(todo)} videos failed; see {sidecar(args.out, '.failures.jsonl')}",
@@ -373,12 +451,8 @@ def run(extractor: Extractor) -> int:
 
 def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> int:
     """Parse the common and the extractor's flags, then ``run``; config errors exit with status 2."""
-    parser = argparse.ArgumentParser(
-        prog=f"extract_{extractor_cls.name}", description=extractor_cls.description
-    )
-    add_common_args(
-        parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size
-    )
+    parser = argparse.ArgumentParser(prog=f"extract_{extractor_cls.name}", description=extractor_cls.description)
+    add_common_args(parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size)
     extractor_cls.add_args(parser)
     args = parser.parse_args(argv)
     try:

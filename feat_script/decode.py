@@ -49,11 +49,13 @@ def ffmpeg_version() -> str:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Facts from ffmpeg's banner. ``fps`` is the stream's nominal rate (``fps``, else ``tbr``)."""
+    """Facts from ffmpeg's banner. ``fps`` is the stream's ``fps`` figure (else ``tbr``), ``tbr`` its
+    ``tbr`` figure (else ``fps``): moviepy 1.x, which AVST's frame sampler used, trusts ``tbr`` first."""
 
     width: int
     height: int
     fps: float
+    tbr: float
     duration: float
     has_audio: bool
     audio_rate: int | None
@@ -87,8 +89,11 @@ def probe(path: str | Path) -> VideoInfo:
     if video is None:
         raise DecodeError(f"{path}: no video stream ({_tail(banner)})")
     line = banner[video.start() :].splitlines()[0]
-    rate = _FPS.search(line) or _TBR.search(line)
-    fps = float(rate.group(1)) * (1000 if rate.group(2) else 1) if rate else 0.0
+    rates = {}
+    for name, pattern in (("fps", _FPS), ("tbr", _TBR)):
+        found = pattern.search(line)
+        rates[name] = float(found.group(1)) * (1000 if found.group(2) else 1) if found else 0.0
+    fps = rates["fps"] or rates["tbr"]
     if fps <= 0:
         raise DecodeError(f"{path}: no frame rate in the video stream ({line.strip()})")
     dur = _DURATION.search(banner)
@@ -105,6 +110,7 @@ def probe(path: str | Path) -> VideoInfo:
         width=int(video.group(1)),
         height=int(video.group(2)),
         fps=fps,
+        tbr=rates["tbr"] or fps,
         duration=duration,
         has_audio=audio is not None,
         audio_rate=int(audio.group(1)) if audio else None,
@@ -146,6 +152,13 @@ def _run_raw(stream: ffmpeg.nodes.OutputStream, path: Path) -> bytes:
     return proc.stdout
 
 
+def _select_expr(unique: np.ndarray) -> str:
+    """``select`` expression for sorted unique indices, runs of consecutive ones as one ``between``."""
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+    runs = [(int(r[0]), int(r[-1])) for r in np.split(unique, breaks)]
+    return "+".join(f"eq(n,{a})" if a == b else f"between(n,{a},{b})" for a, b in runs)
+
+
 def read_frames(
     path: str | Path,
     *,
@@ -176,8 +189,7 @@ def read_frames(
         if wanted.size == 0:
             return np.zeros((0, height, width, 3), np.uint8)
         unique = np.unique(wanted)
-        expr = "+".join(f"eq(n,{i})" for i in unique)
-        stream = stream.filter("select", expr)
+        stream = stream.filter("select", _select_expr(unique))
         out_args["fps_mode"] = "passthrough"
     elif rate is not None:
         out_args["r"] = rate
@@ -199,6 +211,44 @@ def read_frames(
             f"{path}: asked for {len(unique)} distinct frames (up to index {unique[-1]}), got {len(frames)}"
         )
     return frames[np.searchsorted(unique, wanted)]
+
+
+def read_frames_cfr(
+    path: str | Path, keep: set[int] | list[int], *, info: VideoInfo | None = None
+) -> tuple[dict[int, np.ndarray], int]:
+    """Stream every frame as moviepy's reader sees it (ffmpeg's default constant-frame-rate output,
+    so a variable-rate video is resampled to its nominal rate) and keep the 0-based ``keep`` ones.
+
+    Returns ``({index: frame}, number of frames decoded)``; memory holds only the kept frames.
+    """
+    path = Path(path)
+    info = info or probe(path)
+    wanted = set(int(i) for i in keep)
+    cmd = (
+        ffmpeg.input(str(path))["v:0"]
+        .output("pipe:", format="rawvideo", pix_fmt="rgb24")
+        .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        .compile(cmd=ffmpeg_exe())
+    )
+    frame_bytes = info.width * info.height * 3
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        last = max(wanted, default=-1)
+        while True:
+            raw = proc.stdout.read(frame_bytes)
+            if len(raw) < frame_bytes:
+                break
+            if count in wanted:
+                kept[count] = np.frombuffer(raw, np.uint8).reshape(info.height, info.width, 3)
+            count += 1
+            if count > last and count > 0 and last >= 0 and len(kept) == len(wanted):
+                proc.kill()
+                break
+        err = proc.stderr.read().decode(errors="replace")
+    if count == 0:
+        raise DecodeError(f"{path}: no frame could be decoded ({_tail(err)})")
+    return kept, count
 
 
 def read_audio(path: str | Path, *, rate: int = 16000, channels: int | None = None) -> np.ndarray:

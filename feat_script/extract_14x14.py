@@ -3,7 +3,9 @@
 As ``extract_14x14_feat.py`` (avst spec §6.4): each frame resized to 224x224 (no aspect
 preservation, PIL bilinear), ``ToTensor``, Kinetics mean/std, ImageNet ResNet-18 with layer4 at
 stride 1 (``feat_script.models.resnet_stride1``, shared with ``avst.model``), eval mode. Frames:
-AVST's fixed-60 sampling by default (T = 60), or ``--sampling 1fps``. Output: ``<out>/<vid>.npy``
+AVST's fixed-60 sampling by default (T = 60), or ``--sampling 1fps``. The original read its frames
+back from JPEGs (PIL, quality 75); ``--jpeg-quality 75`` (default) does the same round trip in
+memory, so its features are reproduced exactly (``0`` skips it). Output: ``<out>/<vid>.npy``
 (the original layout) or ``--store packed`` (``<out>/res18_14x14.npy`` + index, read by avst.data).
 """
 
@@ -17,7 +19,7 @@ import torch
 
 from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, main, resolve_weights
 from feat_script.models.resnet_stride1 import resnet18_stride1
-from feat_script.preprocess import normalise, resize_frames
+from feat_script.preprocess import jpeg_roundtrip, normalise, resize_frames
 from feat_script.sampling import sample_frames
 
 WEIGHTS = ("resnet18-5c106cde.pth", "resnet18-f37072fd.pth")
@@ -33,6 +35,13 @@ class Res18x14(Extractor):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--sampling", choices=["fixed60", "1fps"], default="fixed60")
         parser.add_argument("--seconds", type=int, default=60, help="frames per video with fixed60")
+        parser.add_argument(
+            "--jpeg-quality",
+            type=int,
+            default=75,
+            help="pass frames through a PIL JPEG of this quality first, as the original's "
+            "frames on disk (75 = imageio's default); 0 = use the decoded frames as they are",
+        )
 
     def sampling(self) -> dict:
         return {
@@ -40,6 +49,7 @@ class Res18x14(Extractor):
             "seconds": self.args.seconds,
             "resize": [224, 224],
             "interpolation": "PIL bilinear",
+            "jpeg_roundtrip_quality": self.args.jpeg_quality or None,
             "mean": KINETICS_MEAN,
             "std": KINETICS_STD,
         }
@@ -52,6 +62,8 @@ class Res18x14(Extractor):
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
         frames = sample_frames(video, self.args.sampling, seconds=self.args.seconds)
+        if self.args.jpeg_quality:
+            frames = jpeg_roundtrip(frames, self.args.jpeg_quality)
         return {"frames": normalise(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)}
 
     def build_model(self) -> torch.nn.Module:

@@ -7,6 +7,8 @@ arrays so features match the originals' preprocessing of the same frames.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image
 
@@ -37,3 +39,16 @@ def normalise(frames: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...
     m = np.asarray(mean, np.float32)[None, :, None, None]
     s = np.asarray(std, np.float32)[None, :, None, None]
     return np.ascontiguousarray((x - m) / s)
+
+
+def jpeg_roundtrip(frames: np.ndarray, quality: int) -> np.ndarray:
+    """Encode and decode each frame as a PIL JPEG (``quality``), as the originals' frames went to disk
+    (``imageio.imsave``: PIL, quality 75) and came back (``Image.open(...).convert("RGB")``)."""
+    out = []
+    for frame in frames:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return np.stack(out)

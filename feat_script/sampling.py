@@ -1,10 +1,11 @@
 """Which frames each recipe takes, as 0-based frame indices into the decoded stream.
 
-- ``fixed60_indices``: AVST's ``extract_frames_adaptive.py`` (avst spec §6.3): the middle of each
-  second, exactly ``seconds`` frames, the last second repeated for short videos. The original
-  counts positions 1-based (moviepy's reader), so the frame taken for second i is 0-based
-  ``round((i + 0.5) * fps) - 1`` (Python's round, ties to even); e.g. frame 14 at 30 fps.
-  Positions past the end wrap inside the last (partial) second, as the original does.
+- ``read_fixed60`` / ``fixed60_positions``: AVST's ``extract_frames_adaptive.py`` (avst spec §6.3):
+  the middle of each second, exactly ``seconds`` frames, the last second repeated for short videos.
+  The original reads through moviepy 1.x, whose 1-based positions make the frame for second i the
+  0-based ``round((i + 0.5) * fps) - 1`` (Python's round, ties to even), e.g. frame 14 at 30 fps;
+  its frame-count estimate and end-of-stream behaviour are reproduced too (see ``read_fixed60``;
+  checked frame for frame against the original script running on moviepy 1.0.1).
 - ``masn_frame_indices`` / ``masn_clip_indices``: our MASN recipe (the authors never stated
   theirs): ``num_clips`` equal segments, the centre frame of each (appearance), and a clip of
   ``clip_len`` frames every ``stride`` frames centred on it (motion), clamped at the ends. A video
@@ -19,29 +20,61 @@ from pathlib import Path
 
 import numpy as np
 
-from feat_script.decode import DecodeError, count_frames, probe, read_frames
+from feat_script.decode import DecodeError, VideoInfo, count_frames, probe, read_frames, read_frames_cfr
 
 MASN_NUM_CLIPS = 20
 MASN_CLIP_LEN = 16
 MASN_STRIDE = 1
 
 
-def fixed60_indices(num_frames: int, fps: float, seconds: int = 60, per_second: int = 1) -> np.ndarray:
-    """AVST's fixed-length sampling; ``[seconds * per_second]`` indices."""
+def moviepy_fps(info: VideoInfo) -> float:
+    """moviepy 1.x's frame rate: ``tbr`` first, snapped to x*1000/1001 for NTSC-like rates."""
+    rate = info.tbr
+    for x in (23, 24, 25, 30, 50):
+        if rate != x and abs(rate - x * 1000.0 / 1001.0) < 0.01:
+            return x * 1000.0 / 1001.0
+    return rate
+
+
+def fixed60_positions(num_frames: int, fps: float, seconds: int = 60, per_second: int = 1) -> np.ndarray:
+    """1-based frame positions of ``extract_frames_adaptive.py`` for a video of ``num_frames``."""
     if num_frames <= 0 or fps <= 0:
-        raise ValueError(
-            f"fixed60_indices: need frames and a frame rate, got {num_frames} frames at {fps} fps"
-        )
+        raise ValueError(f"fixed60: need frames and a frame rate, got {num_frames} frames at {fps} fps")
     last_frames = int(num_frames % fps) or int(fps)
-    last_frames = min(max(last_frames, 1), num_frames)
     last_start = num_frames - last_frames
     positions = []
     for i in range(seconds * per_second):
         pos = round((1 / (2 * per_second) + i / per_second) * fps)
         if pos > num_frames:
             pos = last_start + 1 + (pos - last_start - 1) % last_frames
-        positions.append(max(pos, 1) - 1)
+        positions.append(pos)
     return np.asarray(positions, dtype=np.int64)
+
+
+def fixed60_indices(num_frames: int, fps: float, seconds: int = 60, per_second: int = 1) -> np.ndarray:
+    """0-based form of ``fixed60_positions`` for a video whose frame count is known exactly."""
+    return np.maximum(fixed60_positions(num_frames, fps, seconds, per_second) - 1, 0)
+
+
+def read_fixed60(video: Path, seconds: int = 60) -> np.ndarray:
+    """AVST's fixed-60 frames of ``video`` exactly as the original picks them through moviepy 1.x.
+
+    moviepy estimates the frame count as ``int(duration * fps) + 1`` (banner duration, its fps),
+    which can exceed the real count by one or more; a position past the real end returns the frame
+    of the previous position read (moviepy's reader keeps its last good frame; positions are read in
+    ascending order, starting from frame 0). Frames are counted in ffmpeg's constant-rate output
+    stream, as moviepy reads them.
+    """
+    info = probe(video)
+    fps = moviepy_fps(info)
+    positions = fixed60_positions(int(info.duration * fps) + 1, fps, seconds)
+    kept, _ = read_frames_cfr(video, {0, *(int(p) - 1 for p in positions)}, info=info)
+    last = kept[0] if 0 in kept else None
+    by_position = {}
+    for pos in sorted(set(positions.tolist())):
+        last = kept.get(pos - 1, last)
+        by_position[pos] = last
+    return np.stack([by_position[p] for p in positions.tolist()])
 
 
 def one_fps_indices(num_frames: int, fps: float) -> np.ndarray:
@@ -96,6 +129,8 @@ def sample_frames(
     ``1fps``: ffmpeg ``-r 1`` (the originals' ``extract_frames.py``); ``fixed60``: AVST's
     ``seconds`` middle-of-second frames; ``masn``: ``num_clips`` segment centres.
     """
+    if mode == "fixed60":
+        return read_fixed60(video, seconds)
     indices = frame_indices(video, mode, seconds=seconds, num_clips=num_clips)
     if indices is None:
         return read_frames(video, rate=1)

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feat_script.base import ConfigError, list_videos, main, parse_shard, take_shard
-from feat_script.decode import DecodeError, count_frames, probe, read_frames
+from feat_script.base import ConfigError, list_videos, main, parse_shard, read_id_map, take_shard
+from feat_script.decode import DecodeError, count_frames, ffmpeg_exe, probe, read_frames
 from feat_script.extract_audio import Audio, load_audio_16k
 from feat_script.extract_frames import Frames
 from feat_script.manifest import read_failures, read_manifest
-from feat_script.sampling import fixed60_indices, masn_clip_indices, masn_frame_indices
+from feat_script.sampling import fixed60_indices, masn_clip_indices, masn_frame_indices, read_fixed60
 from feat_script.stores import Hdf5Store, NpyDirStore, PackedStore
 from tests.videos import make_set, make_video
 
@@ -49,6 +49,37 @@ def test_fixed60_short_video_repeats_last_second():
     idx = fixed60_indices(75, 25.0, seconds=6)
     assert idx.tolist() == [11, 37, 61, 62, 61, 62]
     assert (fixed60_indices(75, 25.0)[3:] >= 50).all()
+
+
+def test_fixed60_frames_are_the_ones_the_original_script_took(tmp_path):
+    # Expected indices measured by running AVST's extract_frames_adaptive.py (moviepy 1.0.1) on the
+    # same kind of video (3.2 s, 25 fps: moviepy estimates 81 frames, 80 exist, so positions past
+    # the end return the previously read frame).
+    video = tmp_path / "short.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=25:duration=3.2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            "-preset",
+            "ultrafast",
+            str(video),
+        ],
+        check=True,
+    )
+    full = read_frames(video)
+    got = read_fixed60(video, seconds=8)
+    picked = [int(np.flatnonzero((full == f).all(axis=(1, 2, 3)))[0]) for f in got]
+    assert picked == [11, 37, 61, 75, 75, 77, 77, 79]
+    assert read_fixed60(video).shape == (60, 48, 64, 3)
 
 
 def test_masn_sampling_centres_and_clamped_clips():
@@ -156,9 +187,7 @@ def test_store_round_trip_resume_and_stale_temp_cleanup(tmp_path, kind):
         assert index["rows"] == 9 and index["row_shape"] == [4] and index["dtype"] == "float32"
         assert np.load(out / "features.npy", mmap_mode="r").shape == (9, 4)
     if kind != "npy":
-        assert not any(
-            (out.with_name(out.name + ".parts") if kind == "hdf5" else out / "parts").glob("*.npy")
-        )
+        assert not any((out.with_name(out.name + ".parts") if kind == "hdf5" else out / "parts").glob("*.npy"))
 
 
 def test_npy_store_drops_a_truncated_file(tmp_path):
@@ -185,6 +214,27 @@ def test_list_videos_folder_list_file_and_duplicate_ids(tmp_path, videos):
         (tmp_path / "dup" / name).write_bytes(b"")
     with pytest.raises(ConfigError, match="'x'"):
         list_videos(tmp_path / "dup")
+
+
+def test_id_map_from_a_tgif_question_file_rekeys_and_skips_unnamed_videos(tmp_path, videos):
+    csv = tmp_path / "Total_count_question.csv"  # TGIF-QA layout: MASN's HDF5 keys are the `key` column
+    csv.write_text(
+        "gif_name\tquestion\tanswer\tvid_id\tkey\nodd\tHow many ?\t3\tCOUNT1\t5\n"
+        "anim\tHow many ?\t2\tCOUNT2\t16\nanim\tHow often ?\t2\tCOUNT3\t16\n"
+    )
+    out = tmp_path / "frames"
+    assert (
+        run_main(
+            Frames, "--videos", str(videos["odd"].parent), "--out", str(out), "--id-map", str(csv), "--workers", "0"
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["16", "5"]
+    assert read_manifest(out)["counts"]["not_in_id_map"] == 5
+    two = tmp_path / "youtube_mapping.txt"
+    two.write_text("-4wsuPCjDBc_5_15 vid1\nodd vid2\nodd vid3\n")
+    with pytest.raises(ConfigError, match="both"):
+        read_id_map(two)
 
 
 def test_shards_cover_every_video_exactly_once():

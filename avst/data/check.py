@@ -1,0 +1,131 @@
+"""``check_data.py music-avqa``: check one split before a long run.
+
+Reports the number of questions, counts per (modality, type), the vocabulary sizes, unknown words and
+answers, duplicate question ids and, with features, missing, unreadable, mis-shaped or short files.
+The exit status is 1 on any problem (short files are padded, so they are reported but not a problem).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from avst.data.annotations import MODALITIES, QUESTION_TYPES, AnnotationError, load_records, video_list
+from avst.data.features import ROWS, FeatureError, open_features
+from avst.data.vocab import Vocab, VocabError
+
+DEFAULT_VOCAB_JSON = "data/json/avqa-train.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="check_data.py music-avqa", description=__doc__)
+    p.add_argument("--json_file", required=True, help="the split to check (MUSIC-AVQA JSON)")
+    p.add_argument("--vocab_json", default=DEFAULT_VOCAB_JSON,
+                   help="original train JSON the vocabularies come from (default %(default)s)")
+    p.add_argument("--audio_dir", help="VGGish [60,128] .npy per video")
+    p.add_argument("--video_res14x14_dir", help="ResNet-18 [60,512,14,14] .npy per video")
+    p.add_argument("--packed", help="packed feature store (instead of the two directories)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def check(args: argparse.Namespace) -> dict:
+    report: dict = {"json_file": str(args.json_file), "problems": []}
+    problems = report["problems"]
+    try:
+        records = load_records(args.json_file)
+    except (AnnotationError, FileNotFoundError) as err:
+        problems.append(str(err))
+        return report
+    report["questions"] = len(records)
+    counts = Counter((r.modality, r.qtype) for r in records)
+    report["types"] = {m: {t: counts[(m, t)] for mm, t in QUESTION_TYPES if mm == m} for m in MODALITIES}
+    report["videos"] = len(video_list(records))
+    dup = [q for q, n in Counter(r.question_id for r in records).items() if n > 1]
+    report["duplicate_question_ids"] = len(dup)
+    try:
+        vocab = Vocab.build(args.vocab_json)
+    except (AnnotationError, FileNotFoundError) as err:
+        problems.append(f"vocabulary: {err}")
+        vocab = None
+    if vocab is not None:
+        report["vocab_json"] = str(args.vocab_json)
+        report["vocab_size"] = len(vocab.words)
+        report["answers"] = len(vocab.answers)
+        unknown_words, unknown_answers = [], []
+        for r in records:
+            try:
+                vocab.encode_question(r)
+            except VocabError as err:
+                unknown_words.append(str(err))
+            try:
+                vocab.answer_index(r)
+            except VocabError as err:
+                unknown_answers.append(str(err))
+        report["unknown_words"] = unknown_words
+        report["unknown_answers"] = unknown_answers
+        problems += unknown_words[:20] + unknown_answers[:20]
+    if args.packed or args.audio_dir or args.video_res14x14_dir:
+        _check_features(args, video_list(records), report)
+    return report
+
+
+def _check_features(args: argparse.Namespace, videos: list[str], report: dict) -> None:
+    dirs = {"audio": args.audio_dir, "visual": args.video_res14x14_dir}
+    report["missing_files"], report["bad_files"], report["short_videos"] = [], [], {}
+    for kind, directory in dirs.items():
+        if directory is None and args.packed is None:
+            continue
+        try:
+            src = open_features(kind, directory, args.packed)
+        except FeatureError as err:
+            report["problems"].append(str(err))
+            continue
+        short = 0
+        for v in videos:
+            try:
+                short += src.num_rows(v) < ROWS
+            except FeatureError as err:
+                target = report["missing_files"] if "not found" in str(err) or "not in" in str(err) \
+                    else report["bad_files"]
+                target.append(str(err))
+        report["short_videos"][kind] = short
+    report["problems"] += report["missing_files"][:20] + report["bad_files"][:20]
+
+
+def _print_text(report: dict) -> None:
+    print(f"file: {report['json_file']}")
+    if "questions" in report:
+        print(f"questions: {report['questions']} ({report['videos']} videos, "
+              f"{report['duplicate_question_ids']} duplicated question ids)")
+        for m, types in report["types"].items():
+            print(f"  {m:<13} " + ", ".join(f"{t} {n}" for t, n in types.items()) + f"  (total {sum(types.values())})")
+    if "vocab_size" in report:
+        print(f"vocabulary ({report['vocab_json']}): {report['vocab_size']} words incl. <pad>, "
+              f"{report['answers']} answers; unknown words {len(report['unknown_words'])}, "
+              f"unknown answers {len(report['unknown_answers'])}")
+    if "missing_files" in report:
+        print(f"features: {len(report['missing_files'])} missing, {len(report['bad_files'])} bad, "
+              f"short (padded) videos {report['short_videos']}")
+    for p in report["problems"]:
+        print(f"PROBLEM: {p}")
+    print("OK" if not report["problems"] else f"{len(report['problems'])} problem(s) shown")
+
+
+def main(argv: list[str]) -> int:
+    """``argv[0]`` is the data-set name (``music-avqa``)."""
+    args = _parser().parse_args(argv[1:])
+    report = check(args)
+    report["ok"] = not report["problems"]
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        _print_text(report)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(["music-avqa", *sys.argv[1:]]))

@@ -1,0 +1,215 @@
+"""AVST (stage 2) and the baseline on MUSIC-AVQA: ``--mode train`` or ``--mode test``.
+
+    python avst/main_avst.py --mode train --audio_dir data/feats/vggish \
+        --video_res14x14_dir data/feats/res18_14x14 --pretrained_grounding runs/grounding/checkpoints/best.pt
+    python avst/main_avst.py --mode test --run_dir runs/avst [--label_test data/json_update/avqa-test.json]
+    python avst/main_avst.py --mode train --model baseline --epochs 20 ...
+
+Training follows main_avst.py (spec §4.2): Adam 1e-4, StepLR(8, 0.1) per epoch, batch 64, loss = QA +
+0.5 x matching, the 14 stage-1 tensors (and their ``_pure`` copies) as initialisation, the model chosen
+on val accuracy (ties go to the later epoch). Testing writes the per-type report (JSON, Markdown and one
+line per question) into the run directory and, with ``--heatmaps N``, PNG overlays of the spatial
+attention of the first N test questions.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from avst.data.annotations import load_records  # noqa: E402
+from avst.data.dataset import AVQADataset  # noqa: E402
+from avst.data.features import open_features  # noqa: E402
+from avst.data.vocab import Vocab, VocabError  # noqa: E402
+from avst.report import per_question_lines, per_type_report, to_markdown  # noqa: E402
+from avst.tasks import AVQATask, model_inputs  # noqa: E402
+from engine.checkpoint import load_checkpoint, model_state  # noqa: E402
+from engine.cli import add_engine_args  # noqa: E402
+from engine.device import resolve_device  # noqa: E402
+from engine.run import Run  # noqa: E402
+from engine.seed import seed_everything  # noqa: E402
+from engine.trainer import Trainer  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=["train", "test"], default="train")
+    p.add_argument("--model", choices=["avst", "baseline"], default="avst",
+                   help="AVST (net_grd_avst) or the AV+Q+TG baseline (net_grd_baseline)")
+    p.add_argument("--audio_dir", default="data/feats/vggish", help="VGGish [60,128] .npy per video")
+    p.add_argument("--video_res14x14_dir", default="data/feats/res18_14x14",
+                   help="ResNet-18 14x14 [60,512,14,14] .npy per video")
+    p.add_argument("--packed", default=None, help="packed feature store (scripts/pack_avst_features.py)")
+    p.add_argument("--label_train", default="data/json/avqa-train.json")
+    p.add_argument("--label_val", default="data/json/avqa-val.json")
+    p.add_argument("--label_test", default="data/json/avqa-test.json")
+    p.add_argument("--vocab_json", default="data/json/avqa-train.json",
+                   help="the ORIGINAL train JSON both vocabularies come from, whatever the split")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--eval_batch_size", type=int, default=64, help="any size gives the same report")
+    p.add_argument("--epochs", type=int, default=None, help="default 80 (AVST) / 20 (baseline)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--step_size", type=int, default=8, help="StepLR step in epochs")
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--pretrained_grounding", default="grounding_gen/models_grounding_gen/main_grounding_gen_best.pt",
+                   help="stage-1 checkpoint (ours or the authors'); AVST training needs it")
+    p.add_argument("--no_grounding_init", action="store_true", help="train AVST from scratch (not the paper)")
+    p.add_argument("--model_save_dir", default=None,
+                   help="train: also export the selected weights as <dir>/<checkpoint>.pt; "
+                        "test: load <dir>/<checkpoint>.pt (e.g. the authors' avst.pt)")
+    p.add_argument("--checkpoint", default="avst", help="file stem inside --model_save_dir")
+    p.add_argument("--weights", default=None,
+                   help="test: checkpoint file (default <run_dir>/checkpoints/best.pt); reports go to "
+                        "<run_dir>/test_<test JSON stem>/")
+    p.add_argument("--heatmaps", type=int, default=0, help="test: PNG overlays for the first N questions")
+    p.add_argument("--frames_dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
+    p.add_argument("--log-interval", dest="log_interval", type=int, default=50, help="accepted; tqdm reports")
+    p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
+    return add_engine_args(p, default_seed=1)
+
+
+def build_model(kind: str, vocab: Vocab) -> torch.nn.Module:
+    from avst.model import AVST, AVSTBaseline
+
+    cls = AVST if kind == "avst" else AVSTBaseline
+    return cls(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
+
+
+def make_dataset(args, label: str, vocab: Vocab, negatives: bool) -> AVQADataset:
+    audio = open_features("audio", args.audio_dir, args.packed)
+    visual = open_features("visual", args.video_res14x14_dir, args.packed)
+    return AVQADataset(load_records(label), vocab, audio, visual, negatives=negatives, seed=args.seed)
+
+
+def vocab_meta(vocab: Vocab) -> dict:
+    return {"vocab": vocab.to_dict(), "vocab_sha256": vocab.sha256()}
+
+
+def check_checkpoint_vocab(state: dict, payload: dict, vocab: Vocab, path: Path) -> None:
+    """Sizes must fit the vocabulary; our own checkpoints must also carry the same word order."""
+    words, answers = state.get("question_encoder.word2vec.weight"), state.get("fc_ans.weight")
+    if words is not None and answers is not None:  # otherwise the strict load names what is missing
+        vocab.check_sizes(words.shape[0], answers.shape[0], str(path))
+    theirs = payload.get("meta", {}).get("vocab_sha256")
+    if theirs is not None and theirs != vocab.sha256():
+        raise VocabError(f"{path}: trained with another vocabulary ({payload['meta']['vocab'].get('source')}) "
+                         f"than --vocab_json {vocab.source}; pass the train JSON it was trained with")
+
+
+def train(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
+    from avst.model import init_from_grounding
+
+    model = build_model(args.model, vocab)
+    if args.model == "avst" and not args.no_grounding_init:
+        if not Path(args.pretrained_grounding).is_file():
+            raise FileNotFoundError(
+                f"stage-1 checkpoint not found: {args.pretrained_grounding}. Run grounding_gen/main_grd_gen.py "
+                "first (or pass --pretrained_grounding), or --no_grounding_init to train without it")
+        names = init_from_grounding(model, model_state(load_checkpoint(args.pretrained_grounding)))
+        run.log(f"initialised {len(names)} tensors from {args.pretrained_grounding}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    train_set = make_dataset(args, args.label_train, vocab, negatives=args.model == "avst")
+    val_set = make_dataset(args, args.label_val, vocab, negatives=False)
+    short = train_set.short_videos()
+    run.log(f"train {len(train_set)} questions ({len(train_set.video_list)} videos), val {len(val_set)}; "
+            f"videos with fewer than 60 rows (padded with the last row): audio {len(short['audio'])}, "
+            f"visual {len(short['visual'])}")
+    trainer = Trainer(run, model, optimizer, AVQATask(scheduler), device=device, epochs=args.epochs,
+                      batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                      num_workers=args.num_workers, scheduler=scheduler, amp=args.amp,
+                      save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta=vocab_meta(vocab))
+    result = trainer.fit(train_set, val_set)
+    run.log(f"selected epoch {result['best_epoch']} (val accuracy {result['best_metric']:.2f} %)")
+    if args.model_save_dir and run.is_main:
+        from engine.checkpoint import save_checkpoint
+
+        best = model_state(load_checkpoint(run.ckpt_dir / "best.pt"))
+        out = save_checkpoint(Path(args.model_save_dir) / f"{args.checkpoint}.pt", {"model": best,
+                                                                                     "meta": vocab_meta(vocab)})
+        run.log(f"exported the selected weights to {out}")
+    return result
+
+
+def weights_path(args) -> Path:
+    if args.model_save_dir:
+        return Path(args.model_save_dir) / f"{args.checkpoint}.pt"
+    return Path(args.weights)
+
+
+def test(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
+    from avst.model import load_avst_state
+
+    path = weights_path(args)
+    payload = load_checkpoint(path)
+    state = model_state(payload)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    check_checkpoint_vocab(state, payload, vocab, path)
+    model = build_model(args.model, vocab)
+    load_avst_state(model, state)
+    test_set = make_dataset(args, args.label_test, vocab, negatives=False)
+    trainer = Trainer(run, model, torch.optim.Adam(model.parameters()), AVQATask(), device=device, epochs=0,
+                      batch_size=args.eval_batch_size, num_workers=args.num_workers, amp=args.amp, seed=args.seed)
+    _, records = trainer.evaluate(test_set)
+    preds, labels = records["prediction"].tolist(), records["label"].tolist()
+    report = per_type_report(test_set.records, preds, labels, str(args.label_test))
+    report["weights"] = str(path)
+    markdown = to_markdown(report)
+    run.write_json("test_report.json", report)
+    run.write_text("test_report.md", markdown)
+    run.write_text("test_predictions.tsv", per_question_lines(test_set.records, preds, labels, vocab.answers))
+    run.log(markdown)
+    if args.heatmaps and args.model == "avst" and run.is_main:
+        write_heatmaps(args, run, trainer.model, test_set, device)
+    return report
+
+
+@torch.no_grad()
+def write_heatmaps(args, run: Run, model: torch.nn.Module, dataset: AVQADataset, device: torch.device) -> None:
+    """One PNG per (question, sampled frame): the positive branch's audio-guided spatial attention."""
+    from grounding_gen.heatmap import frame_path, overlay, save_png
+
+    model.eval()
+    out_dir = run.dir / "heatmaps"
+    for i in range(min(args.heatmaps, len(dataset))):
+        batch = {k: v.unsqueeze(0).to(device) for k, v in dataset[i].items()}
+        spatial = model(*model_inputs(batch), return_attention=True)[3]["spatial"].float().cpu().numpy()
+        rec = dataset.records[i]
+        for t, row in enumerate(dataset.rows):
+            frame = None
+            if args.frames_dir and (fp := frame_path(args.frames_dir, rec.video_id, int(row))) is not None:
+                from PIL import Image
+
+                frame = np.asarray(Image.open(fp).convert("RGB"))
+            save_png(out_dir / f"q{rec.question_id}_{rec.video_id}_t{int(row):02d}.png", overlay(frame, spatial[t]))
+    run.log(f"heat maps for {min(args.heatmaps, len(dataset))} questions in {out_dir}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.epochs is None:
+        args.epochs = 80 if args.model == "avst" else 20
+    seed_everything(args.seed, args.deterministic)
+    device = resolve_device(args.device)
+    vocab = Vocab.build(args.vocab_json)
+    if args.mode == "test":  # reports go to a subfolder: the training run's config.json stays as it was
+        base = Path(args.run_dir or Path("runs") / (args.name or args.model))
+        args.weights = args.weights or str(base / "checkpoints" / "best.pt")
+        args.run_dir = str(base / f"test_{Path(args.label_test).stem}")
+    run = Run(args, name=args.model)
+    try:
+        run.write_json("vocab.json", vocab.to_dict())
+        return train(args, run, vocab, device) if args.mode == "train" else test(args, run, vocab, device)
+    finally:
+        run.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The per-question-type test report of MUSIC-AVQA (spec §4.4), for any batch size and any test JSON.
+
+Types come from the records of the test file actually evaluated (the original read them from a
+hard-coded ``avqa-test.json`` by batch index, which mis-assigns types on ``json_update``). Group and
+overall accuracies are micro averages over questions, as in the original.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from avst.data.annotations import MODALITIES, QUESTION_TYPES, QARecord
+
+SHORT = {"Audio": "A", "Visual": "V", "Audio-Visual": "AV"}
+
+
+def _acc(correct: int, count: int) -> float:
+    return round(100.0 * correct / count, 2) if count else float("nan")
+
+
+def per_type_report(records: Sequence[QARecord], predictions: Sequence[int], labels: Sequence[int],
+                    test_file: str) -> dict:
+    """Counts and accuracies (%) per type, per modality group and overall."""
+    if not (len(records) == len(predictions) == len(labels)):
+        raise ValueError(f"{len(records)} records, {len(predictions)} predictions, {len(labels)} labels")
+    tally = {t: [0, 0] for t in QUESTION_TYPES}
+    for rec, pred, lab in zip(records, predictions, labels):
+        cell = tally[(rec.modality, rec.qtype)]
+        cell[0] += int(pred) == int(lab)
+        cell[1] += 1
+    types = {f"{m}/{t}": {"correct": c, "count": n, "accuracy": _acc(c, n)}
+             for (m, t), (c, n) in tally.items()}
+    groups = {}
+    for m in MODALITIES:
+        c = sum(v[0] for (mm, _), v in tally.items() if mm == m)
+        n = sum(v[1] for (mm, _), v in tally.items() if mm == m)
+        groups[m] = {"correct": c, "count": n, "accuracy": _acc(c, n)}
+    c = sum(v[0] for v in tally.values())
+    return {"test_file": test_file, "questions": len(records), "types": types, "groups": groups,
+            "overall": {"correct": c, "count": len(records), "accuracy": _acc(c, len(records))}}
+
+
+def to_markdown(report: dict, chance: dict[str, float] | None = None) -> str:
+    """A table in the paper's column order: types, then the three group averages, then overall."""
+    rows = [(f"{SHORT[m]}-{t}", report["types"][f"{m}/{t}"], f"{m}/{t}") for m, t in QUESTION_TYPES]
+    rows += [(f"{SHORT[m]}-Avg", report["groups"][m], m) for m in MODALITIES]
+    rows.append(("All", report["overall"], "All"))
+    head = "| type | correct | count | accuracy % |" + (" chance % |" if chance else "")
+    sep = "|---|---:|---:|---:|" + ("---:|" if chance else "")
+    lines = [f"Test file: `{report['test_file']}` ({report['questions']} questions)", "", head, sep]
+    for name, cell, key in rows:
+        line = f"| {name} | {cell['correct']} | {cell['count']} | {cell['accuracy']:.2f} |"
+        if chance:
+            line += f" {chance.get(key, float('nan')):.2f} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def per_question_lines(records: Sequence[QARecord], predictions: Sequence[int], labels: Sequence[int],
+                       answers: Sequence[str]) -> str:
+    """One tab-separated line per question: id, predicted answer, true answer, correct."""
+    out = ["question_id\tprediction\tanswer\tcorrect"]
+    for rec, pred, lab in zip(records, predictions, labels):
+        out.append(f"{rec.question_id}\t{answers[int(pred)]}\t{rec.answer}\t{int(pred) == int(lab)}")
+    return "\n".join(out) + "\n"
+
+
+def majority_baseline(train: Sequence[QARecord], test: Sequence[QARecord]) -> dict[str, float]:
+    """Accuracy (%) of answering each test question with its type's most frequent train answer:
+    the chance level a model must beat, keyed like ``to_markdown``'s ``chance`` argument."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in train:
+        answers = counts.setdefault((r.modality, r.qtype), {})
+        answers[r.answer] = answers.get(r.answer, 0) + 1
+    guess = {t: max(a, key=a.get) for t, a in counts.items()}
+    preds = [0 if guess.get((r.modality, r.qtype)) == r.answer else 1 for r in test]
+    report = per_type_report(test, preds, [0] * len(test), "")
+    out = {key: cell["accuracy"] for key, cell in report["types"].items()}
+    out |= {m: cell["accuracy"] for m, cell in report["groups"].items()}
+    out["All"] = report["overall"]["accuracy"]
+    return out

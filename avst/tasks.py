@@ -1,0 +1,61 @@
+"""Engine tasks for AVST and the baseline (loss, predictions, metrics, LR schedule per epoch)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MATCH_WEIGHT = 0.5  # loss = QA + 0.5 x audio-visual matching (main_avst.py)
+
+
+def model_inputs(batch: dict) -> tuple[torch.Tensor | None, ...]:
+    """(audio, visual_posi, visual_nega, question) as float32 on the batch's device.
+
+    Features may arrive as float16 (a float16 store stays half-size until here). Without negatives
+    (evaluation, the baseline) ``visual_nega`` is None: the model skips that branch, which never
+    reaches ``out_qa``.
+    """
+    nega = batch.get("visual_nega")
+    return (batch["audio"].float(), batch["visual_posi"].float(), None if nega is None else nega.float(),
+            batch["question"])
+
+
+def match_targets(n: int, device: torch.device) -> torch.Tensor:
+    """Labels of the interleaved (positive, negative) rows of ``batch_organize``: 1, 0, 1, 0, ..."""
+    return torch.tensor([1, 0], device=device).repeat(n)
+
+
+class AVQATask:
+    """AVST (QA + matching loss) or the baseline (QA loss only), selected on val accuracy (%)."""
+
+    select_metric = "accuracy"
+    select_mode = "max"
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                 match_weight: float = MATCH_WEIGHT) -> None:
+        self.scheduler = scheduler
+        self.match_weight = match_weight
+
+    def training_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        out_qa, match_posi, match_nega = model(*model_inputs(batch))
+        loss_qa = F.cross_entropy(out_qa, batch["label"])
+        if match_posi is None:
+            return loss_qa, {"loss_qa": loss_qa.item()}
+        logits = torch.stack((match_posi, match_nega), dim=1).reshape(-1, 2)
+        loss_match = F.cross_entropy(logits, match_targets(match_posi.shape[0], logits.device))
+        return loss_qa + self.match_weight * loss_match, {"loss_qa": loss_qa.item(),
+                                                          "loss_match": loss_match.item()}
+
+    def predict(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        out_qa = model(*model_inputs(batch))[0]
+        return {"prediction": out_qa.argmax(dim=-1), "label": batch["label"], "index": batch["index"]}
+
+    def metrics(self, records: dict[str, torch.Tensor]) -> dict[str, float]:
+        correct = (records["prediction"] == records["label"]).float()
+        return {"accuracy": 100.0 * correct.mean().item() if len(correct) else float("nan")}
+
+    def on_epoch_end(self, epoch: int, metrics_by_split: dict, trainer) -> None:
+        """StepLR once per finished epoch: the original's ``scheduler.step(epoch)`` with epochs from 1
+        gives lr(e) = lr0 * 0.1 ** ((e - 1) // 8) for epoch e, which is what this yields."""
+        if self.scheduler is not None:
+            self.scheduler.step()

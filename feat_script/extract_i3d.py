@@ -1,0 +1,101 @@
+"""MASN's motion global feature: I3D ResNet-50 per clip, 7x7 map average-pooled -> ``[T, 2048]``.
+
+    python -m feat_script.extract_i3d --videos data/tgif-qa/gifs \\
+        --out data/tgif-qa/feats/feat_r6_vsync2/tgif_i3d_hw7_perclip_avgpool.hdf5 \\
+        --weights checkpoints/i3d_r50_kinetics.pth
+
+Clips follow the shared MASN sampling (``feat_script.sampling``): ``--num-clips`` T equal segments
+(20 for TGIF-QA, 30 for MSVD/MSRVTT-QA), a clip of ``--clip-len`` frames every ``--clip-stride``
+frames centred on each segment's centre frame. Frames are resized to 224x224 without cropping
+(PIL bilinear) and normalised as the upstream I3D code does ((x - 114.75) / 57.375 on 0..255).
+The HDF5 store writes dataset ``<video_id>`` (T, 2048) float32.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from feat_script.base import Extractor, load_weights, main, resolve_weights
+from feat_script.decode import count_frames, read_frames
+from feat_script.i3d import WEIGHTS_HELP, I3Res50, normalize
+from feat_script.preprocess import resize_frames
+from feat_script.sampling import MASN_CLIP_LEN, MASN_NUM_CLIPS, MASN_STRIDE, masn_clip_indices
+
+I3D_SIZE = 224
+
+
+def add_clip_args(parser: argparse.ArgumentParser) -> None:
+    """The MASN clip flags shared by the I3D and object extractors."""
+    parser.add_argument("--num-clips", type=int, default=MASN_NUM_CLIPS, help="T: clips (rows) per video")
+    parser.add_argument("--clip-len", type=int, default=MASN_CLIP_LEN, help="frames per I3D clip")
+    parser.add_argument("--clip-stride", type=int, default=MASN_STRIDE, help="frame step inside a clip")
+    parser.add_argument("--nonlocal", dest="non_local", action="store_true",
+                        help="the non-local I3D (i3d_r50_nl_kinetics.pth) instead of the plain one")
+
+
+def build_i3d(args: argparse.Namespace) -> tuple[I3Res50, Path | None]:
+    """The I3D of ``--nonlocal`` with ``--weights`` (or the cache, or ``--random-init``), in eval mode."""
+    name = "i3d_r50_nl_kinetics.pth" if args.non_local else "i3d_r50_kinetics.pth"
+    path = resolve_weights(args, name, WEIGHTS_HELP, "I3D ResNet-50")
+    model = load_weights(I3Res50(nonlocal_blocks=args.non_local), path, name.removesuffix("_kinetics.pth"))
+    return model.eval(), path
+
+
+def clip_sampling(args: argparse.Namespace) -> dict[str, Any]:
+    return {"recipe": "masn", "num_clips": args.num_clips, "clip_len": args.clip_len,
+            "clip_stride": args.clip_stride, "resize": f"{I3D_SIZE}x{I3D_SIZE} (no crop, PIL bilinear)",
+            "normalize": "(x - 114.75) / 57.375 on 0..255"}
+
+
+def load_clips(video: Path, args: argparse.Namespace, num_frames: int | None = None) -> np.ndarray:
+    """uint8 [T, 3, clip_len, 224, 224] clips of one video (decoded in a worker)."""
+    num_frames = count_frames(video) if num_frames is None else num_frames
+    indices = masn_clip_indices(num_frames, args.num_clips, args.clip_len, args.clip_stride)
+    frames = resize_frames(read_frames(video, indices=indices.ravel()), I3D_SIZE, I3D_SIZE)
+    clips = frames.reshape(args.num_clips, args.clip_len, I3D_SIZE, I3D_SIZE, 3)
+    return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
+
+
+def clip_maps(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    """uint8 clips [B, 3, L, 224, 224] -> layer4 map averaged over the clip's time [B, 2048, 7, 7]."""
+    return model.features(normalize(clips)).mean(dim=2)
+
+
+class I3dExtractor(Extractor):
+    name = "i3d"
+    description = __doc__
+    default_store = "hdf5"
+    default_batch_size = 4
+    batched_input = "clips"
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        add_clip_args(parser)
+
+    def sampling(self) -> dict[str, Any]:
+        return clip_sampling(self.args)
+
+    def row_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"": (2048,)}
+
+    def model_info(self) -> dict[str, Any]:
+        arch = "i3d_r50_nl" if self.args.non_local else "i3d_r50"
+        return {"arch": f"{arch} (Tushar-N/pytorch-resnet3d layout)", "layer": "layer4, mean over T', 7, 7"}
+
+    def load(self, video: Path) -> dict[str, np.ndarray]:
+        return {"clips": load_clips(video, self.args)}
+
+    def build_model(self) -> torch.nn.Module:
+        model, self.weights_path = build_i3d(self.args)
+        return model
+
+    def forward(self, model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        return clip_maps(model, clips).mean(dim=(2, 3))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(I3dExtractor))

@@ -1,0 +1,184 @@
+"""MASN's local features: 10 object boxes per frame and RoIAlign features, in the original layouts.
+
+    F=data/tgif-qa/feats/feat_r6_vsync2
+    # appearance local: boxes + RoIAlign on ResNet-152's C5 map
+    python -m feat_script.extract_objects --stream appearance --videos data/tgif-qa/gifs \\
+        --out $F/tgif_btup_f_obj10.hdf5 --weights checkpoints/resnet152-394f9c45.pth \\
+        --detector-weights checkpoints/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth
+    # motion local: the same boxes, RoIAlign on I3D's 7x7 map
+    python -m feat_script.extract_objects --stream motion --videos data/tgif-qa/gifs \\
+        --out $F/tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5 \\
+        --weights checkpoints/i3d_r50_kinetics.pth --boxes $F/tgif_btup_f_obj10.hdf5
+
+Row t of every file is the centre frame of MASN segment t (``--num-clips`` T) and, for motion, the
+I3D clip around it. ``--stream appearance`` writes groups ``image_features/<vid>`` (T, 10, 2048)
+and ``spatial_features/<vid>`` (T, 10, 6); ``--stream motion`` writes dataset ``<vid>``
+(T, 10, 2048). The motion stream takes its boxes from ``--boxes`` (any file with
+``spatial_features``, e.g. one converted from bottom-up-attention TSVs by ``convert_butd_tsv``),
+or runs the detector itself (same frames, same boxes). See ``feat_script.objects`` for the box
+rule and the RoIAlign geometry.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+
+from feat_script.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ConfigError,
+    Extractor,
+    load_weights,
+    main,
+    resolve_weights,
+)
+from feat_script.decode import DecodeError, count_frames, read_frames
+from feat_script.extract_i3d import add_clip_args, build_i3d, clip_maps, clip_sampling, load_clips
+from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
+from feat_script.manifest import sha256_file
+from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
+from feat_script.preprocess import normalise, resize_frames
+from feat_script.sampling import masn_frame_indices
+
+RESNET_SIZE = 224
+DETECTOR_FILE = "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+
+
+def resnet152_c5(weights: Path | None) -> nn.Sequential:
+    """torchvision ResNet-152 up to layer4 (C5: [2048, 7, 7] for 224x224)."""
+    model = load_weights(torchvision.models.resnet152(weights=None), weights, "resnet152")
+    return nn.Sequential(*list(model.children())[:-2]).eval()
+
+
+class ObjectsExtractor(Extractor):
+    name = "objects"
+    description = __doc__
+    default_store = "hdf5"
+    default_batch_size = 8
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--stream", choices=["appearance", "motion"], required=True,
+                            help="appearance: ResNet-152 C5 (+ spatial features); motion: I3D 7x7 map")
+        parser.add_argument("--detector-weights", type=Path, default=None,
+                            help=f"Faster R-CNN weights ({DETECTOR_FILE} from torchvision)")
+        parser.add_argument("--boxes", type=Path, default=None,
+                            help="motion: read boxes from this file's spatial_features instead of detecting")
+        parser.add_argument("--det-min-size", type=int, default=800, help="detector input: shorter side")
+        parser.add_argument("--det-max-size", type=int, default=1333, help="detector input: longer side cap")
+        parser.add_argument("--roi-size", type=int, default=7, help="RoIAlign bins per side (then averaged)")
+        add_clip_args(parser)
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        if args.boxes is not None and args.stream != "motion":
+            raise ConfigError("--boxes is for --stream motion (appearance detects the boxes it writes)")
+        if args.boxes is not None and not args.boxes.is_file():
+            raise ConfigError(f"--boxes {args.boxes}: no such file (HDF5 with spatial_features/<video_id>)")
+        self.outputs = ("image_features", "spatial_features") if args.stream == "appearance" else ("",)
+        self.detector_path: Path | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        recipe = clip_sampling(self.args)
+        recipe.update(stream=self.args.stream, frame="centre frame of each segment", objects=10,
+                      boxes=str(self.args.boxes) if self.args.boxes else "faster_rcnn top-10 by score",
+                      detector_input=f"min {self.args.det_min_size}, max {self.args.det_max_size}",
+                      roi_align=f"{self.args.roi_size}x{self.args.roi_size}, aligned, averaged",
+                      resnet_input=f"{RESNET_SIZE}x{RESNET_SIZE} (no crop), ImageNet normalisation")
+        return recipe
+
+    def row_shapes(self) -> dict[str, tuple[int, ...]]:
+        if self.args.stream == "appearance":
+            return {"image_features": (10, 2048), "spatial_features": (10, 6)}
+        return {"": (10, 2048)}
+
+    def model_info(self) -> dict[str, Any]:
+        backbone = "resnet152 layer4" if self.args.stream == "appearance" else "i3d_r50 layer4, mean over T'"
+        if self.args.boxes is not None:
+            stat = self.args.boxes.stat()
+            return {"backbone": backbone, "boxes": {"path": str(self.args.boxes), "bytes": stat.st_size,
+                                                    "mtime": stat.st_mtime}}
+        weights = "random-init" if self.detector_path is None else {
+            "path": str(self.detector_path), "sha256": sha256_file(self.detector_path)}
+        return {"backbone": backbone, "detector": {"arch": "fasterrcnn_resnet50_fpn (COCO)", "weights": weights}}
+
+    def _stored_boxes(self, video: Path) -> np.ndarray:
+        with h5py.File(self.args.boxes, "r") as f:
+            key = f"spatial_features/{video.stem}"
+            if key not in f:
+                raise DecodeError(f"{video}: no {key} in {self.args.boxes}")
+            spatial = f[key][()]
+        if spatial.shape != (self.args.num_clips, 10, 6):
+            raise DecodeError(f"{video}: {self.args.boxes}:{key} has shape {spatial.shape}, "
+                              f"expected ({self.args.num_clips}, 10, 6) (same --num-clips)")
+        return spatial.astype(np.float32)
+
+    def load(self, video: Path) -> dict[str, np.ndarray]:
+        num_frames = count_frames(video)
+        item: dict[str, np.ndarray] = {}
+        if self.args.boxes is None:
+            item["frames"] = read_frames(video, indices=masn_frame_indices(num_frames, self.args.num_clips))
+        else:
+            item["spatial"] = self._stored_boxes(video)
+        if self.args.stream == "appearance":
+            item["input"] = normalise(resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE),
+                                      IMAGENET_MEAN, IMAGENET_STD)
+        else:
+            item["input"] = load_clips(video, self.args, num_frames)
+        return item
+
+    def build_model(self) -> nn.Module:
+        args = self.args
+        if args.stream == "appearance":
+            names = RESNET_WEIGHTS["resnet152"]
+            self.weights_path = resolve_weights(args, names, f"https://download.pytorch.org/models/{names[0]}",
+                                                "ImageNet resnet152")
+            backbone = resnet152_c5(self.weights_path)
+        else:
+            backbone, self.weights_path = build_i3d(args)
+        modules = {"backbone": backbone}
+        if args.boxes is None:
+            if args.detector_weights is None and not args.random_init:
+                cached = Path(torch.hub.get_dir()) / "checkpoints" / DETECTOR_FILE
+                if not cached.is_file():
+                    raise ConfigError(f"detector weights needed: --detector-weights PATH. {DETECTOR_HELP}")
+                args.detector_weights = cached
+            self.detector_path = None if args.random_init else args.detector_weights
+            if self.detector_path is not None and not self.detector_path.is_file():
+                raise ConfigError(f"--detector-weights {self.detector_path}: no such file. {DETECTOR_HELP}")
+            detector = faster_rcnn(None, args.det_min_size, args.det_max_size)
+            modules["detector"] = load_weights(detector, self.detector_path, "fasterrcnn_resnet50_fpn").eval()
+        return nn.ModuleDict(modules)
+
+    def compute(self, model: nn.Module, item: dict[str, np.ndarray],
+                device: torch.device) -> dict[str, np.ndarray]:
+        if "spatial" in item:
+            spatial = item["spatial"]
+            counts = box_counts(spatial)
+        else:
+            with self.autocast(device):
+                spatial, counts = detect(model["detector"], torch.from_numpy(item["frames"]))
+        backbone = model["backbone"]
+        rows = torch.from_numpy(item["input"])
+        maps = []
+        for start in range(0, len(rows), self.args.batch_size):
+            chunk = rows[start:start + self.args.batch_size].to(device)
+            with self.autocast(device):
+                fmap = backbone(chunk) if self.args.stream == "appearance" else clip_maps(backbone, chunk)
+            maps.append(fmap.float())
+        local = roi_features(torch.cat(maps), torch.from_numpy(spatial[..., :4]).to(device),
+                             torch.from_numpy(counts).to(device), self.args.roi_size).cpu().numpy()
+        if self.args.stream == "appearance":
+            return {"image_features": local, "spatial_features": spatial}
+        return {"": local}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(ObjectsExtractor))

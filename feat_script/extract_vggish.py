@@ -1,0 +1,92 @@
+"""VGGish audio features: AVST's recipe (default) or AudioSet's standard one.
+
+    python -m feat_script.extract_vggish --videos data/music-avqa/videos --out data/music-avqa/feats/vggish \\
+        --weights checkpoints/vggish.pt
+
+``--recipe avst`` (default): 60 non-overlapping one-second examples, the raw 128-d embedding after
+ReLU, no PCA: one ``[60, 128]`` float32 ``.npy`` per video, what AVST's loaders read. Audio shorter
+than 60 s repeats its last complete second (the authors' advice); shorter than 1 s is a failure.
+``--recipe standard``: 0.96 s examples with a 0.96 s hop, ``[N, 128]``; ``--pca vggish_pca_params.npz``
+adds AudioSet's PCA whitening and 8-bit quantisation (values 0..255 stored as float32;
+``--no-quantize`` keeps the PCA output). The waveform is the one ``extract_audio`` would write (what
+moviepy's ``write_audiofile(fps=16000)`` gives, the WAV the original read), averaged over channels.
+``--weights`` is our converted file (``python -m feat_script.vggish.convert``).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from feat_script.base import ConfigError, Extractor, load_weights, main, resolve_weights
+from feat_script.decode import DecodeError
+from feat_script.extract_audio import load_audio_16k
+from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples
+from feat_script.vggish.mel import SAMPLE_RATE
+from feat_script.vggish.model import WEIGHTS_HELP
+
+
+class VggishExtractor(Extractor):
+    name = "vggish"
+    description = __doc__
+    default_store = "npy"
+    default_batch_size = 64
+    batched_input = "examples"
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--recipe", choices=["avst", "standard"], default="avst",
+                            help="avst: 60 one-second examples, raw embedding; standard: 0.96 s hop")
+        parser.add_argument("--num-secs", type=int, default=60, help="examples per video (avst recipe)")
+        parser.add_argument("--pca", type=Path, default=None,
+                            help="vggish_pca_params.npz: PCA + 8-bit quantisation (standard recipe)")
+        parser.add_argument("--no-quantize", action="store_true", help="with --pca: keep the PCA output")
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        if args.pca is not None and args.recipe != "standard":
+            raise ConfigError("--pca belongs to --recipe standard (AVST's features are raw embeddings)")
+        self.pca = load_pca(args.pca, quantize=not args.no_quantize) if args.pca is not None else None
+
+    def sampling(self) -> dict[str, Any]:
+        recipe = {"recipe": self.args.recipe, "sample_rate": SAMPLE_RATE, "channels": "mean",
+                  "log_mel": "Hann 400/160, FFT 512 magnitude, 64 HTK mel 125-7500 Hz, log(x+0.01)",
+                  "example": "96 frames"}
+        if self.args.recipe == "avst":
+            recipe.update(num_secs=self.args.num_secs, short_audio="last complete second repeated")
+        else:
+            recipe.update(hop_frames=96, pca=str(self.args.pca) if self.pca is not None else None,
+                          quantized=self.pca is not None and not self.args.no_quantize)
+        return recipe
+
+    def row_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"": (128,)}
+
+    def model_info(self) -> dict[str, Any]:
+        return {"arch": "vggish", "layer": "fc2 embedding after ReLU"}
+
+    def load(self, video: Path) -> dict[str, np.ndarray]:
+        wave = load_audio_16k(video, SAMPLE_RATE) / 32768.0
+        try:
+            if self.args.recipe == "avst":
+                examples = avst_examples(wave, SAMPLE_RATE, self.args.num_secs)
+            else:
+                examples = standard_examples(wave, SAMPLE_RATE)
+        except ValueError as err:
+            raise DecodeError(f"{video}: {err}") from err
+        return {"examples": examples.float().numpy()}
+
+    def build_model(self) -> torch.nn.Module:
+        self.weights_path = resolve_weights(self.args, "vggish.pt", WEIGHTS_HELP, "VGGish")
+        model = load_weights(VGGish(), self.weights_path, "converted VGGish").eval()
+        return model if self.pca is None else torch.nn.Sequential(model, self.pca)
+
+    def forward(self, model: torch.nn.Module, examples: torch.Tensor) -> torch.Tensor:
+        return model(examples)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(VggishExtractor))

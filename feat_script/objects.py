@@ -1,0 +1,88 @@
+"""Object boxes per frame (torchvision Faster R-CNN) and RoIAlign local features, MASN's layouts.
+
+MASN's released object features come from the Caffe bottom-up-attention detector; we cannot run
+it here, so ``extract_objects.py`` detects with torchvision's Faster R-CNN and pools local features
+with ``torchvision.ops.roi_align`` on two maps of the same frame/clip: ResNet-152's C5 map
+(appearance local, [10, 2048]) and I3D's 7x7 layer4 map (motion local, [10, 2048]).
+
+Boxes: the 10 highest-scoring detections of any class (score threshold 0, like bottom-up-attention
+which always keeps at least 10), zero-padded when the detector returns fewer. Frames are resized
+to the network's square input without cropping, so a box in normalised coordinates (the first four
+spatial features) maps onto a feature map by scaling with the map's width and height.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.models.detection import fasterrcnn_resnet50_fpn
+from torchvision.models.detection.faster_rcnn import FasterRCNN
+from torchvision.ops import roi_align
+
+from feat_script.boxes import OBJECTS_PER_FRAME, spatial_features
+
+DETECTOR_HELP = (
+    "Get torchvision's COCO Faster R-CNN weights fasterrcnn_resnet50_fpn_coco-258fb6c6.pth "
+    "(https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) and pass its path"
+)
+
+
+def faster_rcnn(weights: str | Path | None = None, min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
+    """torchvision's Faster R-CNN ResNet-50 FPN (COCO) in eval mode; random init when ``weights`` is None."""
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"Faster R-CNN weights not found: {weights}. {DETECTOR_HELP}")
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, min_size=min_size,
+                                    max_size=max_size, box_score_thresh=0.0,
+                                    box_detections_per_img=OBJECTS_PER_FRAME)
+    if weights is not None:
+        path = Path(weights)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"{path} is not a fasterrcnn_resnet50_fpn state_dict: {err}") from err
+    return model.eval()
+
+
+@torch.no_grad()
+def detect(model: FasterRCNN, frames: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 [T, H, W, 3] -> spatial features [T, 10, 6] (zero rows for padding) and box counts [T].
+
+    The first four spatial features are the normalised box (x1/W, y1/H, x2/W, y2/H) that
+    ``roi_features`` takes.
+    """
+    height, width = frames.shape[1:3]
+    device = next(model.parameters()).device
+    images = [f.permute(2, 0, 1).to(device, torch.float32) / 255.0 for f in frames]
+    spatial = np.zeros((len(images), OBJECTS_PER_FRAME, 6), dtype=np.float32)
+    counts = np.zeros(len(images), dtype=np.int64)
+    for t, det in enumerate(model(images)):
+        found = det["boxes"][:OBJECTS_PER_FRAME].float().cpu().numpy()
+        counts[t] = len(found)
+        spatial[t, : len(found)] = spatial_features(found, width, height)
+    return spatial, counts
+
+
+def box_counts(spatial: np.ndarray) -> np.ndarray:
+    """Boxes per frame of a stored [T, 10, 6] spatial feature: the rows that are not all zero."""
+    return np.count_nonzero(np.abs(spatial).sum(axis=2) > 0, axis=1)
+
+
+def roi_features(feature_map: torch.Tensor, boxes: torch.Tensor, counts: torch.Tensor,
+                 output_size: int = 7) -> torch.Tensor:
+    """RoIAlign + average: map [T, C, h, w], normalised boxes [T, 10, 4] -> [T, 10, C].
+
+    Boxes are scaled to map coordinates (x by w, y by h) and pooled with ``aligned=True`` (pixel
+    centres at +0.5) and adaptive sampling, then the ``output_size`` squared bins are averaged, so
+    a box covering the whole frame gives exactly the map's global average. Padded boxes
+    (index >= count) give zero rows.
+    """
+    t, c, h, w = feature_map.shape
+    frame_index = torch.arange(t, device=boxes.device).repeat_interleave(OBJECTS_PER_FRAME)
+    scaled = boxes.reshape(-1, 4) * boxes.new_tensor([w, h, w, h])
+    rois = torch.cat([frame_index[:, None].to(boxes.dtype), scaled], dim=1).to(feature_map.dtype)
+    pooled = roi_align(feature_map, rois, output_size=output_size, spatial_scale=1.0, aligned=True)
+    local = pooled.mean(dim=(2, 3)).reshape(t, OBJECTS_PER_FRAME, c)
+    valid = torch.arange(OBJECTS_PER_FRAME, device=counts.device)[None, :] < counts[:, None]
+    return local * valid[..., None].to(local.dtype)

@@ -1,0 +1,59 @@
+"""Turning a waveform into VGGish input examples: AVST's one-second recipe and the standard one.
+
+AVST (``vggish_input.wavfile_to_examples(wav, num_secs=60)`` in MUSIC-AVQA) cuts the audio into
+non-overlapping one-second chunks and computes one 96x64 log-mel example per chunk (a second
+gives 98 frames; the first 96 form the example). Where the original crashes on audio shorter
+than ``num_secs``, we repeat the last complete second, as the authors advise (MUSIC-AVQA issue
+#3). The standard AudioSet recipe frames the whole log-mel spectrogram into 0.96 s examples with
+a 0.96 s hop.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from feat_script.vggish.mel import (
+    EXAMPLE_FRAMES,
+    HOP_SAMPLES,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    frame_examples,
+    log_mel,
+)
+
+EXAMPLE_SAMPLES = WINDOW_SAMPLES + (EXAMPLE_FRAMES - 1) * HOP_SAMPLES
+
+
+def to_mono(wave: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """[samples] or [samples, channels] (the layout of scipy and moviepy) -> float64 [samples]."""
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(f"VGGish needs {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; resample when decoding")
+    wave = torch.as_tensor(np.asarray(wave) if not isinstance(wave, torch.Tensor) else wave)
+    if wave.ndim == 2:
+        wave = wave.to(torch.float64).mean(dim=1)
+    elif wave.ndim != 1:
+        raise ValueError(f"expected a waveform [samples] or [samples, channels], got {tuple(wave.shape)}")
+    return wave.to(torch.float64)
+
+
+def avst_examples(wave: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE,
+                  num_secs: int = 60) -> torch.Tensor:
+    """Waveform -> [num_secs, 96, 64] float64, one example per second, last second repeated."""
+    mono = to_mono(wave, sample_rate)
+    full_secs = min(mono.shape[0] // SAMPLE_RATE, num_secs)
+    if full_secs < 1:
+        seconds = mono.shape[0] / SAMPLE_RATE
+        raise ValueError(f"audio is {seconds:.3f} s long; the AVST recipe needs at least 1 s")
+    chunks = mono[: full_secs * SAMPLE_RATE].reshape(full_secs, SAMPLE_RATE)
+    examples = log_mel(chunks)[:, :EXAMPLE_FRAMES]
+    index = torch.clamp(torch.arange(num_secs), max=full_secs - 1)
+    return examples[index]
+
+
+def standard_examples(wave: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Waveform -> [N, 96, 64] float64, 0.96 s examples with a 0.96 s hop (AudioSet's recipe)."""
+    mono = to_mono(wave, sample_rate)
+    if mono.shape[0] < EXAMPLE_SAMPLES:
+        seconds = mono.shape[0] / SAMPLE_RATE
+        raise ValueError(f"audio is {seconds:.3f} s long; one VGGish example needs 0.975 s")
+    return frame_examples(log_mel(mono))

@@ -1,0 +1,106 @@
+"""Stage-1 data (``grounding_gen/dataloader_grd_gen.py``, spec §2.4): (frame, audio) pairs and negatives.
+
+Item ``idx`` is frame ``idx % 10`` (the sorted frame folder's first 10 frames, the first 10 seconds) of
+video ``idx // 10`` with VGGish row ``idx % 10``; its negative is a frame 0-9 of another video, drawn
+from a generator seeded with (seed, epoch, idx) instead of the unseeded global ``random``. Frames are
+resized to 224x224 (no aspect kept) and normalised with the Kinetics mean/std, as the original.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+FRAMES_PER_VIDEO = 10
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+frame_transform = transforms.Compose([
+    transforms.Resize([224, 224]),
+    transforms.ToTensor(),
+    transforms.Normalize(KINETICS_MEAN, KINETICS_STD),
+])
+
+
+def frame_files(frames_dir: str | Path, video_id: str) -> list[Path]:
+    """The first 10 frames (sorted names) of one video's 1-fps frame folder; errors name the folder."""
+    folder = Path(frames_dir) / video_id
+    if not folder.is_dir():
+        raise FileNotFoundError(f"frame folder not found: {folder} (make 1-fps frames with feat_script)")
+    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(names) < FRAMES_PER_VIDEO:
+        raise ValueError(f"{folder}: {len(names)} frames, stage 1 needs the first {FRAMES_PER_VIDEO}")
+    return names[:FRAMES_PER_VIDEO]
+
+
+def load_frame(path: Path) -> torch.Tensor:
+    with Image.open(path) as img:
+        return frame_transform(img.convert("RGB"))
+
+
+class GroundingDataset(Dataset):
+    """Items: audio [2,128] (the positive row twice), visual [2,3,224,224] (positive, negative),
+    label [2] = (1, 0), index []."""
+
+    def __init__(self, videos: list[str], audio, frames_dir: str | Path, seed: int = 1) -> None:
+        if len(videos) < 2:
+            raise ValueError("stage-1 negatives need at least two videos")
+        self.videos = videos
+        self.audio = audio
+        self.frames = {v: frame_files(frames_dir, v) for v in videos}
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return FRAMES_PER_VIDEO * len(self.videos)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def negative(self, idx: int) -> tuple[str, int]:
+        rng = np.random.default_rng([self.seed, self.epoch, idx])
+        own = idx // FRAMES_PER_VIDEO
+        while True:
+            pick = int(rng.integers(len(self)))
+            if pick // FRAMES_PER_VIDEO != own:
+                return self.videos[pick // FRAMES_PER_VIDEO], pick % FRAMES_PER_VIDEO
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        video, flag = self.videos[idx // FRAMES_PER_VIDEO], idx % FRAMES_PER_VIDEO
+        neg_video, neg_flag = self.negative(idx)
+        row = torch.from_numpy(self.audio.read(video, np.array([flag]))).float()
+        visual = torch.stack((load_frame(self.frames[video][flag]), load_frame(self.frames[neg_video][neg_flag])))
+        return {"audio": row.expand(2, -1).contiguous(), "visual": visual,
+                "label": torch.tensor([1, 0]), "index": torch.tensor(idx)}
+
+
+class GroundingTask:
+    """Cross-entropy over the (positive, negative) logits; selected on val pair accuracy (%)."""
+
+    select_metric = "accuracy"
+    select_mode = "max"
+
+    def __init__(self, scheduler=None) -> None:
+        self.scheduler = scheduler
+
+    def training_loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(batch["audio"], batch["visual"])
+        loss = torch.nn.functional.cross_entropy(logits, batch["label"].reshape(-1))
+        return loss, {}
+
+    def predict(self, model, batch: dict) -> dict[str, torch.Tensor]:
+        logits = model(batch["audio"], batch["visual"])
+        b = batch["label"].shape[0]
+        return {"correct": (logits.argmax(-1) == batch["label"].reshape(-1)).reshape(b, 2).float()}
+
+    def metrics(self, records: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {"accuracy": 100.0 * records["correct"].mean().item()}
+
+    def on_epoch_end(self, epoch: int, metrics_by_split: dict, trainer) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step()

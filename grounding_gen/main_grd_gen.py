@@ -1,0 +1,96 @@
+"""Stage 1: audio-visual matching ("spatial grounding") pretraining on raw 1-fps frames (spec §4.1).
+
+    python grounding_gen/main_grd_gen.py --audio_dir data/feats/vggish --video_dir data/frames \
+        --label_train data/json/avqa-train_real.json --resnet_weights checkpoints/resnet18-5c106cde.pth
+
+GroundingNet with a frozen ImageNet ResNet-18 (stride-1 layer4), Adam 1e-4 on everything (the frozen
+weights get no gradient), StepLR(8, 0.1) per epoch, 30 epochs, batch 64. As in the original, the
+ResNet's BatchNorm layers stay in train mode while frozen, so their running statistics drift during
+training (kept so that results match; ``--freeze_bn`` turns it off). Also as in the original, the
+"val" set is the train videos unless ``--label_val`` names another file. The selected checkpoint is
+``<run_dir>/checkpoints/best.pt``; ``avst/main_avst.py --pretrained_grounding`` takes it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from avst.data.annotations import load_records, video_list  # noqa: E402
+from avst.data.features import open_features  # noqa: E402
+from engine.cli import add_engine_args  # noqa: E402
+from engine.device import resolve_device  # noqa: E402
+from engine.run import Run  # noqa: E402
+from engine.seed import seed_everything  # noqa: E402
+from engine.trainer import Trainer  # noqa: E402
+from grounding_gen.data import GroundingDataset, GroundingTask  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--audio_dir", default="data/feats/vggish")
+    p.add_argument("--video_dir", default="data/frames", help="1-fps frame folders, one per video")
+    p.add_argument("--packed", default=None, help="packed feature store for the audio")
+    p.add_argument("--label_train", default="data/json/avqa-train_real.json", help="its videos are used")
+    p.add_argument("--label_val", default=None, help="default: the train videos (as the original)")
+    p.add_argument("--resnet_weights", default=None,
+                   help="ImageNet ResNet-18 state_dict (torchvision resnet18-5c106cde.pth); without it "
+                        "the backbone is random (demo and tests only)")
+    p.add_argument("--freeze_bn", action="store_true", help="keep the frozen ResNet's BN in eval mode")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
+    return add_engine_args(p, default_seed=1)
+
+
+class _FrozenBNTask(GroundingTask):
+    """Puts the backbone's BN layers in eval mode before each batch (``--freeze_bn``)."""
+
+    def training_loss(self, model, batch):
+        getattr(model, "module", model).visual_net.eval()
+        return super().training_loss(model, batch)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from grounding_gen.model import GroundingNet
+
+    args = build_parser().parse_args(argv)
+    seed_everything(args.seed, args.deterministic)
+    device = resolve_device(args.device)
+    if args.resnet_weights and not Path(args.resnet_weights).is_file():
+        raise FileNotFoundError(f"--resnet_weights {args.resnet_weights} not found (torchvision's ImageNet "
+                                "ResNet-18, https://download.pytorch.org/models/resnet18-5c106cde.pth)")
+    audio = open_features("audio", args.audio_dir, args.packed)
+    train_videos = video_list(load_records(args.label_train))
+    val_videos = video_list(load_records(args.label_val)) if args.label_val else train_videos
+    train_set = GroundingDataset(train_videos, audio, args.video_dir, seed=args.seed)
+    val_set = GroundingDataset(val_videos, audio, args.video_dir, seed=args.seed + 1)
+    model = GroundingNet(visual_weights=args.resnet_weights)
+    for p in model.visual_net.parameters():
+        p.requires_grad = False
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=8, gamma=0.1)
+    task = (_FrozenBNTask if args.freeze_bn else GroundingTask)(scheduler)
+    run = Run(args, name="grounding")
+    try:
+        run.log(f"stage 1 on {len(train_videos)} videos ({len(train_set)} pairs), val {len(val_set)} pairs")
+        trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.epochs,
+                          batch_size=args.batch_size, num_workers=args.num_workers, scheduler=scheduler,
+                          amp=args.amp, save_every_steps=args.save_every_steps, seed=args.seed)
+        result = trainer.fit(train_set, val_set)
+        run.log(f"selected epoch {result['best_epoch']} (val pair accuracy {result['best_metric']:.2f} %); "
+                f"weights in {run.ckpt_dir / 'best.pt'}")
+        return result
+    finally:
+        run.close()
+
+
+if __name__ == "__main__":
+    main()

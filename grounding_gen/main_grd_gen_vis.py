@@ -1,0 +1,78 @@
+"""Heat maps of the stage-1 spatial grounding: where in the frame the audio is heard.
+
+    python grounding_gen/main_grd_gen_vis.py --checkpoint runs/grounding/checkpoints/best.pt \
+        --audio_dir data/feats/vggish --video_dir data/frames --videos 00000093 00000238 --frames 0 5 9
+
+For each chosen video and frame (0-9, the first ten seconds) the net's audio-guided softmax over the
+14x14 positions (the positive of the original's pair) is drawn over the frame as in
+``grounding_gen/main_grd_gen_vis.py --mode val``, but with correct colours, and saved as
+``<out_dir>/<video>_<frame>.png``. Without ``--videos`` the first ``--max_videos`` of ``--label_json``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from avst.data.annotations import load_records, video_list  # noqa: E402
+from avst.data.features import open_features  # noqa: E402
+from engine.device import resolve_device  # noqa: E402
+from grounding_gen.data import FRAMES_PER_VIDEO, frame_files, load_frame  # noqa: E402
+from grounding_gen.heatmap import overlay, save_png  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="stage-1 weights (ours or the authors')")
+    p.add_argument("--audio_dir", default="data/feats/vggish")
+    p.add_argument("--packed", default=None)
+    p.add_argument("--video_dir", default="data/frames")
+    p.add_argument("--videos", nargs="*", default=None)
+    p.add_argument("--label_json", default="data/json/avqa-train_real.json")
+    p.add_argument("--max_videos", type=int, default=10)
+    p.add_argument("--frames", nargs="*", type=int, default=list(range(FRAMES_PER_VIDEO)))
+    p.add_argument("--out_dir", default="runs/grounding_vis")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    return p
+
+
+@torch.no_grad()
+def main(argv: list[str] | None = None) -> list[Path]:
+    from avst.model import load_avst_state
+    from engine.checkpoint import load_checkpoint, model_state
+    from grounding_gen.model import GroundingNet
+
+    args = build_parser().parse_args(argv)
+    bad = [f for f in args.frames if not 0 <= f < FRAMES_PER_VIDEO]
+    if bad:
+        raise ValueError(f"--frames {bad}: stage 1 sees frames 0-{FRAMES_PER_VIDEO - 1} only")
+    device = resolve_device(args.device)
+    model = GroundingNet()
+    load_avst_state(model, model_state(load_checkpoint(args.checkpoint)))
+    model.to(device).eval()
+    audio = open_features("audio", args.audio_dir, args.packed)
+    videos = args.videos or video_list(load_records(args.label_json))[:args.max_videos]
+    written = []
+    for video in videos:
+        files = frame_files(args.video_dir, video)
+        rows = audio.read(video, np.array(args.frames))
+        frames = torch.stack([load_frame(files[f]) for f in args.frames])
+        a = torch.from_numpy(np.ascontiguousarray(rows)).float().unsqueeze(1).to(device)
+        p, _ = model(a, frames.unsqueeze(1).to(device), return_map=True)
+        for k, f in enumerate(args.frames):
+            with Image.open(files[f]) as img:
+                rgb = np.asarray(img.convert("RGB"))
+            written.append(save_png(Path(args.out_dir) / f"{video}_{f:02d}.png", overlay(rgb, p[k, 0].cpu().numpy())))
+    print(f"wrote {len(written)} heat maps to {args.out_dir}")
+    return written
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""MASN data: TGIF-QA CSVs, MSVD-QA / MSRVTT-QA JSONs, vocabulary + GloVe, HDF5 video features."""

@@ -1,0 +1,189 @@
+"""The four MASN HDF5 feature files: names, layouts, and a reader that pads like the original.
+
+Layout per video key (spec §2.2): appearance global ``<key>`` (T, 2048); motion global ``<key>``
+(T, 2048); appearance local ``image_features/<key>`` (T, 10, 2048) and ``spatial_features/<key>``
+(T, 10, 6); motion local ``<key>`` (T, 10, 2048). Files are opened lazily, once per process (i.e. per
+DataLoader worker), and only the first ``v_max_length`` rows are read.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+OBJ_MAX = 10
+FEAT_DIM = 2048
+BOX_DIM = 6
+ROLES = ("res_avg", "i3d_avg", "res_roi", "i3d_roi")
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """File names (first = the code's name, then accepted aliases), sub-folder and key prefix."""
+
+    subdir: str
+    key_prefix: str
+    names: dict[str, tuple[str, ...]]
+
+
+LAYOUTS = {
+    "tgif-qa": FeatureLayout("feat_r6_vsync2", "", {
+        "res_avg": ("res152_avgpool.hdf5",),
+        "i3d_avg": ("tgif_i3d_hw7_perclip_avgpool.hdf5",),
+        "res_roi": ("tgif_btup_f_obj10.hdf5",),
+        "i3d_roi": ("tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5",
+                    "tgif_i3d_roialign_hw7_perclip_avgpool.hdf5"),
+    }),
+    "msvd-qa": FeatureLayout("vfeat", "vid", {
+        "res_avg": ("msvd_res152_avgpool.hdf5",),
+        "i3d_avg": ("msvd_i3d_avgpool_perclip.hdf5",),
+        "res_roi": ("msvd_btup_f_obj10.hdf5",),
+        "i3d_roi": ("msvd_i3d_roialign_perclip_obj10.hdf5",),
+    }),
+    "msrvtt-qa": FeatureLayout("vfeat", "video", {
+        "res_avg": ("msrvtt_res152_avgpool.hdf5",),
+        "i3d_avg": ("msrvtt_i3d_avgpool_perclip.hdf5",),
+        "res_roi": ("msrvtt_btup_f_obj10.hdf5",),
+        "i3d_roi": ("msrvtt_i3d_roialign_perclip_obj10.hdf5",),
+    }),
+}
+
+
+class FeatureError(ValueError):
+    """A feature file that is missing, unreadable, incomplete or of the wrong shape."""
+
+
+def resolve_feature_files(feat_dir: Path, dataset: str) -> dict[str, Path]:
+    """Role -> path, looking in ``<feat_dir>/<subdir>/`` first, then in ``<feat_dir>/`` itself."""
+    layout = LAYOUTS[dataset]
+    feat_dir = Path(feat_dir)
+    paths = {}
+    for role, names in layout.names.items():
+        candidates = [feat_dir / layout.subdir / n for n in names] + [feat_dir / n for n in names]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise FeatureError(
+                f"{role} feature file not found: looked for {' or '.join(names)} in "
+                f"{feat_dir / layout.subdir} and {feat_dir} (--feat_dir)")
+        paths[role] = found
+    return paths
+
+
+def _open(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise FeatureError(f"{path}: cannot be read as HDF5 (truncated or not an HDF5 file?): {e}") from None
+
+
+def _datasets(files: dict[str, h5py.File]) -> dict[str, h5py.Group]:
+    """The five containers keyed by video: res_avg, i3d_avg, res_roi, bbox, i3d_roi."""
+    roi = files["res_roi"]
+    for group in ("image_features", "spatial_features"):
+        if group not in roi:
+            raise FeatureError(f"{roi.filename}: has no '{group}' group (expected the tgif_btup_f_obj10 layout)")
+    return {"res_avg": files["res_avg"], "i3d_avg": files["i3d_avg"], "res_roi": roi["image_features"],
+            "bbox": roi["spatial_features"], "i3d_roi": files["i3d_roi"]}
+
+
+EXPECTED_TAIL = {"res_avg": (FEAT_DIM,), "i3d_avg": (FEAT_DIM,), "res_roi": (None, FEAT_DIM),
+                 "bbox": (None, BOX_DIM), "i3d_roi": (None, FEAT_DIM)}
+SOURCE_ROLE = {"res_avg": "res_avg", "i3d_avg": "i3d_avg", "res_roi": "res_roi", "bbox": "res_roi",
+               "i3d_roi": "i3d_roi"}
+
+
+def shape_problem(name: str, shape: tuple[int, ...]) -> str | None:
+    """Why a stored array of this shape cannot be used as ``name`` (None when it can)."""
+    tail = EXPECTED_TAIL[name]
+    if len(shape) != 1 + len(tail) or shape[0] < 1:
+        return f"shape {shape}, expected (T>=1, {', '.join('N<=10' if t is None else str(t) for t in tail)})"
+    if len(tail) == 2 and not 1 <= shape[1] <= OBJ_MAX:
+        return f"shape {shape}: {shape[1]} objects per frame, expected 1..{OBJ_MAX}"
+    if shape[-1] != tail[-1]:
+        return f"shape {shape}: last dimension {shape[-1]}, expected {tail[-1]}"
+    return None
+
+
+def container_label(paths: dict[str, Path], name: str) -> str:
+    group = {"res_roi": ":image_features", "bbox": ":spatial_features"}.get(name, "")
+    return f"{paths[SOURCE_ROLE[name]]}{group}"
+
+
+class VideoFeatures:
+    """Reads and pads one video's five arrays; missing videos give the original's zeros if allowed."""
+
+    def __init__(self, paths: dict[str, Path], key_prefix: str, v_max_length: int,
+                 allow_missing: bool = False):
+        self.paths = dict(paths)
+        self.key_prefix = key_prefix
+        self.v_max_length = v_max_length
+        self.allow_missing = allow_missing
+        self._files: dict[str, h5py.File] | None = None
+        self._pid: int | None = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_files"], state["_pid"] = None, None
+        return state
+
+    def _data(self) -> dict[str, h5py.Group]:
+        if self._files is None or self._pid != os.getpid():
+            self._files = {role: _open(p) for role, p in self.paths.items()}
+            self._pid = os.getpid()
+        return _datasets(self._files)
+
+    def close(self) -> None:
+        """Release the handles (done after the up-front checks, so DataLoader workers open their own)."""
+        for f in (self._files or {}).values():
+            f.close()
+        self._files, self._pid = None, None
+
+    def key(self, video_id) -> str:
+        return f"{self.key_prefix}{video_id}"
+
+    def missing(self, video_ids) -> dict[str, list[str]]:
+        """Feature container (``file`` or ``file:group``) -> the keys of ``video_ids`` it lacks."""
+        data = self._data()
+        keys = sorted({self.key(v) for v in video_ids})
+        out: dict[str, list[str]] = {}
+        for name, container in data.items():
+            present = set(container.keys())
+            lost = [k for k in keys if k not in present]
+            if lost:
+                out[container_label(self.paths, name)] = lost
+        return out
+
+    def read(self, video_id) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """(res_avg (T,2048), i3d_avg, res_roi (T,10,2048), bbox (T,10,6), i3d_roi, video_length)."""
+        data = self._data()
+        key = self.key(video_id)
+        t_max = self.v_max_length
+        try:
+            raw = {name: container[key] for name, container in data.items()}
+        except KeyError:
+            if not self.allow_missing:
+                raise FeatureError(f"video {key!r} is missing from the feature files") from None
+            raw = None
+        if raw is None:
+            length = 1
+            arrays = {name: np.zeros((1,) + tuple(OBJ_MAX if t is None else t for t in tail), np.float32)
+                      for name, tail in EXPECTED_TAIL.items()}
+        else:
+            for name, ds in raw.items():
+                problem = shape_problem(name, ds.shape)
+                if problem:
+                    raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}): {problem}")
+            length = raw["res_avg"].shape[0]
+            arrays = {name: ds[:t_max] for name, ds in raw.items()}
+        out = []
+        for name in ("res_avg", "i3d_avg", "res_roi", "bbox", "i3d_roi"):
+            a = arrays[name]
+            tail = tuple(OBJ_MAX if t is None else t for t in EXPECTED_TAIL[name])
+            padded = np.zeros((t_max,) + tail, dtype=np.float32)
+            index = (slice(0, a.shape[0]),) + tuple(slice(0, s) for s in a.shape[1:])
+            padded[index] = a
+            out.append(padded)
+        return (*out, min(t_max, length))

@@ -1,0 +1,246 @@
+"""Train or evaluate MASN on TGIF-QA (Count, Action, Trans, FrameQA), MSVD-QA or MSRVTT-QA.
+
+The original's flags and defaults keep working (``python masn/main.py --task Count --batch_size 32``,
+``--test --checkpoint NAME``, ``--change_lr``, ``--lr_list 10 20 30 40`` ...), plus the engine's run
+options. Model selection is on validation by default; ``--select test`` reproduces the original's
+test-set selection and its ``<save_path>/<model_name>/<Task>_<metric>.pth`` threshold checkpoints.
+Works as ``python masn/main.py``, ``python -m masn.main`` and ``cd masn && python main.py``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable, not masn/ itself
+    _root = str(Path(__file__).resolve().parent.parent)
+    sys.path[:] = [_root] + [p for p in sys.path if Path(p or ".").resolve() != Path(_root) / "masn"]
+
+import argparse  # noqa: E402
+
+import torch  # noqa: E402
+
+from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint  # noqa: E402
+from engine.cli import add_engine_args  # noqa: E402
+from engine.device import resolve_device  # noqa: E402
+from engine.run import Run  # noqa: E402
+from engine.seed import seed_everything  # noqa: E402
+from engine.trainer import Trainer  # noqa: E402
+from masn.answer_index import AnswerIndexError, answers_sha256, load_answer_index, save_answer_index  # noqa: E402
+from masn.data.build import DATASETS, QAData, load_msqa, load_tgif  # noqa: E402
+from masn.data.features import FeatureError  # noqa: E402
+from masn.data.glove import GloveError, vocab_sha256  # noqa: E402
+from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError  # noqa: E402
+from masn.schedules import MODES, EpochSchedule, initial_lr  # noqa: E402
+from masn.tasks import MASNTask, passes_threshold  # noqa: E402
+
+DEFAULTS = {  # the original scripts' defaults per data set (main.py, main_msvd.py, main_msrvtt.py)
+    "tgif-qa": {"model_name": "[MASN]", "feat_dir": "/data/TGIFQA", "vc_dir": "/data/TGIFQA/vocab",
+                "df_dir": "/data/TGIFQA/question", "checkpoint": "FrameQA_59.73.pth", "v_max_length": 20,
+                "task": "Count"},
+    "msvd-qa": {"model_name": "[MSVD_msvd]", "feat_dir": "/data/MSVD-QA", "vc_dir": "/data/MSVD-QA/vocab",
+                "df_dir": "/data/MSVD-QA/question", "checkpoint": "", "v_max_length": 30, "task": "MS-QA"},
+    "msrvtt-qa": {"model_name": "[MSVD_msrvtt]", "feat_dir": "/data/MSRVTT-QA/video",
+                  "vc_dir": "/data/MSRVTT-QA/vocab4000", "df_dir": "/data/MSRVTT-QA/question",
+                  "checkpoint": "", "v_max_length": 30, "task": "MS-QA"},
+}
+USER_ERRORS = (DataError, FeatureError, GloveError, AnswerIndexError, CheckpointError, FileExistsError)
+
+
+def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default=dataset)
+    p.add_argument("--model_name", "--exp_name", dest="model_name", default=None,
+                   help="sub-folder of --save_path for the threshold checkpoints (original name)")
+    p.add_argument("--feat_dir", default=None, help="HDF5 features (in feat_r6_vsync2/ or vfeat/, or flat)")
+    p.add_argument("--vc_dir", default=None, help="vocabulary folder: GloVe text file and its cache")
+    p.add_argument("--df_dir", "--csv_dir", dest="df_dir", default=None, help="question CSV / JSON folder")
+    p.add_argument("--glove", default=None, help="GloVe text file (default <vc_dir>/glove.42B.300d.txt)")
+    p.add_argument("--answer-index", "--answer_index", dest="answer_index", default=None,
+                   help="JSON answer order to use (FrameQA / MS-QA); default: built deterministically")
+    p.add_argument("--allow-missing-features", "--allow_missing_features", dest="allow_missing_features",
+                   action="store_true", help="use zeros for videos without features, as the original did")
+    p.add_argument("--checkpoint", default=None,
+                   help="with --test: a file name under <save_path>/<model_name>/, or a path")
+    p.add_argument("--save_path", default="./saved_models/")
+    p.add_argument("--save", action="store_true", default=True, help="kept for compatibility (always on)")
+    p.add_argument("--select", choices=["val", "test"], default="val",
+                   help="model selection split; 'test' also writes the original's threshold checkpoints")
+    p.add_argument("--hidden_size", type=int, default=512)
+    p.add_argument("--test", action="store_true", help="evaluate --checkpoint on the test split only")
+    p.add_argument("--max_epoch", type=int, default=100)
+    p.add_argument("--val_ratio", type=float, default=0.1)
+    p.add_argument("--split_seed", type=int, default=999,
+                   help="seed of the random train/val split (999 reproduces the original's split)")
+    p.add_argument("--q_max_length", type=int, default=20)
+    p.add_argument("--v_max_length", type=int, default=None)
+    p.add_argument("--task", default=None, help=f"{', '.join(TASKS)} (TGIF-QA) or MS-QA")
+    p.add_argument("--rnn_layers", type=int, default=1)
+    p.add_argument("--gcn_layers", type=int, default=2)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--eval_batch_size", type=int, default=None)
+    p.add_argument("--max_n_videos", type=int, default=100000)
+    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr_list", type=int, nargs="+", default=[10, 20, 30, 40], help="MultiStepLR milestones")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--change_lr", choices=MODES, default="none")
+    p.add_argument("--weight_decay", type=float, default=0.0)
+    p.add_argument("--ablation", default="none", help="stored in the model, unused (as the original)")
+    add_engine_args(p, default_seed=999)
+    return p
+
+
+def parse_args(argv: list[str] | None, dataset: str = "tgif-qa") -> argparse.Namespace:
+    args = build_parser(dataset).parse_args(argv)
+    for key, value in DEFAULTS[args.dataset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    valid = TASKS if args.dataset == "tgif-qa" else ("MS-QA",)
+    if args.task not in valid:
+        raise DataError(f"unknown task {args.task!r} for {args.dataset}; choose one of {', '.join(valid)}")
+    return args
+
+
+def load_data(args: argparse.Namespace, answers: list[str] | None, log) -> QAData:
+    common = {"q_max_length": args.q_max_length, "v_max_length": args.v_max_length,
+              "max_n_videos": args.max_n_videos, "answers": answers,
+              "allow_missing": args.allow_missing_features, "log": log}
+    if args.dataset == "tgif-qa":
+        return load_tgif(args.task, args.df_dir, args.feat_dir, args.vc_dir, args.glove,
+                         val_ratio=args.val_ratio, split_seed=args.split_seed, **common)
+    return load_msqa(args.dataset, args.df_dir, args.feat_dir, args.vc_dir, args.glove, **common)
+
+
+def build_model(args: argparse.Namespace, data: QAData) -> torch.nn.Module:
+    from masn.model import MASN
+
+    n_answers = len(data.answers) if data.task in ("FrameQA", "MS-QA") else None
+    return MASN(len(data.vocab), args.rnn_layers, data.word_matrix, 2048, 2048, args.hidden_size,
+                dropout_p=args.dropout, gcn_layers=args.gcn_layers, answer_vocab_size=n_answers,
+                q_max_len=args.q_max_length, v_max_len=args.v_max_length, ablation=args.ablation)
+
+
+def checkpoint_path(args: argparse.Namespace) -> Path:
+    given = Path(args.checkpoint)
+    return given if given.is_file() else Path(args.save_path) / args.model_name / args.checkpoint
+
+
+def summarize(task: MASNTask, history: list[dict]) -> dict:
+    """The val-selected epoch's test numbers and the best test numbers over all epochs."""
+    metric, lower = task.select_metric, task.select_mode == "min"
+    pick = min if lower else max
+    out = {}
+    if history and "val" in history[0]:
+        best_val = pick(history, key=lambda h: h["val"][metric])
+        out["val_selected"] = {"epoch": best_val["epoch"], "val": best_val["val"], "test": best_val.get("test")}
+    if history and "test" in history[0]:
+        best_test = pick(history, key=lambda h: h["test"][metric])
+        out["best_test"] = {"epoch": best_test["epoch"], "test": best_test["test"]}
+    return out
+
+
+def format_metrics(task: str, m: dict) -> str:
+    text = f"MSE {m['mse']:.3f} (exact {m['acc']:.2f}%)" if task == "Count" else f"acc {m['acc']:.2f}%"
+    if task == "FrameQA":
+        text += " | " + ", ".join(f"{t} {m[f'acc_{t}']:.2f}% (n={m[f'n_{t}']})" for t in FRAMEQA_TYPES
+                                  if f"acc_{t}" in m)
+    return text
+
+
+def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, payload: dict, path: Path,
+                  device) -> dict:
+    from masn.checkpoint import load_masn_state
+
+    meta = payload.get("meta") or {}
+    if meta.get("vocab_sha256") not in (None, vocab_sha256(data.vocab.words)):
+        raise CheckpointError(f"{path}: trained with another word vocabulary than the one built from "
+                              f"{args.df_dir} (vocab_sha256 differs)")
+    if data.answers and meta.get("answers_sha256") not in (None, answers_sha256(data.answers)):
+        raise CheckpointError(f"{path}: its answer classes are in another order than --answer-index "
+                              f"{args.answer_index}; drop --answer-index to use the checkpoint's own order")
+    load_masn_state(model, model_state(payload), str(path))
+    trainer = Trainer(run, model, torch.optim.Adam(model.parameters()), task, device=device, epochs=0,
+                      batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                      num_workers=args.num_workers, seed=args.seed)
+    metrics, _ = trainer.evaluate(data.splits["test"])
+    run.log(f"TEST {args.task} ({path}): {format_metrics(args.task, metrics)}")
+    run.write_json("test_report.json", {"checkpoint": str(path), "test": metrics})
+    return {"test": metrics}
+
+
+def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
+    args = parse_args(argv, dataset)
+    seed_everything(args.seed, args.deterministic)
+    device = resolve_device(args.device)
+    answers = load_answer_index(Path(args.answer_index)) if args.answer_index else None
+    payload, ckpt = None, None
+    if args.test:
+        ckpt = checkpoint_path(args)
+        payload = load_checkpoint(ckpt)
+        answers = answers or (payload.get("meta") or {}).get("answers")
+    name = f"masn-{args.dataset}-{args.task}" + ("-test" if args.test else "")
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (args.name or name)
+    if not args.test and not args.resume and (run_dir / "checkpoints" / "last.pt").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or choose "
+                              "another --run_dir / --name")
+    data = load_data(args, answers, print)  # bad input fails here, before anything is written
+    run = Run(args, name)
+    run.log(f"{args.dataset} {args.task}: train/val/test {'/'.join(str(len(s)) for s in data.splits.values())}"
+            f" questions, vocabulary {len(data.vocab)}" + (f", {len(data.answers)} answers" if data.answers else ""))
+    meta = {"model": "masn", "dataset": args.dataset, "task": args.task, "vocab_words": data.vocab.words,
+            "vocab_sha256": vocab_sha256(data.vocab.words), "q_max_length": args.q_max_length,
+            "v_max_length": args.v_max_length}
+    if data.answers and args.task in ("FrameQA", "MS-QA"):
+        meta.update(answers=data.answers, answers_sha256=answers_sha256(data.answers))
+        save_answer_index(run.dir / "answer_index.json", data.answers)
+    model = build_model(args, data)
+    task = MASNTask(args.task)
+    if args.test:
+        result = evaluate_only(args, run, data, model, task, payload, ckpt, device)
+        run.close()
+        return result
+    optimizer = torch.optim.Adam(model.parameters(), lr=initial_lr(args.change_lr, args.lr),
+                                 weight_decay=args.weight_decay)
+    task.schedule = EpochSchedule(optimizer, args.change_lr, args.lr, args.max_epoch, args.lr_list)
+    if args.select == "test":
+        task.on_test_metric = _threshold_saver(args, meta)
+    trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.max_epoch,
+                      batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                      num_workers=args.num_workers, scheduler=task.schedule, amp=args.amp,
+                      save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta=meta,
+                      select_split=args.select)
+    trainer.fit(data.splits["train"], data.splits["val"], data.splits["test"])
+    summary = summarize(task, trainer.history)
+    if "val_selected" in summary and summary["val_selected"]["test"] is not None:
+        s = summary["val_selected"]
+        run.log(f"RESULT {args.task} val-selected (epoch {s['epoch']}): test {format_metrics(args.task, s['test'])}")
+    if "best_test" in summary:
+        s = summary["best_test"]
+        run.log(f"RESULT {args.task} best test (epoch {s['epoch']}, the original's selection): "
+                f"{format_metrics(args.task, s['test'])}")
+    run.write_json("report.json", summary)
+    run.close()
+    return summary
+
+
+def _threshold_saver(args: argparse.Namespace, meta: dict):
+    """The original's ``<Task>_<metric[:5]>.pth`` files, written when the test metric passes its bar."""
+    folder = Path(args.save_path) / args.model_name
+
+    def save(epoch: int, value: float, trainer) -> None:
+        if passes_threshold(args.task, value):
+            path = folder / f"{args.task}_{str(value)[:5]}.pth"
+            save_checkpoint(path, {"model": trainer.model.state_dict(), "meta": meta, "epoch": epoch + 1})
+            trainer.run.log(f"saved {path} (test {trainer.task.select_metric} {value:.4f})")
+    return save
+
+
+def cli(dataset: str = "tgif-qa") -> None:
+    try:
+        main(dataset=dataset)
+    except USER_ERRORS as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    cli()

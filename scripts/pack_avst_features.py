@@ -1,0 +1,46 @@
+"""Pack per-video AVST features into one memory-mappable array per kind plus ``index.json``.
+
+``<out>/audio.npy`` [V*60, 128] and ``<out>/visual.npy`` [V*60, 512, 14, 14] hold the videos in index
+order, 60 rows each (shorter videos are padded by repeating their last row; ``index.json`` records the
+original row counts). ``--float16`` halves the size (the loaders cast back to float32). Arrays are
+written to a temporary name and renamed, so an interrupted run leaves no half-written store.
+
+    python scripts/pack_avst_features.py --label_json data/json/avqa-train.json data/json/avqa-val.json \
+        data/json/avqa-test.json --audio_dir data/feats/vggish --video_res14x14_dir data/feats/res18_14x14 \
+        --out data/feats/avst_packed [--float16]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from avst.data.annotations import load_records, video_list  # noqa: E402
+from avst.data.features import NpyFeatures  # noqa: E402
+from avst.data.packing import pack  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--label_json", nargs="+", required=True, help="JSON files whose videos to pack")
+    p.add_argument("--audio_dir", required=True)
+    p.add_argument("--video_res14x14_dir", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--float16", action="store_true", help="store float16 (half the size)")
+    args = p.parse_args(argv)
+    videos = list(dict.fromkeys(v for path in args.label_json for v in video_list(load_records(path))))
+    sources = {"audio": NpyFeatures(args.audio_dir, "audio"),
+               "visual": NpyFeatures(args.video_res14x14_dir, "visual")}
+    short = pack(videos, sources, args.out, np.float16 if args.float16 else np.float32)
+    print(f"packed {len(videos)} videos into {args.out} ({len(short)} shorter than 60 rows, padded with "
+          "their last row)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

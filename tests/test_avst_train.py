@@ -1,0 +1,125 @@
+"""AVST / baseline entry points on tiny synthetic data: loss, schedule, train -> test report, errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avst.data.synthetic import make_dataset
+from avst.data.vocab import VocabError
+from avst.main_avst import main
+from avst.tasks import AVQATask
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("musicavqa")
+    make_dataset(root, seed=1, n_videos=3, n_frame_videos=0, rounds=1)
+    return root
+
+
+def data_args(root):
+    return ["--audio_dir", str(root / "feats/vggish"), "--video_res14x14_dir", str(root / "feats/res18_14x14"),
+            "--label_train", str(root / "json/avqa-train.json"), "--label_val", str(root / "json/avqa-val.json"),
+            "--label_test", str(root / "json/avqa-test.json"), "--vocab_json", str(root / "json/avqa-train.json"),
+            "--num_workers", "0", "--quiet"]
+
+
+def test_loss_is_qa_plus_half_the_interleaved_matching_loss():
+    torch.manual_seed(0)
+    out_qa, posi, nega = torch.randn(3, 5), torch.randn(6, 2), torch.randn(6, 2)
+
+    def model(audio, visual_posi, visual_nega, question):
+        return out_qa, posi, nega
+
+    batch = {"audio": torch.zeros(3, 2, 128), "visual_posi": torch.zeros(3, 2, 512, 1, 1),
+             "visual_nega": torch.zeros(3, 2, 512, 1, 1), "question": torch.zeros(3, 14, dtype=torch.long),
+             "label": torch.tensor([0, 4, 2])}
+    loss, stats = AVQATask().training_loss(model, batch)
+    rows, targets = [], []
+    for i in range(6):  # the original's batch_organize: posi_i, nega_i with labels 1, 0
+        rows += [posi[i], nega[i]]
+        targets += [1, 0]
+    expected = F.cross_entropy(out_qa, batch["label"]) + 0.5 * F.cross_entropy(torch.stack(rows),
+                                                                               torch.tensor(targets))
+    torch.testing.assert_close(loss, expected)
+    assert set(stats) == {"loss_qa", "loss_match"}
+
+
+def test_step_lr_follows_the_original_epoch_semantics():
+    """scheduler.step(epoch) after epoch e (from 1): 1e-4 for epochs 1-8, 1e-5 for 9-16, 1e-6 for 17-24."""
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    task = AVQATask(torch.optim.lr_scheduler.StepLR(opt, step_size=8, gamma=0.1))
+    lrs = []
+    for epoch in range(24):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        task.on_epoch_end(epoch, {}, None)
+    assert lrs[:8] == pytest.approx([1e-4] * 8)
+    assert lrs[8:16] == pytest.approx([1e-5] * 8)
+    assert lrs[16:] == pytest.approx([1e-6] * 8)
+
+
+def test_train_then_test_writes_the_report(demo, tmp_path):
+    from grounding_gen.model import GroundingNet
+
+    grounding = tmp_path / "grounding.pt"
+    torch.save(GroundingNet().state_dict(), grounding)
+    run = tmp_path / "run"
+    main(["--mode", "train", *data_args(demo), "--epochs", "1", "--batch-size", "8", "--run_dir", str(run),
+          "--pretrained_grounding", str(grounding)])
+    assert "initialised 18 tensors" in (run / "log.txt").read_text()
+    vocab = json.loads((run / "vocab.json").read_text())
+    assert vocab["words"][0] == "<pad>"
+    payload = torch.load(run / "checkpoints/best.pt", weights_only=True)
+    assert payload["meta"]["vocab"]["answers"] == vocab["answers"]
+    tests = json.loads((demo / "json/avqa-test.json").read_text())
+    reports = []
+    for bs in ("1", "5"):
+        report = main(["--mode", "test", *data_args(demo), "--run_dir", str(run), "--eval_batch_size", bs])
+        reports.append(report)
+    assert reports[0]["overall"] == reports[1]["overall"]
+    out = run / "test_avqa-test"
+    saved = json.loads((out / "test_report.json").read_text())
+    assert saved["questions"] == len(tests) and saved["test_file"].endswith("avqa-test.json")
+    assert sum(c["count"] for c in saved["types"].values()) == len(tests)
+    lines = (out / "test_predictions.tsv").read_text().splitlines()
+    assert len(lines) == len(tests) + 1 and lines[1].split("\t")[0] == str(tests[0]["question_id"])
+    assert "| All |" in (out / "test_report.md").read_text()
+
+
+def test_baseline_trains_without_negatives(demo, tmp_path):
+    result = main(["--mode", "train", "--model", "baseline", *data_args(demo), "--epochs", "1",
+                   "--batch-size", "8", "--run_dir", str(tmp_path / "b")])
+    assert result["best_epoch"] == 1
+
+
+def test_checkpoint_with_other_vocabulary_is_refused(demo, tmp_path):
+    from avst.model import AVST
+
+    bad = tmp_path / "avst.pt"
+    torch.save(AVST(vocab_size=93, num_answers=42).state_dict(), bad)
+    with pytest.raises(VocabError, match=r"avst\.pt: the model has 93 word rows and 42 answers"):
+        main(["--mode", "test", *data_args(demo), "--run_dir", str(tmp_path / "t"), "--weights", str(bad)])
+
+
+def test_avst_training_needs_the_stage1_checkpoint(demo, tmp_path):
+    with pytest.raises(FileNotFoundError, match="stage-1 checkpoint not found: .*nothere.pt"):
+        main(["--mode", "train", *data_args(demo), "--epochs", "1", "--run_dir", str(tmp_path / "r"),
+              "--pretrained_grounding", str(tmp_path / "nothere.pt")])
+
+
+def test_authors_style_checkpoint_loads_through_model_save_dir(demo, tmp_path):
+    """A bare DataParallel state_dict (``module.`` keys), as the released avst.pt, named the original way."""
+    from avst.data.vocab import Vocab
+    from avst.model import AVST
+
+    vocab = Vocab.build(demo / "json/avqa-train.json")
+    model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "avst.pt")
+    report = main(["--mode", "test", *data_args(demo), "--run_dir", str(tmp_path / "t"),
+                   "--model_save_dir", str(tmp_path), "--checkpoint", "avst"])
+    assert report["weights"] == str(tmp_path / "avst.pt")
+    assert report["questions"] == len(json.loads((demo / "json/avqa-test.json").read_text()))
