@@ -83,10 +83,14 @@ def test_14x14_npy_and_packed_match_the_originals_recipe(tmp_path, videos):
         np.testing.assert_allclose(packed[start:stop], got, atol=1e-5 * np.abs(got).max(), rtol=0)
     assert [f["video_id"] for f in read_failures(tmp_path / "npy")] == ["broken"]
     assert read_manifest(tmp_path / "npy")["weights"] == "random-init"
-    from avst.data.features import NpyFeatures  # AVST's loader reads what the extractor wrote
+    from avst.data.features import NpyFeatures, PackedFeatures  # AVST's loaders read what the extractor wrote
 
     reader = NpyFeatures(tmp_path / "npy", "visual")
     np.testing.assert_array_equal(reader.read("odd", np.array([0, 2])), np.load(tmp_path / "npy" / "odd.npy")[[0, 2]])
+    packed_reader = PackedFeatures(tmp_path / "pk", "visual")
+    start, _ = index["videos"]["anim"]
+    assert packed_reader.num_rows("anim") == 3
+    np.testing.assert_array_equal(packed_reader.read("anim", np.array([1, 5])), packed[[start + 1, start + 2]])
 
 
 def test_resnet152_masn_hdf5_layout_keyed_by_tgif_key_reads_in_masn_loader(tmp_path, videos):
