@@ -13,7 +13,7 @@ import numpy as np
 from masn.data import tgif
 from masn.main import main as run_main
 
-TASK_EPOCHS = {"Count": 8, "Action": 4, "Trans": 4, "FrameQA": 3}
+TASK_EPOCHS = {"Count": 4, "Action": 3, "Trans": 3, "FrameQA": 3}
 FRAMES = 4  # the synthetic videos' length; v_max_length = FRAMES + 1 keeps the last frame unmasked
 
 

@@ -110,6 +110,8 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     again = main(["--task", "Count", "--test", "--checkpoint", str(saved[0]),
                   *common(demo, tmp_path / "count_eval")])
     assert again["test"]["mse"] == pytest.approx(test_mse)
+    with pytest.raises(CheckpointError, match="another word vocabulary"):  # a Count model on Action data
+        main(["--task", "Action", "--test", "--checkpoint", str(saved[0]), *common(demo, tmp_path / "wrong")])
 
 
 def test_frameqa_answer_index_in_run_dir_and_checkpoint(demo, tmp_path):
