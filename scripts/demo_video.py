@@ -86,6 +86,7 @@ def extract(videos: Path, feats: Path) -> None:
 
 def avst_labels(folder: Path) -> Path:
     """MUSIC-AVQA JSON records about the videos (the same file serves as train, val and test)."""
+    folder.mkdir(parents=True, exist_ok=True)
     records, qid = [], 0
     for key, n in enumerate(COUNTS, start=1):
         for content, values, answer in AVST_QUESTIONS:
