@@ -65,7 +65,10 @@ def load_avst(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, 
                           "written by avst/main_avst.py (the authors' avst.pt holds weights only)")
     vocab = Vocab.from_dict(vocab_dict)
     model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
-    load_avst_state(model, model_state(payload))
+    try:
+        load_avst_state(model, model_state(payload))
+    except ValueError as err:
+        raise AnswerError(f"{checkpoint}: {err}") from None
     return model.to(device).eval(), vocab
 
 
@@ -121,7 +124,7 @@ def video_features(video: Path, *, resnet_weights: Path | None, vggish_weights: 
     return audio[None], visual[None], frames
 
 
-def answer(model: torch.nn.Module, vocab: Vocab, audio: torch.Tensor, visual: torch.Tensor,
+def answer(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,
            question: torch.Tensor, amp: str = "off") -> tuple[torch.Tensor, dict]:
     """Answer probabilities [num_answers] and the attention maps of one question."""
     device = next(model.parameters()).device
@@ -143,7 +146,7 @@ def ask(video: Path, question: str, values: list[str], checkpoint: Path, *, resn
     audio, visual, frames = video_features(video, resnet_weights=resnet_weights, vggish_weights=vggish_weights,
                                            random_init=random_init, device=device, amp=amp, timer=timer)
     with timer("AVST"):
-        probs, att = answer(model, vocab, audio, visual, q, amp)
+        probs, att = answer(model, audio, visual, q, amp)
     top = top_k(probs, vocab.answers)
     return AvstAnswer(answer=top[0]["answer"], top5=top, tokens=tokens, seconds=sampled_rows().tolist(),
                       spatial=att["spatial"], temporal_visual=att["temporal_visual"][0],
