@@ -14,6 +14,7 @@ from avst.data.annotations import load_records
 from avst.report import majority_baseline, to_markdown
 
 STAGE1_VIDEOS = 4
+STAGE1_VAL_VIDEOS = 2
 AVST_EPOCHS = 4
 AVST_BATCH = 32
 AVST_LR = 1e-3
@@ -25,7 +26,8 @@ def _stage1_labels(demo_dir: Path, out: Path) -> tuple[Path, Path]:
     records = json.loads((demo_dir / "json" / "avqa-train.json").read_text(encoding="utf-8"))
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, videos in (("train", framed[:STAGE1_VIDEOS]), ("val", framed[STAGE1_VIDEOS:])):
+    val = framed[STAGE1_VIDEOS:STAGE1_VIDEOS + STAGE1_VAL_VIDEOS]
+    for name, videos in (("train", framed[:STAGE1_VIDEOS]), ("val", val)):
         path = out / f"stage1-{name}.json"
         path.write_text(json.dumps([r for r in records if r["video_id"] in videos]), encoding="utf-8")
         paths.append(path)

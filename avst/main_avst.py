@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio_dir", default="data/feats/vggish", help="VGGish [60,128] .npy per video")
     p.add_argument("--video_res14x14_dir", default="data/feats/res18_14x14",
                    help="ResNet-18 14x14 [60,512,14,14] .npy per video")
-    p.add_argument("--packed", default=None, help="packed feature store (scripts/pack_avst_features.py)")
+    p.add_argument("--packed", default=None, help="packed feature store (extract_* --store packed or scripts/pack_avst_features.py)")
     p.add_argument("--label_train", default="data/json/avqa-train.json")
     p.add_argument("--label_val", default="data/json/avqa-val.json")
     p.add_argument("--label_test", default="data/json/avqa-test.json")

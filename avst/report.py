@@ -13,8 +13,13 @@ from avst.data.annotations import MODALITIES, QUESTION_TYPES, QARecord
 SHORT = {"Audio": "A", "Visual": "V", "Audio-Visual": "AV"}
 
 
-def _acc(correct: int, count: int) -> float:
-    return round(100.0 * correct / count, 2) if count else float("nan")
+def _acc(correct: int, count: int) -> float | None:
+    """Accuracy in %, 2 decimals; None (JSON null) for a type with no questions."""
+    return round(100.0 * correct / count, 2) if count else None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def per_type_report(records: Sequence[QARecord], predictions: Sequence[int], labels: Sequence[int],
@@ -48,9 +53,9 @@ def to_markdown(report: dict, chance: dict[str, float] | None = None) -> str:
     sep = "|---|---:|---:|---:|" + ("---:|" if chance else "")
     lines = [f"Test file: `{report['test_file']}` ({report['questions']} questions)", "", head, sep]
     for name, cell, key in rows:
-        line = f"| {name} | {cell['correct']} | {cell['count']} | {cell['accuracy']:.2f} |"
+        line = f"| {name} | {cell['correct']} | {cell['count']} | {_fmt(cell['accuracy'])} |"
         if chance:
-            line += f" {chance.get(key, float('nan')):.2f} |"
+            line += f" {_fmt(chance.get(key))} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -64,7 +69,7 @@ def per_question_lines(records: Sequence[QARecord], predictions: Sequence[int], 
     return "\n".join(out) + "\n"
 
 
-def majority_baseline(train: Sequence[QARecord], test: Sequence[QARecord]) -> dict[str, float]:
+def majority_baseline(train: Sequence[QARecord], test: Sequence[QARecord]) -> dict[str, float | None]:
     """Accuracy (%) of answering each test question with its type's most frequent train answer:
     the chance level a model must beat, keyed like ``to_markdown``'s ``chance`` argument."""
     counts: dict[tuple[str, str], dict[str, int]] = {}

@@ -229,9 +229,10 @@ def add_common_args(
     parser.add_argument(
         "--id-map",
         type=Path,
+        action="append",
         default=None,
-        help="name -> id file (a TGIF-QA question CSV: gif_name -> key; or two columns); "
-        "videos it does not name are skipped",
+        help="name -> id file (a TGIF-QA question CSV: gif_name -> key; or two columns); repeat to combine "
+        "several (e.g. every Total_*_question.csv); videos not named are skipped",
     )
     parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)")
     parser.add_argument(
@@ -253,6 +254,7 @@ class Extractor:
     default_store = "npy"
     default_batch_size = 32
     batched_input = "frames"
+    fast_inference = False  # True: optimise() folds BatchNorm (fx) and uses channels_last unless --exact
     output_dtype = "float32"
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -287,9 +289,10 @@ class Extractor:
         raise NotImplementedError
 
     def optimise(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Inference speed-ups unless ``--exact``: fold eval BatchNorm into the convolutions and use
-        channels_last. Outputs move by float rounding only (about 1e-6 relative)."""
-        if self.args.exact:
+        """For extractors with ``fast_inference`` and unless ``--exact``: fold eval BatchNorm into the
+        convolutions (``torch.fx``, so the model becomes a GraphModule without its custom attributes)
+        and use channels_last. Outputs move by float rounding only (about 1e-6 relative)."""
+        if self.args.exact or not self.fast_inference:
             return model
         from torch.fx.experimental.optimization import fuse
 
@@ -301,7 +304,9 @@ class Extractor:
         return model.to(memory_format=self.memory_format)
 
     def inference_info(self) -> str:
-        return "exact (eager, as built)" if self.args.exact else "BatchNorm folded into conv, channels_last"
+        if self.args.exact or not self.fast_inference:
+            return "exact (eager, as built)"
+        return "BatchNorm folded into conv, channels_last"
 
     def compute(
         self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
@@ -385,7 +390,7 @@ def _manifest_fields(extractor: Extractor, status: str, counts: dict, has_model:
         "inference": extractor.inference_info() if has_model else None,
         "status": status,
         "shard": extractor.args.shard,
-        "id_map": str(extractor.args.id_map) if extractor.args.id_map else None,
+        "id_map": [str(p) for p in extractor.args.id_map or []],
         "counts": counts,
     }
 
@@ -396,10 +401,15 @@ def run(extractor: Extractor) -> int:
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
     videos, unmapped = list_videos(args.videos), 0
-    if args.id_map is not None:
-        videos, unmapped = apply_id_map(videos, read_id_map(args.id_map))
+    if args.id_map:
+        mapping: dict[str, str] = {}
+        for path in args.id_map:
+            for name, vid in read_id_map(path).items():
+                if mapping.setdefault(name, vid) != vid:
+                    raise ConfigError(f"--id-map {path}: {name!r} is mapped to both {mapping[name]!r} and {vid!r}")
+        videos, unmapped = apply_id_map(videos, mapping)
         if not videos:
-            raise ConfigError(f"--id-map {args.id_map} names none of the videos in {args.videos}")
+            raise ConfigError(f"--id-map names none of the videos in {args.videos}")
     videos = take_shard(videos, parse_shard(args.shard))
     device = resolve_device(args.device)
     store = extractor.make_store()

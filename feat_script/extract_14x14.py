@@ -29,6 +29,7 @@ SOURCE = "https://download.pytorch.org/models/resnet18-5c106cde.pth (torchvision
 class Res18x14(Extractor):
     name = "res18_14x14"
     description = __doc__
+    fast_inference = True
     default_batch_size = 20
 
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from feat_script.base import Extractor, load_weights, main, resolve_weights
 from feat_script.decode import count_frames, read_frames
@@ -37,12 +38,27 @@ def add_clip_args(parser: argparse.ArgumentParser) -> None:
                         help="the non-local I3D (i3d_r50_nl_kinetics.pth) instead of the plain one")
 
 
-def build_i3d(args: argparse.Namespace) -> tuple[I3Res50, Path | None]:
+class ClipMaps(nn.Module):
+    """uint8 clips [B, 3, L, 224, 224] -> layer4 map averaged over the clip's time [B, 2048, 7, 7].
+
+    A module of its own (rather than a call to ``I3Res50.features``) so that the base's
+    ``optimise`` traces exactly this computation when it folds BatchNorm into the convolutions.
+    """
+
+    def __init__(self, i3d: I3Res50) -> None:
+        super().__init__()
+        self.i3d = i3d
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.i3d.features(normalize(clips)).mean(dim=2)
+
+
+def build_i3d(args: argparse.Namespace) -> tuple[ClipMaps, Path | None]:
     """The I3D of ``--nonlocal`` with ``--weights`` (or the cache, or ``--random-init``), in eval mode."""
     name = "i3d_r50_nl_kinetics.pth" if args.non_local else "i3d_r50_kinetics.pth"
     path = resolve_weights(args, name, WEIGHTS_HELP, "I3D ResNet-50")
     model = load_weights(I3Res50(nonlocal_blocks=args.non_local), path, name.removesuffix("_kinetics.pth"))
-    return model.eval(), path
+    return ClipMaps(model).eval(), path
 
 
 def clip_sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,11 +74,6 @@ def load_clips(video: Path, args: argparse.Namespace, num_frames: int | None = N
     frames = resize_frames(read_frames(video, indices=indices.ravel()), I3D_SIZE, I3D_SIZE)
     clips = frames.reshape(args.num_clips, args.clip_len, I3D_SIZE, I3D_SIZE, 3)
     return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
-
-
-def clip_maps(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-    """uint8 clips [B, 3, L, 224, 224] -> layer4 map averaged over the clip's time [B, 2048, 7, 7]."""
-    return model.features(normalize(clips)).mean(dim=2)
 
 
 class I3dExtractor(Extractor):
@@ -94,7 +105,7 @@ class I3dExtractor(Extractor):
         return model
 
     def forward(self, model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-        return clip_maps(model, clips).mean(dim=(2, 3))
+        return model(clips).mean(dim=(2, 3))
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ from feat_script.base import (
     Extractor,
     load_weights,
     main,
+    read_id_map,
     resolve_weights,
 )
 from feat_script.decode import DecodeError, count_frames, read_frames
-from feat_script.extract_i3d import add_clip_args, build_i3d, clip_maps, clip_sampling, load_clips
+from feat_script.extract_i3d import add_clip_args, build_i3d, clip_sampling, load_clips
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
 from feat_script.manifest import sha256_file
 from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
@@ -84,6 +85,7 @@ class ObjectsExtractor(Extractor):
             raise ConfigError(f"--boxes {args.boxes}: no such file (HDF5 with spatial_features/<video_id>)")
         self.outputs = ("image_features", "spatial_features") if args.stream == "appearance" else ("",)
         self.detector_path: Path | None = None
+        self.id_map = read_id_map(args.id_map) if args.id_map is not None else {}
 
     def sampling(self) -> dict[str, Any]:
         recipe = clip_sampling(self.args)
@@ -109,9 +111,14 @@ class ObjectsExtractor(Extractor):
             "path": str(self.detector_path), "sha256": sha256_file(self.detector_path)}
         return {"backbone": backbone, "detector": {"arch": "fasterrcnn_resnet50_fpn (COCO)", "weights": weights}}
 
+    def optimise(self, model: nn.Module) -> nn.Module:
+        """The base's speed-ups (BatchNorm folding, channels_last) for the backbone only."""
+        model["backbone"] = super().optimise(model["backbone"])
+        return model
+
     def _stored_boxes(self, video: Path) -> np.ndarray:
         with h5py.File(self.args.boxes, "r") as f:
-            key = f"spatial_features/{video.stem}"
+            key = f"spatial_features/{self.id_map.get(video.stem, video.stem)}"
             if key not in f:
                 raise DecodeError(f"{video}: no {key} in {self.args.boxes}")
             spatial = f[key][()]
@@ -165,14 +172,14 @@ class ObjectsExtractor(Extractor):
         else:
             with self.autocast(device):
                 spatial, counts = detect(model["detector"], torch.from_numpy(item["frames"]))
-        backbone = model["backbone"]
         rows = torch.from_numpy(item["input"])
         maps = []
         for start in range(0, len(rows), self.args.batch_size):
             chunk = rows[start:start + self.args.batch_size].to(device)
+            if self.memory_format is not None:
+                chunk = chunk.contiguous(memory_format=self.memory_format)
             with self.autocast(device):
-                fmap = backbone(chunk) if self.args.stream == "appearance" else clip_maps(backbone, chunk)
-            maps.append(fmap.float())
+                maps.append(model["backbone"](chunk).float())
         local = roi_features(torch.cat(maps), torch.from_numpy(spatial[..., :4]).to(device),
                              torch.from_numpy(counts).to(device), self.args.roi_size).cpu().numpy()
         if self.args.stream == "appearance":

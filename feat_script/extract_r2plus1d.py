@@ -35,6 +35,7 @@ SOURCE = "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth (torchvis
 class R2Plus1D(Extractor):
     name = "r2plus1d"
     description = __doc__
+    fast_inference = True
     default_batch_size = 16
 
     @classmethod

@@ -31,6 +31,7 @@ DIMS = {"resnet18": 512, "resnet152": 2048}
 class ResNetGlobal(Extractor):
     name = "resnet"
     description = __doc__
+    fast_inference = True
     default_batch_size = 32
 
     @classmethod

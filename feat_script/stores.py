@@ -44,6 +44,8 @@ Payload = Mapping[str, np.ndarray]
 
 _HOST = socket.gethostname().replace(".", "_")
 
+PACKED_FORMAT = "packed-v1"
+
 
 class Store(Protocol):
     path: Path
@@ -265,7 +267,7 @@ class PackedStore:
     def index(self, key: str = "") -> dict:
         f = self.index_file(key)
         if not f.exists():
-            return {"format": "packed-v1", "rows": 0, "videos": {}}
+            return {"format": PACKED_FORMAT, "rows": 0, "videos": {}}
         try:
             return json.loads(f.read_text())
         except json.JSONDecodeError as err:
@@ -317,7 +319,7 @@ class PackedStore:
         write_json_atomic(
             self.index_file(key),
             {
-                "format": "packed-v1",
+                "format": PACKED_FORMAT,
                 "dtype": str(first.dtype),
                 "row_shape": list(first.shape[1:]),
                 "rows": rows,

@@ -1,8 +1,9 @@
-"""Pack per-video AVST features into one memory-mappable array per kind plus ``index.json``.
+"""Pack per-video AVST features into one memory-mappable array per kind plus an index.
 
-``<out>/audio.npy`` [V*60, 128] and ``<out>/visual.npy`` [V*60, 512, 14, 14] hold the videos in index
-order, 60 rows each (shorter videos are padded by repeating their last row; ``index.json`` records the
-original row counts). ``--float16`` halves the size (the loaders cast back to float32). Arrays are
+``<out>/vggish.npy`` [rows, 128] and ``<out>/res18_14x14.npy`` [rows, 512, 14, 14] hold every video's rows
+one after the other; ``<out>/<kind>.index.json`` gives each video's row range (feat_script's ``packed-v1``
+layout, the one ``extract_vggish`` / ``extract_14x14 --store packed`` write). Videos with fewer than 60
+rows are read with their last row repeated. ``--float16`` halves the size (the loaders cast back to float32). Arrays are
 written to a temporary name and renamed, so an interrupted run leaves no half-written store.
 
     python scripts/pack_avst_features.py --label_json data/json/avqa-train.json data/json/avqa-val.json \

@@ -123,3 +123,26 @@ def test_authors_style_checkpoint_loads_through_model_save_dir(demo, tmp_path):
                    "--model_save_dir", str(tmp_path), "--checkpoint", "avst"])
     assert report["weights"] == str(tmp_path / "avst.pt")
     assert report["questions"] == len(json.loads((demo / "json/avqa-test.json").read_text()))
+
+
+def test_packed_store_gives_the_same_report(demo, tmp_path):
+    """The demo maps are float16 on disk, so a float16 store holds the same numbers: same predictions."""
+    import numpy as np
+
+    from avst.data.features import NpyFeatures
+    from avst.data.packing import pack
+    from avst.data.vocab import Vocab
+    from avst.model import AVST
+
+    vocab = Vocab.build(demo / "json/avqa-train.json")
+    torch.manual_seed(3)
+    torch.save(AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers)).state_dict(), tmp_path / "w.pt")
+    videos = sorted(p.stem for p in (demo / "feats/vggish").glob("*.npy"))
+    pack(videos, {"audio": NpyFeatures(demo / "feats/vggish", "audio"),
+                  "visual": NpyFeatures(demo / "feats/res18_14x14", "visual")}, tmp_path / "packed", np.float16)
+    common = ["--mode", "test", *data_args(demo), "--weights", str(tmp_path / "w.pt")]
+    per_video = main([*common, "--run_dir", str(tmp_path / "a")])
+    packed = main([*common, "--run_dir", str(tmp_path / "b"), "--packed", str(tmp_path / "packed")])
+    assert per_video["types"] == packed["types"]
+    lines = [(tmp_path / d / "test_avqa-test/test_predictions.tsv").read_text() for d in ("a", "b")]
+    assert lines[0] == lines[1]

@@ -43,9 +43,7 @@ def videos(tmp_path_factory) -> Path:
 def run(extractor, *args: str, seed: int = 0, exact: bool = True) -> int:
     """In-process CLI run; ``exact`` runs the model as built so it can be compared at 1e-5."""
     torch.manual_seed(seed)  # --random-init weights, reproducible for the reference below
-    return main(
-        extractor, ["--quiet", "--workers", "0", "--random-init", *args] + (["--exact"] if exact else [])
-    )
+    return main(extractor, ["--quiet", "--workers", "0", "--random-init", *args] + (["--exact"] if exact else []))
 
 
 def pil_frames(video: Path, indices) -> list[Image.Image]:
@@ -85,33 +83,55 @@ def test_14x14_npy_and_packed_match_the_originals_recipe(tmp_path, videos):
         np.testing.assert_allclose(packed[start:stop], got, atol=1e-5 * np.abs(got).max(), rtol=0)
     assert [f["video_id"] for f in read_failures(tmp_path / "npy")] == ["broken"]
     assert read_manifest(tmp_path / "npy")["weights"] == "random-init"
+    from avst.data.features import NpyFeatures, PackedFeatures  # AVST's loaders read what the extractor wrote
+
+    reader = NpyFeatures(tmp_path / "npy", "visual")
+    np.testing.assert_array_equal(reader.read("odd", np.array([0, 2])), np.load(tmp_path / "npy" / "odd.npy")[[0, 2]])
+    packed_reader = PackedFeatures(tmp_path / "pk", "visual")
+    start, _ = index["videos"]["anim"]
+    assert packed_reader.num_rows("anim") == 3
+    np.testing.assert_array_equal(packed_reader.read("anim", np.array([1, 5])), packed[[start + 1, start + 2]])
 
 
-def test_resnet152_masn_hdf5_layout(tmp_path, videos):
-    out = tmp_path / "res152_avgpool.hdf5"
-    assert (
-        run(
-            ResNetGlobal,
-            "--videos",
-            str(videos),
-            "--out",
-            str(out),
-            "--masn",
-            "--num-clips",
-            "2",
-            "--batch-size",
-            "1",
-        )
-        == 0
-    )
+def test_resnet152_masn_hdf5_layout_keyed_by_tgif_key_reads_in_masn_loader(tmp_path, videos):
+    from masn.data.features import VideoFeatures
+
+    feat = tmp_path / "feat_r6_vsync2"
+    csv = tmp_path / "Total_count_question.csv"
+    csv.write_text("gif_name\tquestion\tanswer\tvid_id\tkey\nodd\tq\t3\tCOUNT1\t5\nanim\tq\t2\tCOUNT2\t16\n")
+    out = feat / "res152_avgpool.hdf5"
+    args = ("--videos", str(videos), "--out", str(out), "--masn", "--num-clips", "2", "--batch-size", "1")
+    assert run(ResNetGlobal, *args, "--id-map", str(csv)) == 0
     with h5py.File(out) as f:
-        assert sorted(f.keys()) == ["anim", "odd"]
-        for vid in ("anim", "odd"):
-            assert f[vid].shape == (2, 2048) and f[vid].dtype == np.float32
-            assert (f[vid][()] >= 0).all()  # average of ReLU outputs
+        assert sorted(f.keys()) == ["16", "5"]
+        for key in ("16", "5"):
+            assert f[key].shape == (2, 2048) and f[key].dtype == np.float32
+            assert (f[key][()] >= 0).all()  # average of ReLU outputs
+        res = {key: f[key][()] for key in f}
     manifest = read_manifest(out)
     assert manifest["sampling"]["mode"] == "masn" and manifest["sampling"]["num_clips"] == 2
     assert manifest["row_shapes"] == {"": [2048]} and manifest["model"]["arch"] == "torchvision resnet152"
+    # the other three MASN files, filled with zeros in the same layouts, so MASN's reader can open the set
+    others = {
+        "i3d_avg": ("tgif_i3d_hw7_perclip_avgpool.hdf5", (2, 2048)),
+        "i3d_roi": ("tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5", (2, 10, 2048)),
+    }
+    paths = {"res_avg": out}
+    for role, (name, shape) in others.items():
+        paths[role] = feat / name
+        with h5py.File(paths[role], "w") as f:
+            for key in res:
+                f[key] = np.zeros(shape, np.float32)
+    paths["res_roi"] = feat / "tgif_btup_f_obj10.hdf5"
+    with h5py.File(paths["res_roi"], "w") as f:
+        for key in res:
+            f[f"image_features/{key}"] = np.zeros((2, 10, 2048), np.float32)
+            f[f"spatial_features/{key}"] = np.zeros((2, 10, 6), np.float32)
+    reader = VideoFeatures(paths, key_prefix="", v_max_length=20)
+    res_avg, *_, length = reader.read(5)
+    assert length == 2 and res_avg.shape == (20, 2048)
+    np.testing.assert_array_equal(res_avg[:2], res["5"])
+    reader.close()
 
 
 def test_resnet18_global_matches_torchvision_transforms(tmp_path, videos):
@@ -173,9 +193,7 @@ def test_r2plus1d_one_frame_clips_match_the_original_recipe_and_real_clips_shape
     assert np.load(tmp_path / "r4" / "odd.npy").shape == (2, 512)
 
 
-def test_weights_from_cache_recorded_by_sha256_and_missing_weights_error(
-    tmp_path, videos, monkeypatch, capsys
-):
+def test_weights_from_cache_recorded_by_sha256_and_missing_weights_error(tmp_path, videos, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     out = tmp_path / "r18"
     args = [

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from feat_script.base import main
-from feat_script.extract_i3d import I3dExtractor, clip_maps, load_clips
+from feat_script.extract_i3d import ClipMaps, I3dExtractor, load_clips
 from feat_script.i3d import I3Res50, i3d_r50, normalize
 from tests.videos import make_gif
 
@@ -201,5 +201,5 @@ def test_cli_writes_masn_motion_global_rows(tmp_path):
     clips = load_clips(videos / "tumblr_x.gif", argparse.Namespace(num_clips=3, clip_len=8, clip_stride=1))
     assert clips.shape == (3, 3, 8, 224, 224) and clips.dtype == np.uint8
     with torch.no_grad():
-        expected = clip_maps(i3d_r50(weights), torch.from_numpy(clips[1:2])).mean(dim=(2, 3))
+        expected = ClipMaps(i3d_r50(weights))(torch.from_numpy(clips[1:2])).mean(dim=(2, 3))
     np.testing.assert_allclose(rows[1], expected[0].numpy(), rtol=1e-4, atol=1e-4)

@@ -1,6 +1,7 @@
 """Object boxes, spatial features and RoIAlign local features (MASN's appearance/motion local)."""
 from __future__ import annotations
 
+import argparse
 import shutil
 
 import h5py
@@ -10,6 +11,7 @@ import torch
 
 from feat_script.base import main
 from feat_script.boxes import spatial_features
+from feat_script.decode import DecodeError
 from feat_script.extract_i3d import I3dExtractor
 from feat_script.extract_objects import ObjectsExtractor
 from feat_script.extract_resnet import ResNetGlobal
@@ -150,3 +152,21 @@ def test_masn_loader_reads_the_four_files_after_rekey(masn_files, tmp_path):
     with h5py.File(masn_files["i3d_roi"], "r") as f:
         np.testing.assert_array_equal(i3d_roi[:3], f["tumblr_a"][()])
     assert not i3d_roi[3:].any()
+
+
+def test_motion_boxes_are_looked_up_by_the_mapped_id(tmp_path):
+    boxes = tmp_path / "tgif_btup_f_obj10.hdf5"
+    spatial = np.zeros((3, 10, 6), dtype=np.float32)
+    spatial[:, :2] = [0.1, 0.2, 0.5, 0.6, 0.4, 0.4]
+    with h5py.File(boxes, "w") as f:
+        f["spatial_features/52"] = spatial
+        f["spatial_features/tumblr_b"] = spatial[:2]
+    id_map = tmp_path / "Total_count_question.csv"
+    id_map.write_text("gif_name\tquestion\tanswer\tvid_id\tkey\ntumblr_a\thow many ?\t3\tCOUNT1\t52\n")
+    args = argparse.Namespace(stream="motion", boxes=boxes, id_map=id_map, num_clips=3)
+    extractor = ObjectsExtractor(args)
+    np.testing.assert_array_equal(extractor._stored_boxes(tmp_path / "tumblr_a.gif"), spatial)
+    with pytest.raises(DecodeError, match="expected \\(3, 10, 6\\)"):
+        extractor._stored_boxes(tmp_path / "tumblr_b.gif")
+    with pytest.raises(DecodeError, match="no spatial_features/tumblr_c"):
+        extractor._stored_boxes(tmp_path / "tumblr_c.gif")

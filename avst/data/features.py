@@ -1,9 +1,10 @@
 """Per-video feature readers that touch only the rows a sample needs.
 
 Two layouts hold the same arrays (spec §2.1): the original one ``.npy`` per video (VGGish ``[60,128]``,
-ResNet-18 14x14 ``[60,512,14,14]``), and the packed store written by ``scripts/pack_avst_features.py``
-(one memory-mappable ``.npy`` per feature kind, videos stacked along the first axis, plus
-``index.json``). Both are opened with ``mmap_mode='r'``: fancy-indexing 10 rows reads 10 rows, where the
+ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (feat_script's ``packed-v1``: per kind one
+memory-mappable ``<kind>.npy`` with every video's rows stacked, plus ``<kind>.index.json`` giving each
+video's row range), written by ``feat_script.extract_vggish/extract_14x14 --store packed`` or by
+``scripts/pack_avst_features.py`` from per-video files. Both are opened with ``mmap_mode='r'``: fancy-indexing 10 rows reads 10 rows, where the
 original loaded every whole file (11 per sample). Videos with fewer than 60 rows are padded by repeating
 the last row, as the authors advise (MUSIC-AVQA issue #3): a row index past the end reads the last row.
 """
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from feat_script.stores import PACKED_FORMAT
+
 ROWS = 60
 AUDIO_SHAPE = (128,)
 VISUAL_SHAPE = (512, 14, 14)
-INDEX_FILE = "index.json"
 KINDS = {"audio": AUDIO_SHAPE, "visual": VISUAL_SHAPE}
+PACKED_STEMS = {"audio": "vggish", "visual": "res18_14x14"}  # the extractors' names
 
 
 class FeatureError(ValueError):
@@ -106,47 +109,50 @@ class NpyFeatures:
 
 
 class PackedFeatures:
-    """One kind of the packed store: ``<dir>/<kind>.npy`` of shape [videos*60, *row_shape]."""
+    """One kind of the packed store: ``<dir>/<stem>.npy`` [all rows, *row_shape] + ``<stem>.index.json``."""
 
     def __init__(self, root: str | Path, kind: str) -> None:
         self.root = Path(root)
         self.kind = kind
         self.row_shape = KINDS[kind]
-        index_path = self.root / INDEX_FILE
+        stem = PACKED_STEMS[kind]
+        index_path = self.root / f"{stem}.index.json"
         if not index_path.is_file():
-            raise FeatureError(f"packed store index not found: {index_path} (build it with "
-                               "scripts/pack_avst_features.py)")
+            raise FeatureError(f"packed store index not found: {index_path} (write it with "
+                               f"feat_script's --store packed or scripts/pack_avst_features.py)")
         with open(index_path, encoding="utf-8") as f:
             index = json.load(f)
-        self.videos = {v: i for i, v in enumerate(index["videos"])}
-        self.rows = {v: int(n) for v, n in index.get("rows", {}).items()}
-        path = self.root / f"{kind}.npy"
-        arr = open_npy(path, self.row_shape)
-        if arr.shape[0] != ROWS * len(self.videos):
-            raise FeatureError(f"{path}: {arr.shape[0]} rows, index lists {len(self.videos)} videos x 60")
-        self.array = arr
+        if index.get("format") != PACKED_FORMAT:
+            raise FeatureError(f"{index_path}: format {index.get('format')!r}, expected {PACKED_FORMAT!r}")
+        self.ranges = {v: (int(a), int(b)) for v, (a, b) in index["videos"].items()}
+        self.array = open_npy(self.root / f"{stem}.npy", self.row_shape)
+        if self.array.shape[0] != index["rows"]:
+            raise FeatureError(f"{self.path('')}: {self.array.shape[0]} rows, its index says {index['rows']}")
         self.bytes_read = 0
 
     def path(self, video_id: str) -> Path:
-        return self.root / f"{self.kind}.npy"
+        return self.root / f"{PACKED_STEMS[self.kind]}.npy"
 
-    def _base(self, video_id: str) -> int:
+    def _range(self, video_id: str) -> tuple[int, int]:
         try:
-            return self.videos[video_id] * ROWS
+            return self.ranges[video_id]
         except KeyError:
             raise FeatureError(f"{self.root}: video {video_id!r} is not in the packed store") from None
 
     def num_rows(self, video_id: str) -> int:
-        self._base(video_id)
-        return self.rows.get(video_id, ROWS)
+        start, stop = self._range(video_id)
+        return stop - start
 
     def read(self, video_id: str, rows: np.ndarray) -> np.ndarray:
         return self.read_pairs([(video_id, int(r)) for r in rows])
 
     def read_pairs(self, pairs: list[tuple[str, int]]) -> np.ndarray:
         """One row per (video, row) pair, stacked, in the store's dtype (one fancy-indexed copy)."""
-        index = np.array([self._base(v) + min(r, ROWS - 1) for v, r in pairs])
-        out = self.array[index]
+        index = []
+        for video_id, row in pairs:
+            start, stop = self._range(video_id)
+            index.append(start + min(row, stop - start - 1))
+        out = self.array[np.array(index)]
         self.bytes_read += len(index) * self.array[0].nbytes
         return out
 

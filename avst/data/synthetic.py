@@ -88,7 +88,7 @@ def _frames(folder: Path, scene: dict, n: int = 10, size: int = 64) -> None:
         Image.fromarray(img).save(folder / f"{k + 1:06d}.jpg", quality=90)
 
 
-def make_dataset(out_dir: str | Path, seed: int = 0, n_videos: int = 24, n_frame_videos: int = 6,
+def make_dataset(out_dir: str | Path, seed: int = 0, n_videos: int = 24, n_frame_videos: int = 24,
                  rounds: int = 2) -> dict:
     """Write ``json/avqa-{train,val,test}.json``, ``feats/vggish``, ``feats/res18_14x14`` and ``frames``."""
     out = Path(out_dir)

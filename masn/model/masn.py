@@ -21,7 +21,6 @@ from masn.model.position_embedding import PositionEncoding
 from masn.model.rnn_encoder import SentenceEncoderRNN
 
 TASKS = ("Count", "Action", "Trans", "FrameQA", "MS-QA")
-N_CANDIDATES = 5
 
 
 def make_mask(width: int, lengths: torch.Tensor) -> torch.Tensor:
