@@ -21,7 +21,7 @@ from engine.answering import AnswerError, StageTimer, autocast, top_k, unknown_w
 from engine.checkpoint import load_checkpoint, model_state
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, load_weights
 from feat_script.decode import DecodeError, count_frames, read_frames
-from feat_script.extract_i3d import build_i3d, clip_maps, load_clips
+from feat_script.extract_i3d import build_i3d, load_clips
 from feat_script.extract_objects import DETECTOR_FILE, RESNET_SIZE
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
 from feat_script.objects import DETECTOR_HELP, detect, faster_rcnn, roi_features
@@ -172,7 +172,7 @@ class MasnExtractors:
             res_avg = self.res_global(torch.from_numpy(crop).to(device)).float()
             res_roi = roi_features(self.res_c5(torch.from_numpy(square).to(device)).float(), boxes, counts_t)
         with timer("I3D global + RoIAlign"), autocast(device, self.amp):
-            maps = clip_maps(self.i3d, clips.to(device)).float()
+            maps = self.i3d(clips.to(device)).float()
             i3d_avg, i3d_roi = maps.mean(dim=(2, 3)), roi_features(maps, boxes, counts_t)
         return (res_avg.cpu().numpy(), i3d_avg.cpu().numpy(), res_roi.cpu().numpy(), spatial,
                 i3d_roi.cpu().numpy())

@@ -70,8 +70,7 @@ def extract(videos: Path, feats: Path) -> None:
     jobs = [(VggishExtractor, ["--out", str(feats / "vggish"), "--num-secs", str(SECONDS)]),
             (Res18x14, ["--out", str(feats / "res18_14x14"), "--seconds", str(SECONDS)]),
             (ResNetGlobal, ["--masn", "--out", str(masn / "res152_avgpool.hdf5"), "--num-clips", "3"]),
-            # --exact: the default BatchNorm folding turns I3D into a GraphModule without ``features``
-            (I3dExtractor, ["--out", str(masn / "tgif_i3d_hw7_perclip_avgpool.hdf5"), *MASN_SAMPLING, "--exact"]),
+            (I3dExtractor, ["--out", str(masn / "tgif_i3d_hw7_perclip_avgpool.hdf5"), *MASN_SAMPLING]),
             (ObjectsExtractor, ["--stream", "appearance", "--out", str(masn / "tgif_btup_f_obj10.hdf5"),
                                 *MASN_SAMPLING, *DETECTOR_SIZE]),
             (ObjectsExtractor, ["--stream", "motion", "--boxes", str(masn / "tgif_btup_f_obj10.hdf5"),
