@@ -1,0 +1,176 @@
+"""Ask AVST a question about a raw video: features in memory, the model, the answer and where it looked.
+
+The features follow the extraction recipe the model was trained on (``feat_script``): AVST's fixed-60
+frames (JPEG q75 round trip, 224x224, Kinetics normalisation, stride-1 ResNet-18 -> [512, 14, 14]) and
+VGGish on moviepy's 16 kHz waveform (one-second examples, the last complete second repeated for short
+audio); the loader's rows 0, 6, ..., 54 are the 10 seconds the model sees, so only those 10 frames
+and examples go through the networks. Nothing is written to disk unless heat maps are asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avst.data.annotations import MAX_LEN, AnnotationError, question_tokens
+from avst.data.features import ROWS
+from avst.data.vocab import Vocab
+from engine.answering import AnswerError, StageTimer, autocast, top_k, unknown_words, weights_file
+from engine.checkpoint import load_checkpoint, model_state
+from feat_script.base import KINETICS_MEAN, KINETICS_STD
+from feat_script.decode import DecodeError
+from feat_script.extract_14x14 import SOURCE as RESNET_SOURCE
+from feat_script.extract_14x14 import WEIGHTS as RESNET_WEIGHTS
+from feat_script.extract_audio import load_audio_16k
+from feat_script.models.resnet_stride1 import resnet18_stride1
+from feat_script.preprocess import jpeg_roundtrip, normalise, resize_frames
+from feat_script.sampling import read_fixed60
+from feat_script.vggish import avst_examples, vggish
+from feat_script.vggish.mel import SAMPLE_RATE
+from feat_script.vggish.model import WEIGHTS_HELP as VGGISH_HELP
+
+FRAME_STRIDE = 6  # rows 0, 6, ..., 54 of the 60 (avst.data.dataset)
+JPEG_QUALITY = 75
+
+
+@dataclass
+class AvstAnswer:
+    answer: str
+    top5: list[dict]
+    tokens: list[str]
+    seconds: list[int]
+    spatial: np.ndarray  # [10, 196]
+    temporal_visual: np.ndarray  # [10]
+    temporal_audio: np.ndarray  # [10]
+    frames: np.ndarray = field(repr=False)  # [10, H, W, 3] uint8, the sampled frames
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"model": "avst", "answer": self.answer, "top5": self.top5, "question_tokens": self.tokens,
+                "seconds": self.seconds, "temporal_visual": np.round(self.temporal_visual, 6).tolist(),
+                "temporal_audio": np.round(self.temporal_audio, 6).tolist(),
+                "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
+
+
+def load_avst(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Vocab]:
+    """AVST and its vocabulary from one of our checkpoints (``meta.vocab``, written by main_avst)."""
+    from avst.model import AVST, load_avst_state
+
+    payload = load_checkpoint(checkpoint)
+    vocab_dict = (payload.get("meta") or {}).get("vocab")
+    if not vocab_dict:
+        raise AnswerError(f"{checkpoint}: no vocabulary in the checkpoint (meta.vocab); use a checkpoint "
+                          "written by avst/main_avst.py (the authors' avst.pt holds weights only)")
+    vocab = Vocab.from_dict(vocab_dict)
+    model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
+    try:
+        load_avst_state(model, model_state(payload))
+    except ValueError as err:
+        raise AnswerError(f"{checkpoint}: {err}") from None
+    return model.to(device).eval(), vocab
+
+
+def encode_question(question: str, values: list[str], vocab: Vocab, source: str) -> tuple[list[str], torch.Tensor]:
+    """The original's tokens (template slots filled by ``values``) -> [1, 14] word indices."""
+    text = question.rstrip()
+    if not text.endswith(("?", "？")):
+        text += "?"  # the original tokenizer drops the last character of the question
+    try:
+        tokens = question_tokens(text, values, "--question")
+    except AnnotationError as err:
+        raise AnswerError(f"{err} (give one --values word per <...> slot)") from None
+    unknown_words(tokens, vocab.words[1:], source)
+    ix = {w: i for i, w in enumerate(vocab.words)}
+    ids = [ix[w] for w in tokens] + [0] * (MAX_LEN - len(tokens))
+    return tokens, torch.tensor([ids])
+
+
+def sampled_rows() -> np.ndarray:
+    return np.arange(0, ROWS, FRAME_STRIDE)
+
+
+def video_features(video: Path, *, resnet_weights: Path | None, vggish_weights: Path | None,
+                   random_init: bool, device: torch.device, amp: str, timer: StageTimer
+                   ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(audio [1, 10, 128], visual [1, 10, 512, 14, 14], frames [10, H, W, 3]) of ``video``."""
+    rows = sampled_rows()
+    resnet_path = weights_file(resnet_weights, random_init, RESNET_WEIGHTS, RESNET_SOURCE, "ImageNet ResNet-18")
+    vggish_path = weights_file(vggish_weights, random_init, "vggish.pt", VGGISH_HELP, "VGGish")
+    with timer("decode audio (16 kHz) + log-mel"):
+        try:
+            wave = load_audio_16k(video, SAMPLE_RATE) / 32768.0
+        except DecodeError as err:
+            if "no audio track" in str(err):
+                raise AnswerError(f"{video}: the video has no audio track, and AVST needs one (VGGish "
+                                  "features); MASN answers from video alone") from None
+            raise AnswerError(str(err)) from None
+        try:
+            examples = avst_examples(wave, SAMPLE_RATE, ROWS)[rows].float()
+        except ValueError as err:
+            raise AnswerError(f"{video}: {err}") from None
+    with timer("decode frames (fixed-60)"):
+        try:
+            frames = read_fixed60(video, ROWS)[rows]
+        except DecodeError as err:
+            raise AnswerError(str(err)) from None
+        pixels = normalise(resize_frames(jpeg_roundtrip(frames, JPEG_QUALITY), 224, 224), KINETICS_MEAN, KINETICS_STD)
+    with torch.no_grad(), autocast(device, amp):
+        with timer("VGGish"):
+            audio = vggish(vggish_path).to(device)(examples.to(device)).float()
+        with timer("ResNet-18 14x14"):
+            visual = resnet18_stride1(resnet_path).eval().to(device)(torch.from_numpy(pixels).to(device)).float()
+    return audio[None], visual[None], frames
+
+
+def answer(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,
+           question: torch.Tensor, amp: str = "off") -> tuple[torch.Tensor, dict]:
+    """Answer probabilities [num_answers] and the attention maps of one question."""
+    device = next(model.parameters()).device
+    with torch.no_grad(), autocast(device, amp):
+        out_qa, _, _, att = model(audio.to(device), visual.to(device), None, question.to(device),
+                                  return_attention=True)
+    return out_qa[0].float().softmax(-1).cpu(), {k: v.float().cpu().numpy() for k, v in att.items()}
+
+
+def ask(video: Path, question: str, values: list[str], checkpoint: Path, *, resnet_weights: Path | None = None,
+        vggish_weights: Path | None = None, random_init: bool = False, device: torch.device | None = None,
+        amp: str = "off", verbose: bool = False) -> AvstAnswer:
+    """The whole path: checkpoint, question, features, model."""
+    device = device or torch.device("cpu")
+    timer = StageTimer(verbose)
+    with timer("load checkpoint"):
+        model, vocab = load_avst(checkpoint, device)
+    tokens, q = encode_question(question, values, vocab, str(checkpoint))
+    audio, visual, frames = video_features(video, resnet_weights=resnet_weights, vggish_weights=vggish_weights,
+                                           random_init=random_init, device=device, amp=amp, timer=timer)
+    with timer("AVST"):
+        probs, att = answer(model, audio, visual, q, amp)
+    top = top_k(probs, vocab.answers)
+    return AvstAnswer(answer=top[0]["answer"], top5=top, tokens=tokens, seconds=sampled_rows().tolist(),
+                      spatial=att["spatial"], temporal_visual=att["temporal_visual"][0],
+                      temporal_audio=att["temporal_audio"][0], frames=frames, timings=timer.seconds)
+
+
+def temporal_strip(result: AvstAnswer, cell: int = 48) -> np.ndarray:
+    """RGB strip: one column per sampled second, visual weights on the top row, audio below (JET)."""
+    from grounding_gen.heatmap import jet
+
+    rows = []
+    for weights in (result.temporal_visual, result.temporal_audio):
+        w = np.asarray(weights, np.float32)
+        scaled = (w - w.min()) / max(float(w.max() - w.min()), 1e-12)
+        colours = jet(np.round(scaled * 255).astype(np.uint8))
+        rows.append(np.repeat(np.repeat(colours[None, :, :], cell, axis=0), cell, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def write_heatmaps(result: AvstAnswer, out_dir: Path) -> list[Path]:
+    """``t<second>.png`` spatial overlays (224x224, the sampled frames) and ``temporal.png``."""
+    from grounding_gen.heatmap import overlay, save_png
+
+    paths = [save_png(out_dir / f"t{sec:02d}.png", overlay(frame, weights))
+             for sec, frame, weights in zip(result.seconds, result.frames, result.spatial)]
+    paths.append(save_png(out_dir / "temporal.png", temporal_strip(result)))
+    return paths
