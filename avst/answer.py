@@ -17,6 +17,7 @@ import torch
 from avst.data.annotations import MAX_LEN, AnnotationError, question_tokens
 from avst.data.features import ROWS
 from avst.data.vocab import Vocab
+from avst.heatmap import jet, overlay, save_png
 from engine.answering import AnswerError, StageTimer, autocast, top_k, unknown_words, weights_file
 from engine.checkpoint import load_checkpoint, model_state
 from feat_script.base import KINETICS_MEAN, KINETICS_STD
@@ -155,8 +156,6 @@ def ask(video: Path, question: str, values: list[str], checkpoint: Path, *, resn
 
 def temporal_strip(result: AvstAnswer, cell: int = 48) -> np.ndarray:
     """RGB strip: one column per sampled second, visual weights on the top row, audio below (JET)."""
-    from grounding_gen.heatmap import jet
-
     rows = []
     for weights in (result.temporal_visual, result.temporal_audio):
         w = np.asarray(weights, np.float32)
@@ -168,8 +167,6 @@ def temporal_strip(result: AvstAnswer, cell: int = 48) -> np.ndarray:
 
 def write_heatmaps(result: AvstAnswer, out_dir: Path) -> list[Path]:
     """``t<second>.png`` spatial overlays (224x224, the sampled frames) and ``temporal.png``."""
-    from grounding_gen.heatmap import overlay, save_png
-
     paths = [save_png(out_dir / f"t{sec:02d}.png", overlay(frame, weights))
              for sec, frame, weights in zip(result.seconds, result.frames, result.spatial)]
     paths.append(save_png(out_dir / "temporal.png", temporal_strip(result)))

@@ -27,6 +27,7 @@ from avst.data.annotations import load_records  # noqa: E402
 from avst.data.dataset import AVQADataset  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
 from avst.data.vocab import Vocab, VocabError  # noqa: E402
+from avst.heatmap import frame_path, overlay, save_png  # noqa: E402
 from avst.report import per_question_lines, per_type_report, to_markdown  # noqa: E402
 from avst.tasks import AVQATask, model_inputs  # noqa: E402
 from engine.checkpoint import load_checkpoint, model_state  # noqa: E402
@@ -175,8 +176,6 @@ def test(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
 @torch.no_grad()
 def write_heatmaps(args, run: Run, model: torch.nn.Module, dataset: AVQADataset, device: torch.device) -> None:
     """One PNG per (question, sampled frame): the positive branch's audio-guided spatial attention."""
-    from grounding_gen.heatmap import frame_path, overlay, save_png
-
     model.eval()
     out_dir = run.dir / "heatmaps"
     for i in range(min(args.heatmaps, len(dataset))):

@@ -23,9 +23,9 @@ from PIL import Image  # noqa: E402
 
 from avst.data.annotations import load_records, video_list  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
+from avst.heatmap import overlay, save_png  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
 from grounding_gen.data import FRAMES_PER_VIDEO, frame_files, load_frame  # noqa: E402
-from grounding_gen.heatmap import overlay, save_png  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,9 @@ import argparse
 import time
 from pathlib import Path
 
-from avst.demo import run as run_avst
 from make_demo_data import main as make_demo_data
+
+from avst.demo import run as run_avst
 from masn.demo import run as run_masn
 
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from avst.data.features import NpyFeatures
+from avst.heatmap import jet, overlay
 from grounding_gen.data import KINETICS_MEAN, KINETICS_STD, GroundingDataset, GroundingTask
-from grounding_gen.heatmap import jet, overlay
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
 
