@@ -55,16 +55,25 @@ class AvstAnswer:
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
 
 
-def load_avst(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Vocab]:
-    """AVST and its vocabulary from one of our checkpoints (``meta.vocab``, written by main_avst)."""
+def load_avst(checkpoint: Path, device: torch.device, vocab_json: Path | None = None) -> tuple[torch.nn.Module, Vocab]:
+    """AVST and its vocabulary: ``meta.vocab`` of our checkpoints, or ``vocab_json`` for weights-only files.
+
+    The authors' ``avst.pt`` / ``avst_update.pt`` hold weights only; their vocabulary is the original
+    rule applied to the official ``data/json/avqa-train.json`` (pass it as ``vocab_json``).
+    """
     from avst.model import AVST, load_avst_state
 
     payload = load_checkpoint(checkpoint)
-    vocab_dict = (payload.get("meta") or {}).get("vocab")
-    if not vocab_dict:
-        raise AnswerError(f"{checkpoint}: no vocabulary in the checkpoint (meta.vocab); use a checkpoint "
-                          "written by avst/main_avst.py (the authors' avst.pt holds weights only)")
-    vocab = Vocab.from_dict(vocab_dict)
+    vocab_dict = (payload.get("meta") or {}).get("vocab") if "model" in payload else None
+    if vocab_dict:
+        vocab = Vocab.from_dict(vocab_dict)
+        if vocab_json is not None and Vocab.build(vocab_json).sha256() != vocab.sha256():
+            raise AnswerError(f"{checkpoint}: its vocabulary differs from the one built from {vocab_json}")
+    elif vocab_json is not None:
+        vocab = Vocab.build(vocab_json)
+    else:
+        raise AnswerError(f"{checkpoint}: no vocabulary in the checkpoint (meta.vocab). For the authors' "
+                          "weights-only avst.pt pass --vocab_json data/json/avqa-train.json")
     model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
     try:
         load_avst_state(model, model_state(payload))
@@ -137,12 +146,12 @@ def answer(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,
 
 def ask(video: Path, question: str, values: list[str], checkpoint: Path, *, resnet_weights: Path | None = None,
         vggish_weights: Path | None = None, random_init: bool = False, device: torch.device | None = None,
-        amp: str = "off", verbose: bool = False) -> AvstAnswer:
+        amp: str = "off", verbose: bool = False, vocab_json: Path | None = None) -> AvstAnswer:
     """The whole path: checkpoint, question, features, model."""
     device = device or torch.device("cpu")
     timer = StageTimer(verbose)
     with timer("load checkpoint"):
-        model, vocab = load_avst(checkpoint, device)
+        model, vocab = load_avst(checkpoint, device, vocab_json)
     tokens, q = encode_question(question, values, vocab, str(checkpoint))
     audio, visual, frames = video_features(video, resnet_weights=resnet_weights, vggish_weights=vggish_weights,
                                            random_init=random_init, device=device, amp=amp, timer=timer)

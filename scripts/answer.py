@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, required=True, help="any file ffmpeg reads (mp4, gif, webm, ...)")
     p.add_argument("--question", required=True)
     p.add_argument("--values", nargs="*", default=[], help="AVST: fillers of the question's <...> slots")
+    p.add_argument("--vocab_json", type=Path, default=None,
+                   help="AVST: the official avqa-train.json, for the authors' weights-only avst.pt")
     p.add_argument("--task", choices=["Count", "Action", "Trans", "FrameQA", "MS-QA"], default=None,
                    help="MASN: default the checkpoint's")
     p.add_argument("--candidates", nargs="*", default=None, help="MASN Action/Trans: the 5 answers")
@@ -65,7 +67,7 @@ def run_avst(args, device) -> dict:
 
     result = ask(args.video, args.question, args.values, args.checkpoint, resnet_weights=args.resnet18_weights,
                  vggish_weights=args.vggish_weights, random_init=args.random_init, device=device, amp=args.amp,
-                 verbose=args.verbose)
+                 verbose=args.verbose, vocab_json=args.vocab_json)
     out = result.to_json()
     if args.heatmaps is not None:
         out["heatmaps"] = [str(p) for p in write_heatmaps(result, args.heatmaps)]

@@ -97,6 +97,31 @@ def test_avst_needs_audio_and_known_words(media):
         ask(media["mp4"], q, [], media["avst"], random_init=True)
 
 
+def test_avst_authors_weights_only_checkpoint_with_vocab_json(media):
+    """The authors' avst.pt: a bare DataParallel state_dict; the vocabulary comes from the train JSON."""
+    from avst.answer import ask
+
+    d = media["dir"]
+    theirs = torch.load(media["avst"], weights_only=True)["model"]
+    torch.save({f"module.{k}": v for k, v in theirs.items()}, d / "authors_avst.pt")
+    records = [{"video_id": "v", "question_id": 1, "type": '["Audio-Visual", "Existential"]',
+                "question_content": "Is the <Object> in the video always playing?", "templ_values": '["violin"]',
+                "question_deleted": 0, "anser": a} for a in ("yes", "no")]
+    records += [{"video_id": "v", "question_id": 2 + i, "type": '["Audio-Visual", "Counting"]',
+                 "question_content": "How many instruments are sounding in the video?", "templ_values": "[]",
+                 "question_deleted": 0, "anser": a} for i, a in enumerate(("one", "two", "three", "six"))]
+    (d / "train.json").write_text(json.dumps(records))
+    assert Vocab.build(d / "train.json").words == AVST_WORDS, "the original rule rebuilds the same vocabulary"
+    q = "Is the <Object> in the video always playing?"
+    torch.manual_seed(3)  # the random-init extractors draw their weights from torch's RNG
+    ours = ask(media["mp4"], q, ["violin"], media["avst"], random_init=True)
+    with pytest.raises(AnswerError, match="--vocab_json"):
+        ask(media["mp4"], q, ["violin"], d / "authors_avst.pt", random_init=True)
+    torch.manual_seed(3)
+    got = ask(media["mp4"], q, ["violin"], d / "authors_avst.pt", random_init=True, vocab_json=d / "train.json")
+    assert got.top5 == ours.top5
+
+
 def test_masn_end_to_end_on_silent_mp4_and_gif(media):
     from masn.answer import ExtractorWeights, FeatureSettings, MasnExtractors, ask
 
