@@ -125,7 +125,7 @@ def test_frameqa_answer_index_in_run_dir_and_checkpoint(demo, tmp_path):
     reordered.write_text(json.dumps({"answers": answers[::-1]}))
     with pytest.raises(CheckpointError):  # head/answer order of the checkpoint vs the one asked for
         main(["--task", "FrameQA", "--test", "--checkpoint", str(run / "checkpoints" / "best.pt"),
-              "--answer-index", str(reordered), "--max_n_videos", "2", *common(demo, tmp_path / "fq_eval")[:-4]])
+              "--answer-index", str(reordered), "--max_n_videos", "2", *common(demo, tmp_path / "fq_eval")])
 
 
 def test_action_trains_with_acc_plateau_schedule(demo, tmp_path):
