@@ -13,6 +13,7 @@ from engine.checkpoint import CheckpointError
 from masn.checkpoint import load_masn_state
 from masn.losses import MultipleChoiceLoss, build_criterion
 from masn.model import MASN, make_mask
+from masn.model.linear_weightdrop import WeightDropLinear
 
 D, FEAT, V = 512, 24, 30  # hidden 512 is fixed by the original (positional table hard-coded to 512)
 
@@ -348,6 +349,14 @@ def test_compressors_never_get_gradients_and_drop_connect_in_training():
     assert torch.equal(layer(x), expected)
     layer.eval()
     assert torch.equal(layer(x), x @ layer.weight_raw.detach().T)
+
+
+def test_compressors_stay_frozen_without_drop_connect():
+    """With dropout 0, F.dropout returns the Parameter itself; the original's Parameter(w) still froze it."""
+    layer = WeightDropLinear(FEAT, 4, False, 0.0).train()
+    x = torch.randn(3, FEAT, requires_grad=True)
+    layer(x).sum().backward()
+    assert layer.weight_raw.grad is None and x.grad is not None
 
 
 def test_original_transient_weight_keys_are_accepted_only_when_equal_to_weight_raw():

@@ -89,7 +89,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def make_demo(out_dir: Path, seed: int = 0, n_train: int = 192, n_test: int = 48, frames: int = 4,
-              noise: float = 1.5, signal: float = 24.0) -> str:
+              noise: float = 1.0, signal: float = 24.0) -> str:
     """Write the demo data set under ``out_dir``; returns a one-line summary."""
     out_dir = Path(out_dir)
     rng = np.random.RandomState(seed)

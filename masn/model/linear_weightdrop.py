@@ -34,8 +34,8 @@ class WeightDropLinear(nn.Module):
         self.register_load_state_dict_pre_hook(_accept_transient_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            weight = F.dropout(self.weight_raw, self.weight_dropout, self.training)
+        # detach(), not no_grad(): dropout with p=0 (or in eval) returns its input, the Parameter itself.
+        weight = F.dropout(self.weight_raw.detach(), self.weight_dropout, self.training)
         return F.linear(x, weight, self.bias)
 
     def extra_repr(self) -> str:
