@@ -128,6 +128,16 @@ def read_id_map(path: Path) -> dict[str, str]:
     return mapping
 
 
+def merge_id_maps(paths: Sequence[Path]) -> dict[str, str]:
+    """One name -> id mapping from several files (e.g. every TGIF-QA question CSV); they must agree."""
+    mapping: dict[str, str] = {}
+    for path in paths:
+        for name, vid in read_id_map(path).items():
+            if mapping.setdefault(name, vid) != vid:
+                raise ConfigError(f"--id-map {path}: {name!r} is mapped to both {mapping[name]!r} and {vid!r}")
+    return mapping
+
+
 def apply_id_map(videos: list[tuple[str, Path]], mapping: dict[str, str]) -> tuple[list[tuple[str, Path]], int]:
     """Re-key videos by ``mapping``; videos it does not name are left out (their count is returned)."""
     kept = sorted((mapping[vid], path) for vid, path in videos if vid in mapping)
@@ -402,12 +412,7 @@ def run(extractor: Extractor) -> int:
         raise ConfigError("--batch-size must be >= 1")
     videos, unmapped = list_videos(args.videos), 0
     if args.id_map:
-        mapping: dict[str, str] = {}
-        for path in args.id_map:
-            for name, vid in read_id_map(path).items():
-                if mapping.setdefault(name, vid) != vid:
-                    raise ConfigError(f"--id-map {path}: {name!r} is mapped to both {mapping[name]!r} and {vid!r}")
-        videos, unmapped = apply_id_map(videos, mapping)
+        videos, unmapped = apply_id_map(videos, merge_id_maps(args.id_map))
         if not videos:
             raise ConfigError(f"--id-map names none of the videos in {args.videos}")
     videos = take_shard(videos, parse_shard(args.shard))

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
+from feat_script.base import merge_id_maps
 from feat_script.boxes import OBJECTS_PER_FRAME, natural_key, pad_rows, spatial_features
 from feat_script.stores import atomic_file
 
@@ -87,13 +87,7 @@ def read_keys(csv_dir: Path) -> dict[str, str]:
     files = sorted(csv_dir.glob("*.csv"))
     if not files:
         raise FileNotFoundError(f"no TGIF-QA *.csv files in {csv_dir}")
-    keys: dict[str, str] = {}
-    for file in files:
-        table = pd.read_csv(file, sep="\t", usecols=["gif_name", "key"], dtype={"gif_name": str})
-        for gif, key in zip(table["gif_name"], table["key"]):
-            if keys.setdefault(gif, str(key)) != str(key):
-                raise ValueError(f"{file}: gif {gif} has key {key}, another CSV says {keys[gif]}")
-    return keys
+    return merge_id_maps(files)
 
 
 def _stage(tsv_paths: list[Path], staging: h5py.File) -> dict[str, list[tuple[str, int]]]:

@@ -37,7 +37,7 @@ from feat_script.base import (
     Extractor,
     load_weights,
     main,
-    read_id_map,
+    merge_id_maps,
     resolve_weights,
 )
 from feat_script.decode import DecodeError, count_frames, read_frames
@@ -85,7 +85,7 @@ class ObjectsExtractor(Extractor):
             raise ConfigError(f"--boxes {args.boxes}: no such file (HDF5 with spatial_features/<video_id>)")
         self.outputs = ("image_features", "spatial_features") if args.stream == "appearance" else ("",)
         self.detector_path: Path | None = None
-        self.id_map = read_id_map(args.id_map) if args.id_map is not None else {}
+        self.id_map = merge_id_maps(args.id_map or [])
 
     def sampling(self) -> dict[str, Any]:
         recipe = clip_sampling(self.args)
