@@ -54,8 +54,3 @@ def all_ranks_true(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([0 if flag else 1], device=device)
     dist.all_reduce(t)
     return t.item() == 0
-
-
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
