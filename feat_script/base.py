@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,7 +62,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
-KILL_AFTER_ENV = "FEAT_SCRIPT_KILL_AFTER"  # tests: SIGKILL this process after N videos are stored
 
 
 class ConfigError(ValueError):
@@ -425,7 +423,6 @@ def run(extractor: Extractor) -> int:
     write_manifest(args.out, _manifest_fields(extractor, "running", counts, model is not None))
     if model is not None:
         model = extractor.optimise(model.eval()).to(device)
-    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0"))
     loader = DataLoader(
         _Decoded(extractor, todo),
         batch_size=None,
@@ -450,8 +447,6 @@ def run(extractor: Extractor) -> int:
                 failed += 1
             bar.update(1)
             bar.set_postfix(failed=failed)
-            if kill_after and written >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
     store.finalize()
     counts.update(written=written, failed=failed, done_total=len(store.done()))

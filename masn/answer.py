@@ -99,7 +99,8 @@ def load_masn(checkpoint: Path, task: str | None, device: torch.device) -> Loade
         raise AnswerError(f"{checkpoint}: no task in the checkpoint; pass --task ({', '.join(TASKS)})")
     if not meta.get("vocab_words"):
         raise AnswerError(f"{checkpoint}: no word vocabulary in the checkpoint (meta.vocab_words); use a "
-                          "checkpoint written by masn/main.py")
+                          "checkpoint written by masn/main.py, or convert the authors' file with "
+                          "python -m masn.convert_checkpoint ... --csv_dir <TGIF-QA question folder>")
     answers = meta.get("answers")
     if task in ("FrameQA", "MS-QA") and not answers:
         raise AnswerError(f"{checkpoint}: a {task} checkpoint without its answer index (meta.answers)")

@@ -7,7 +7,11 @@ containers; every class under ``model.`` or ``torch.nn.`` becomes an inert stand
 stores its attributes, and any other global is refused. The module tree is then walked like
 ``nn.Module.state_dict`` to recover the original key names.
 
-    python -m masn.convert_checkpoint Action_84.43.pth checkpoints/masn_action.pt
+    python -m masn.convert_checkpoint Action_84.43.pth checkpoints/masn_action.pt --csv_dir data/tgif-qa/question
+
+The pickles hold no vocabulary. ``--csv_dir`` rebuilds it from the task's TGIF-QA Train CSV by the
+original rule (and checks its size against the embedding), ``--answer-index`` adds FrameQA's answer
+order; with both, ``scripts/answer.py`` can use the converted file.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import pickle
 import sys
 import types
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -153,7 +158,35 @@ def _sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = None) -> dict:
+def vocabulary_meta(task: str | None, args: dict, csv_dir: Path | None, answer_index: Path | None) -> dict:
+    """``meta`` entries for the vocabulary (from ``csv_dir``) and the answer index, checked against ``args``."""
+    from masn.answer_index import answers_sha256, load_answer_index
+    from masn.data import tgif
+    from masn.data.glove import vocab_sha256
+
+    meta: dict = {}
+    if csv_dir is not None:
+        if task not in tgif.TASKS:
+            raise ValueError(f"--csv_dir rebuilds a TGIF-QA vocabulary and needs the task ({', '.join(tgif.TASKS)}); "
+                             f"got {task!r}: pass --task")
+        train = tgif.csv_path(Path(csv_dir), task, "train")
+        vocab = tgif.build_vocabulary(tgif.read_csv(train, task), task)
+        if len(vocab) != args["vocab_size"]:
+            raise ValueError(f"{train}: gives a vocabulary of {len(vocab)} rows (pad and UNK included), the "
+                             f"checkpoint's embedding has {args['vocab_size']}: not the CSV the model was trained on")
+        words = vocab.words
+        meta.update(vocab_words=words, vocab_sha256=vocab_sha256(words))
+    if answer_index is not None:
+        answers = load_answer_index(Path(answer_index))
+        if len(answers) != args["answer_vocab_size"]:
+            raise ValueError(f"{answer_index}: {len(answers)} answers, the checkpoint's classifier has "
+                             f"{args['answer_vocab_size']}")
+        meta.update(answers=answers, answers_sha256=answers_sha256(answers))
+    return meta
+
+
+def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
+            csv_dir: Path | None = None, answer_index: Path | None = None) -> dict:
     """Write our checkpoint for the pickle ``src``; returns its ``meta``."""
     from masn.model import MASN, TASKS
 
@@ -172,7 +205,8 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = N
                  v_max_len=args["v_max_len"])
     load_masn_state(model, state_dict, str(src))
     meta = {"model": "masn", **args, "q_max_len": attrs.get("q_max_len", 20), "task": task,
-            "source": str(src), "source_sha256": _sha256(src)}
+            "source": str(src), "source_sha256": _sha256(src),
+            **vocabulary_meta(task, args, csv_dir, answer_index)}
     save_checkpoint(out, {"model": model.state_dict(), "meta": meta, "args": {}})
     return meta
 
@@ -183,14 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="our checkpoint (.pt), loadable with torch.load(weights_only=True)")
     parser.add_argument("--task", choices=["Count", "Action", "Trans", "FrameQA", "MS-QA"],
                         help="recorded in meta when the pickle does not say (it does after a forward pass)")
+    parser.add_argument("--csv_dir", type=Path, default=None,
+                        help="TGIF-QA question folder: rebuild and store the word vocabulary (Train CSV of the task)")
+    parser.add_argument("--answer-index", "--answer_index", dest="answer_index", type=Path, default=None,
+                        help="FrameQA answer order (JSON, see masn/answer_index.py) to store with the weights")
     args = parser.parse_args(argv)
     try:
-        meta = convert(args.official, args.out, args.task)
+        meta = convert(args.official, args.out, args.task, args.csv_dir, args.answer_index)
     except (ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: task={meta['task']} vocab_size={meta['vocab_size']} "
-          f"answer_vocab_size={meta['answer_vocab_size']} v_max_len={meta['v_max_len']}")
+          f"answer_vocab_size={meta['answer_vocab_size']} v_max_len={meta['v_max_len']}"
+          + ("" if meta.get("vocab_words") else " (no vocabulary: pass --csv_dir to use it with scripts/answer.py)"))
     return 0
 
 

@@ -30,7 +30,8 @@ RANDOM_NOTE = "NOTE: --random-init: the feature extractors have RANDOM weights; 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["avst", "masn"], required=True)
-    p.add_argument("--checkpoint", type=Path, required=True, help="written by avst/main_avst.py or masn/main.py")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="written by avst/main_avst.py, masn/main.py or masn/convert_checkpoint.py --csv_dir")
     p.add_argument("--video", type=Path, required=True, help="any file ffmpeg reads (mp4, gif, webm, ...)")
     p.add_argument("--question", required=True)
     p.add_argument("--values", nargs="*", default=[], help="AVST: fillers of the question's <...> slots")

@@ -17,7 +17,7 @@ import torchvision
 from PIL import Image
 from torchvision import transforms
 
-from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, KILL_AFTER_ENV, KINETICS_MEAN, KINETICS_STD, main
+from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, main
 from feat_script.decode import read_frames
 from feat_script.extract_14x14 import Res18x14
 from feat_script.extract_r2plus1d import R2Plus1D
@@ -25,6 +25,7 @@ from feat_script.extract_resnet import ResNetGlobal
 from feat_script.manifest import read_failures, read_manifest, sha256_file
 from feat_script.models.resnet_stride1 import resnet18_stride1
 from feat_script.sampling import masn_frame_indices, read_fixed60
+from feat_script.stores import PackedStore
 from tests.videos import make_corrupt, make_gif, make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,7 +225,16 @@ def test_weights_from_cache_recorded_by_sha256_and_missing_weights_error(tmp_pat
     assert "not a resnet18 state_dict" in capsys.readouterr().err
 
 
-def test_hdf5_run_killed_after_two_videos_resumes_complete(tmp_path, videos):
+def _stored(out: Path, store: str) -> dict[str, np.ndarray]:
+    if store == "hdf5":
+        with h5py.File(out) as f:
+            return {vid: f[vid][()] for vid in f}
+    packed = PackedStore(out, default_kind="resnet18_avgpool")
+    return {vid: np.array(packed.read(vid)) for vid in packed.index()["videos"]}
+
+
+@pytest.mark.parametrize("store,staging", [("hdf5", "feat.parts"), ("packed", "feat/parts")])
+def test_run_killed_after_two_videos_resumes_complete(tmp_path, videos, store, staging):
     vids = tmp_path / "vids"
     vids.mkdir()
     for name in ("odd.mp4", "anim.gif", "broken.mp4"):
@@ -237,7 +247,7 @@ def test_hdf5_run_killed_after_two_videos_resumes_complete(tmp_path, videos):
         "--videos",
         str(vids),
         "--store",
-        "hdf5",
+        store,
         "--weights",
         str(weights),
         "--sampling",
@@ -248,22 +258,30 @@ def test_hdf5_run_killed_after_two_videos_resumes_complete(tmp_path, videos):
         "0",
         "--quiet",
     ]
-    out = tmp_path / "feat.h5"
+    out = tmp_path / "feat"
     proc = subprocess.run(
-        [sys.executable, "-m", "feat_script.extract_resnet", *common, "--out", str(out)],
+        [
+            sys.executable,
+            str(REPO / "tests" / "killed_extractor.py"),
+            "2",
+            "feat_script.extract_resnet:ResNetGlobal",
+            *common,
+            "--out",
+            str(out),
+        ],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), KILL_AFTER_ENV: "2"},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
     )
     assert proc.returncode == -9, proc.stderr
-    assert not out.exists()  # killed before the merge: only complete staged parts
-    assert len(list((tmp_path / "feat.h5.parts").glob("*.npy"))) == 2
+    assert not (out.is_file() or (out / "resnet18_avgpool.npy").exists())  # killed before the merge
+    assert len(list((tmp_path / staging).glob("*.npy"))) == 2  # only complete staged parts
     assert main(ResNetGlobal, [*common, "--out", str(out)]) == 0
-    assert main(ResNetGlobal, [*common, "--out", str(tmp_path / "clean.h5")]) == 0
-    assert not (tmp_path / "feat.h5.parts").exists()
-    with h5py.File(out) as f, h5py.File(tmp_path / "clean.h5") as g:
-        assert sorted(f.keys()) == sorted(g.keys()) == ["anim", "odd", "third"]
-        for vid in f:
-            np.testing.assert_array_equal(f[vid][()], g[vid][()])
+    assert main(ResNetGlobal, [*common, "--out", str(tmp_path / "clean")]) == 0
+    assert not (tmp_path / staging).exists() or not any((tmp_path / staging).iterdir())
+    got, clean = _stored(out, store), _stored(tmp_path / "clean", store)
+    assert sorted(got) == sorted(clean) == ["anim", "odd", "third"]
+    for vid in got:
+        np.testing.assert_array_equal(got[vid], clean[vid])
     assert read_manifest(out)["counts"]["already_done"] == 2

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -200,3 +201,54 @@ def test_other_objects_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"missing\.pth: no such file"):
         convert(Path(tmp_path / "missing.pth"), tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+# "What does the man do?" then the five candidates, by the original rule: lower case, "?" kept as
+# the token "\?" (the cleaner's backslash quirk), one <EOS> per sentence, first appearance order.
+ACTION_WORDS = ["what", "does", "the", "man", "do", r"\?", "<EOS>", "jump", "wave", "nod", "clap", "kick"]
+
+
+def _action_csv(folder: Path, question: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    row = {"gif_name": "tumblr_x", "question": question, "a1": "jump", "a2": "wave", "a3": "nod", "a4": "clap",
+           "a5": "kick", "answer": 0, "vid_id": "ACTION1", "key": 7}
+    pd.DataFrame([row]).to_csv(folder / "Train_action_question.csv", sep="\t", index=False)
+    return folder
+
+
+def test_csv_dir_adds_the_original_vocabulary_so_answer_can_use_the_file(fake_original, tmp_path):
+    from masn.answer import load_masn
+
+    torch.manual_seed(1)
+    n = len(ACTION_WORDS) + 2  # pad and UNK rows
+    net = fake_original.MASN(MASN(n, 1, np.random.RandomState(0).normal(size=(n, 300)), 2048, 2048, 512,
+                                  v_max_len=6).state_dict())
+    net.task = "Action"
+    src = tmp_path / "Action_84.43.pth"
+    torch.save(net, src)
+    del net
+    for name in [n for n in sys.modules if n.startswith("model.")]:
+        del sys.modules[name]
+
+    other = _action_csv(tmp_path / "other", "What does the tall man do?")  # one word more: another data set
+    assert main([str(src), str(tmp_path / "bad.pt"), "--csv_dir", str(other)]) == 1
+    assert not (tmp_path / "bad.pt").exists()
+
+    out = tmp_path / "masn_action.pt"
+    assert main([str(src), str(out), "--csv_dir", str(_action_csv(tmp_path / "q", "What does the man do?"))]) == 0
+    assert torch.load(out, weights_only=True)["meta"]["vocab_words"] == ACTION_WORDS
+    loaded = load_masn(out, None, torch.device("cpu"))
+    assert loaded.task == "Action" and loaded.vocab.words == ACTION_WORDS
+    ids, length = loaded.vocab.encode("What does the man do? nod", 20)
+    assert ids[:length].tolist() == [2, 3, 4, 5, 6, 7, 11]
+
+
+def test_answer_index_must_fit_the_classifier(tmp_path):
+    from masn.convert_checkpoint import vocabulary_meta
+
+    index = tmp_path / "answers.json"
+    index.write_text('{"answers": ["red", "blue", "cat"]}')
+    with pytest.raises(ValueError, match="3 answers, the checkpoint's classifier has 7"):
+        vocabulary_meta("FrameQA", {"vocab_size": 30, "answer_vocab_size": 7}, None, index)
+    assert vocabulary_meta("FrameQA", {"vocab_size": 30, "answer_vocab_size": 3}, None, index)["answers"] == [
+        "red", "blue", "cat"]

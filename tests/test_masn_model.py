@@ -15,13 +15,13 @@ from masn.losses import MultipleChoiceLoss, build_criterion
 from masn.model import MASN, make_mask
 from masn.model.linear_weightdrop import WeightDropLinear
 
-D, FEAT, V = 512, 24, 30  # hidden 512 is fixed by the original (positional table hard-coded to 512)
+D, FEAT, V = 512, 24, 30  # D: the original width (the only one the original runs at)
 
 
-def tiny(answers=None, v_max_len=6, dtype=torch.float64, perturb=True, seed=0):
+def tiny(answers=None, v_max_len=6, dtype=torch.float64, perturb=True, seed=0, hidden=D):
     torch.manual_seed(seed)
     emb = np.random.RandomState(seed).normal(size=(V, 300))
-    model = MASN(V, 1, emb, FEAT, FEAT, D, dropout_p=0.3, answer_vocab_size=answers, q_max_len=8,
+    model = MASN(V, 1, emb, FEAT, FEAT, hidden, dropout_p=0.3, answer_vocab_size=answers, q_max_len=8,
                  v_max_len=v_max_len).to(dtype).eval()
     if perturb:  # spec section 7: spread the outputs (and move a_2, b_2, g away from their init)
         g = torch.Generator().manual_seed(seed + 1)
@@ -74,8 +74,8 @@ def ref_ln_plain(x):  # nn.LayerNorm without affine: biased variance, eps inside
 
 
 def ref_lstm(x, s, prefix, reverse):
-    h = c = torch.zeros(D, dtype=torch.float64)
     wi, wh = s[f"{prefix}weight_ih_l0{reverse}"], s[f"{prefix}weight_hh_l0{reverse}"]
+    h = c = torch.zeros(wh.shape[1], dtype=torch.float64)
     bias = s[f"{prefix}bias_ih_l0{reverse}"] + s[f"{prefix}bias_hh_l0{reverse}"]
     outs = []
     for xt in (x.flip(0) if reverse else x):
@@ -96,6 +96,7 @@ def ref_model_block(s, vid, tok, qlen):
     """One pass of the original model_block, from the formulas of spec 3.2-3.3 (float64)."""
     ra, ia, ro, bb, io, vlen = vid
     B, T, N = ro.shape[:3]
+    D = s["embedding_proj.1.weight"].shape[0]
     lin = lambda x, k: x @ s[k + ".weight"].T + s[k + ".bias"]  # noqa: E731
     q_mask = ref_mask(tok.size(1), qlen)
     v_mask = ref_mask(T, vlen)
@@ -245,9 +246,10 @@ def test_make_mask_masks_last_position_even_at_full_length():
 
 
 # ---------------------------------------------------------------- numbers
-@pytest.mark.parametrize("task,answers", [("Count", None), ("FrameQA", 9)])
-def test_open_questions_match_float64_reference(task, answers):
-    model = tiny(answers)
+@pytest.mark.parametrize("task,answers,hidden", [("Count", None, D), ("FrameQA", 9, D), ("Count", None, 64)])
+def test_open_questions_match_float64_reference(task, answers, hidden):
+    """Also at a width other than 512, which the original cannot run (its positional table is 512-d)."""
+    model = tiny(answers, hidden=hidden)
     vid = video(3, 6, lens=[6, 2, 4])
     tok, qlen = sentences([8, 3, 5])
     extra = [torch.zeros(3)] + ([torch.zeros(3, dtype=torch.long)] if task == "FrameQA" else [])

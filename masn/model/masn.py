@@ -76,7 +76,7 @@ class MASN(nn.Module):
         self.pos_location_encoding = PositionEncoding(n_filters=64, max_len=v_max_len)
         self.appr_local_proj = nn.Linear(hidden_size + 128, hidden_size)
         self.motion_local_proj = nn.Linear(hidden_size + 128, hidden_size)
-        self.pos_enc = PositionEncoding(n_filters=512, max_len=v_max_len)
+        self.pos_enc = PositionEncoding(n_filters=hidden_size, max_len=v_max_len)
         self.appr_v = nn.Linear(hidden_size * 2, hidden_size)
         self.motion_v = nn.Linear(hidden_size * 2, hidden_size)
 
