@@ -57,6 +57,7 @@ class _Exploit:
         return (os.system, ("touch pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # the hostile file is protocol 4
 def test_load_refuses_arbitrary_pickles(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(pickle.dumps({"model": _Exploit()}))
