@@ -7,6 +7,7 @@ a few epochs at a higher learning rate); the code paths are those of a full run.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def run(demo_dir: Path, runs_dir: Path) -> None:
     from grounding_gen.main_grd_gen_vis import main as grounding_vis
 
     demo_dir, runs_dir = Path(demo_dir), Path(runs_dir)
+    for previous in ("grounding", "avst"):  # a demo starts afresh: the trainer refuses to overwrite a run
+        shutil.rmtree(runs_dir / previous, ignore_errors=True)
     start = time.time()
     feats = ["--audio_dir", str(demo_dir / "feats/vggish")]
     common = ["--num_workers", "0", "--quiet", "--seed", "1"]
