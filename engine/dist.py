@@ -16,9 +16,14 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def launched_by_torchrun() -> bool:
+    """True when the environment describes more than one process (torchrun's WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def init_distributed(device: torch.device) -> None:
     """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on GPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if not launched_by_torchrun() or dist.is_initialized():
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)

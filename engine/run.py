@@ -65,6 +65,9 @@ class Run:
     """One experiment's folder, logger and TensorBoard writer (rank 0 writes, others stay silent)."""
 
     def __init__(self, args: argparse.Namespace, name: str, config: dict | None = None) -> None:
+        if dist.launched_by_torchrun() and dist.world_size() == 1:
+            raise RuntimeError("under torchrun, call engine.device.resolve_device (it joins the process group) "
+                               "before creating the Run, or every rank would write the run folder as rank 0")
         self.args = args
         self.is_main = dist.rank() == 0
         self.dir = Path(args.run_dir) if getattr(args, "run_dir", None) else Path("runs") / (

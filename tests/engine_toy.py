@@ -82,8 +82,9 @@ def main() -> None:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     task = Regression(args.hang_at_step, args.nan_at_step)
     task.on_epoch_end = lambda epoch, metrics, trainer: scheduler.step()
+    device = resolve_device(args.device)
     run = Run(args, "toy")
-    trainer = Trainer(run, model, optimizer, task, device=resolve_device(args.device), epochs=args.epochs,
+    trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.epochs,
                       batch_size=args.batch_size, scheduler=scheduler, amp=args.amp,
                       save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta={"toy": 1})
     trainer.fit(Points(args.train_size, 1), Points(13, 2))

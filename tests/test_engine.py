@@ -139,9 +139,13 @@ def test_ddp_two_processes_equals_one_process_on_the_union_of_batches(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
            "--run_dir", str(run_dir), "--quiet", "--epochs", "2", "--dropout", "0", "--optimizer", "sgd",
            "--train_size", "21", "--batch_size", "3", "--seed", "3", "--dump", str(dump)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
     got = torch.load(dump)
+    log = (run_dir / "log.txt").read_text().splitlines()
+    assert [sum(f"epoch {e}/2 " in line for line in log) for e in (1, 2)] == [1, 1], "rank 0 alone logs"
+    assert len(list((run_dir / "tb").glob("events.*"))) == 1, "rank 0 alone writes TensorBoard events"
 
     seed_everything(3)
     model = make_net(0.0)
