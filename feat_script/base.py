@@ -2,21 +2,20 @@
 
 An extractor says how to turn one video file into arrays (``load``, run in DataLoader worker
 processes so the model never waits on ffmpeg), which model to run (``build_model``) and how to
-apply it to one chunk of at most ``--batch-size`` rows (``forward``). The base does the rest: the
-common flags, video listing, ``--shard i/n``, resuming (videos already in the output are verified
-and skipped), atomic writes, the failures list, the manifest and the progress bar.
+apply it to one chunk of at most ``--batch-size`` rows (``forward``, by default ``model(chunk)``).
+The base does the rest: the common flags, video listing, ``--shard i/n``, resuming (videos already
+in the output are verified and skipped), atomic writes, the failures list, the manifest and the
+progress bar.
 
-A new extractor in ten lines::
+A new extractor in eight lines::
 
     class Gray(Extractor):
         name = "gray"                                   # manifest + default kind
         def load(self, video):                          # worker process
             frames = read_frames(video, rate=1)         # uint8 [T, H, W, 3] at 1 fps
             return {"frames": frames.mean(-1, dtype=np.float32)}
-        def build_model(self):
+        def build_model(self):                          # forward(model, chunk) = model(chunk)
             return torch.nn.Flatten()
-        def forward(self, model, frames):               # frames: one chunk, on the device
-            return model(frames)
 
     if __name__ == "__main__":
         raise SystemExit(main(Gray))
@@ -294,7 +293,8 @@ class Extractor:
         return {}
 
     def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """One chunk of at most ``--batch-size`` rows, on the device; override to post-process."""
+        return model(batch)
 
     def optimise(self, model: torch.nn.Module) -> torch.nn.Module:
         """For extractors with ``fast_inference`` and unless ``--exact``: fold eval BatchNorm into the

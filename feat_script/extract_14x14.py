@@ -71,9 +71,6 @@ class Res18x14(Extractor):
         self.weights_path = resolve_weights(self.args, WEIGHTS, SOURCE, "ImageNet ResNet-18")
         return resnet18_stride1(self.weights_path).eval()
 
-    def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return model(batch)
-
 
 if __name__ == "__main__":
     raise SystemExit(main(Res18x14))

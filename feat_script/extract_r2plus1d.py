@@ -98,9 +98,6 @@ class R2Plus1D(Extractor):
         model.fc = torch.nn.Identity()
         return model.eval()
 
-    def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return model(batch)
-
 
 if __name__ == "__main__":
     raise SystemExit(main(R2Plus1D))

@@ -101,9 +101,6 @@ class ResNetGlobal(Extractor):
         model.fc = torch.nn.Identity()
         return model.eval()
 
-    def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return model(batch)
-
 
 if __name__ == "__main__":
     raise SystemExit(main(ResNetGlobal))

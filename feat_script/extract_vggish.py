@@ -84,9 +84,6 @@ class VggishExtractor(Extractor):
         model = load_weights(VGGish(), self.weights_path, "converted VGGish").eval()
         return model if self.pca is None else torch.nn.Sequential(model, self.pca)
 
-    def forward(self, model: torch.nn.Module, examples: torch.Tensor) -> torch.Tensor:
-        return model(examples)
-
 
 if __name__ == "__main__":
     raise SystemExit(main(VggishExtractor))
