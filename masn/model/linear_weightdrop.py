@@ -8,11 +8,11 @@ receives a gradient and the layer stays at its random initialisation. We keep th
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from masn.model.linear_init import linear_init
 
 
 class WeightDropLinear(nn.Module):
@@ -22,14 +22,9 @@ class WeightDropLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.weight_dropout = weight_dropout
-        weight = torch.empty(out_features, in_features)
-        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        weight, bias_param = linear_init(in_features, out_features, bias)
+        self.register_parameter("bias", bias_param)
         # nn.Linear registers bias after weight; the original then re-registers weight as weight_raw.
-        if bias:
-            bound = 1 / math.sqrt(in_features)
-            self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
-        else:
-            self.register_parameter("bias", None)
         self.weight_raw = nn.Parameter(weight)
         self.register_load_state_dict_pre_hook(_accept_transient_weight)
 

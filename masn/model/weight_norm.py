@@ -6,11 +6,11 @@ output row; dim=None: one scalar norm over the whole matrix).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from masn.model.linear_init import linear_init
 
 
 def weight_norm(v: torch.Tensor, g: torch.Tensor, dim: int | None) -> torch.Tensor:
@@ -27,13 +27,8 @@ class WeightNormLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.dim = dim
-        v = torch.empty(out_features, in_features)
-        nn.init.kaiming_uniform_(v, a=math.sqrt(5))
-        if bias:
-            bound = 1 / math.sqrt(in_features)
-            self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
-        else:
-            self.register_parameter("bias", None)
+        v, bias_param = linear_init(in_features, out_features, bias)
+        self.register_parameter("bias", bias_param)
         g = v.norm() if dim is None else v.norm(dim=1, keepdim=True)
         self.weight_g = nn.Parameter(g.clone())
         self.weight_v = nn.Parameter(v)
