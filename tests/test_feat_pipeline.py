@@ -55,26 +55,7 @@ def test_fixed60_frames_are_the_ones_the_original_script_took(tmp_path):
     # Expected indices measured by running AVST's extract_frames_adaptive.py (moviepy 1.0.1) on the
     # same kind of video (3.2 s, 25 fps: moviepy estimates 81 frames, 80 exist, so positions past
     # the end return the previously read frame).
-    video = tmp_path / "short.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=64x48:rate=25:duration=3.2",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv444p",
-            "-preset",
-            "ultrafast",
-            str(video),
-        ],
-        check=True,
-    )
+    video = make_video(tmp_path / "short.mp4", seconds=3.2, audio=None)
     full = read_frames(video)
     got = read_fixed60(video, seconds=8)
     picked = [int(np.flatnonzero((full == f).all(axis=(1, 2, 3)))[0]) for f in got]
@@ -115,8 +96,6 @@ def test_selected_frames_equal_the_same_frames_of_a_full_decode(videos):
 
 def test_one_fps_picks_the_frames_of_the_originals_ffmpeg_command(tmp_path, videos):
     from PIL import Image
-
-    from feat_script.decode import ffmpeg_exe
 
     for key in ("odd", "anim", "vfr"):
         jpgs = tmp_path / key
