@@ -78,7 +78,6 @@ class Trainer:
             raise ValueError(f"unknown --amp {amp!r}: use off, bf16 or fp16")
         if task.select_mode not in ("max", "min"):
             raise ValueError(f"select_mode must be 'max' or 'min', not {task.select_mode!r}")
-        dist.init_distributed(device)
         self.run, self.task, self.optimizer, self.scheduler = run, task, optimizer, scheduler
         self.device, self.epochs, self.batch_size = device, epochs, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
