@@ -109,7 +109,7 @@ def load_masn(checkpoint: Path, task: str | None, device: torch.device) -> Loade
     except ValueError as err:
         raise AnswerError(f"{checkpoint}: {err}") from None
     v_max = int(meta.get("v_max_length") or dims["v_max_len"])
-    q_max = int(meta.get("q_max_length") or meta.get("q_max_len") or 20)  # masn/main.py, convert_checkpoint
+    q_max = int(meta.get("q_max_length") or 20)
     model = MASN(dims["vocab_size"], dims["s_layers"], np.zeros((dims["vocab_size"], dims["embedding_dim"]),
                  np.float32), dims["resnet_input_size"], dims["i3d_input_size"], dims["hidden_size"],
                  gcn_layers=dims["gcn_layers"], answer_vocab_size=dims["answer_vocab_size"], q_max_len=q_max,

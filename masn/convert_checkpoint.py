@@ -204,7 +204,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = N
                  answer_vocab_size=args["answer_vocab_size"], q_max_len=attrs.get("q_max_len", 20),
                  v_max_len=args["v_max_len"])
     load_masn_state(model, state_dict, str(src))
-    meta = {"model": "masn", **args, "q_max_len": attrs.get("q_max_len", 20), "task": task,
+    meta = {"model": "masn", **args, "q_max_length": attrs.get("q_max_len", 20), "task": task,
             "source": str(src), "source_sha256": _sha256(src),
             **vocabulary_meta(task, args, csv_dir, answer_index)}
     save_checkpoint(out, {"model": model.state_dict(), "meta": meta, "args": {}})

@@ -163,6 +163,7 @@ def test_full_model_converts_and_loads_strictly(fake_original, tmp_path):
     meta = payload["meta"]
     assert (meta["model"], meta["task"], meta["vocab_size"], meta["answer_vocab_size"], meta["v_max_len"]) == (
         "masn", "FrameQA", 30, 7, 6)
+    assert meta["q_max_length"] == 8  # the pickled model's q_max_len, under the key masn/main.py writes
     assert meta["source"] == str(src) and len(meta["source_sha256"]) == 64
     assert list(payload["model"]) == list(reference)
     for key, value in reference.items():
