@@ -33,6 +33,7 @@ from avst.tasks import AVQATask, model_inputs  # noqa: E402
 from engine.checkpoint import load_checkpoint, model_state  # noqa: E402
 from engine.cli import add_engine_args  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
+from engine.errors import run_cli  # noqa: E402
 from engine.run import Run  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
@@ -212,4 +213,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(main))

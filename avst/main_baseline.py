@@ -8,6 +8,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avst.main_avst import main  # noqa: E402
+from engine.errors import run_cli  # noqa: E402
 
 if __name__ == "__main__":
-    main(["--model", "baseline", *sys.argv[1:]])
+    raise SystemExit(run_cli(main, ["--model", "baseline", *sys.argv[1:]]))

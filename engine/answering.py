@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
+from engine.errors import UserError
 from feat_script.base import resolve_weights
 
 
-class AnswerError(ValueError):
+class AnswerError(UserError, ValueError):
     """A question, video, checkpoint or weights file that cannot be answered from; the message says why."""
 
 

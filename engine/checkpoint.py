@@ -9,10 +9,12 @@ from typing import Any
 
 import torch
 
+from engine.errors import UserError
+
 FORMAT = "avqa-repro/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, unreadable, or does not fit the model it is loaded into."""
 
 

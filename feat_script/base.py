@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
@@ -63,7 +64,7 @@ KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Bad command line or missing input file; ``main`` prints it and exits with status 2."""
 
 
@@ -465,8 +466,4 @@ def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> i
     add_common_args(parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size)
     extractor_cls.add_args(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(extractor_cls(args))
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: run(extractor_cls(args)))

@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from engine.errors import UserError, run_cli
 from feat_script.base import merge_id_maps
 from feat_script.boxes import OBJECTS_PER_FRAME, natural_key, pad_rows, spatial_features
 from feat_script.stores import atomic_file
@@ -42,7 +43,7 @@ FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
 FEATURE_DIM = 2048
 
 
-class TsvError(ValueError):
+class TsvError(UserError, ValueError):
     """A malformed line, reported with its file and line number."""
 
 
@@ -185,4 +186,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -21,8 +21,10 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from engine.errors import UserError
 
-class DecodeError(RuntimeError):
+
+class DecodeError(UserError, RuntimeError):
     """A video (or its audio) could not be decoded; the message says why."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import h5py
 
+from engine.errors import run_cli
 from feat_script.convert_butd_tsv import read_keys
 from feat_script.stores import atomic_file
 
@@ -61,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -25,6 +25,7 @@ from avst.data.annotations import load_records, video_list  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
 from engine.cli import add_engine_args  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
+from engine.errors import run_cli  # noqa: E402
 from engine.run import Run  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
@@ -93,4 +94,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(main))

@@ -25,6 +25,7 @@ from avst.data.annotations import load_records, video_list  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
 from avst.heatmap import overlay, save_png  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
+from engine.errors import run_cli  # noqa: E402
 from grounding_gen.data import FRAMES_PER_VIDEO, frame_files, load_frame  # noqa: E402
 
 
@@ -75,4 +76,4 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(main))

@@ -17,8 +17,10 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from engine.errors import UserError, run_cli
 
-class AnswerIndexError(ValueError):
+
+class AnswerIndexError(UserError, ValueError):
     """An answer-index file that cannot be used."""
 
 
@@ -93,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -33,6 +33,7 @@ if not __package__:  # run as a file (python masn/convert_checkpoint.py): make t
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine.checkpoint import CheckpointError, save_checkpoint
+from engine.errors import run_cli
 from masn.checkpoint import load_masn_state, model_args_from_state_dict
 
 _STAND_IN_PREFIXES = ("model.", "torch.nn.modules.", "torch.nn.parallel.", "torch.nn.backends.",
@@ -234,4 +235,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -22,13 +22,13 @@ import torch  # noqa: E402
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint  # noqa: E402
 from engine.cli import add_engine_args  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
+from engine.errors import run_cli  # noqa: E402
 from engine.run import Run  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
-from masn.answer_index import AnswerIndexError, answers_sha256, load_answer_index, save_answer_index  # noqa: E402
+from masn.answer_index import answers_sha256, load_answer_index, save_answer_index  # noqa: E402
 from masn.data.build import DATASETS, QAData, load_msqa, load_tgif  # noqa: E402
-from masn.data.features import FeatureError  # noqa: E402
-from masn.data.glove import GloveError, vocab_sha256  # noqa: E402
+from masn.data.glove import vocab_sha256  # noqa: E402
 from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError  # noqa: E402
 from masn.schedules import MODES, EpochSchedule, initial_lr  # noqa: E402
 from masn.tasks import MASNTask, passes_threshold  # noqa: E402
@@ -43,7 +43,6 @@ DEFAULTS = {  # the original scripts' defaults per data set (main.py, main_msvd.
                   "vc_dir": "/data/MSRVTT-QA/vocab4000", "df_dir": "/data/MSRVTT-QA/question",
                   "checkpoint": "", "v_max_length": 30, "task": "MS-QA"},
 }
-USER_ERRORS = (DataError, FeatureError, GloveError, AnswerIndexError, CheckpointError, FileExistsError)
 
 
 def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
@@ -236,10 +235,7 @@ def _threshold_saver(args: argparse.Namespace, meta: dict):
 
 
 def cli(dataset: str = "tgif-qa") -> None:
-    try:
-        main(dataset=dataset)
-    except USER_ERRORS as e:
-        sys.exit(f"error: {e}")
+    sys.exit(run_cli(main, dataset=dataset))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ if __package__ in (None, ""):
 from engine.answering import AnswerError  # noqa: E402
 from engine.checkpoint import CheckpointError  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
+from engine.errors import run_cli  # noqa: E402
 
 RANDOM_NOTE = "NOTE: --random-init: the feature extractors have RANDOM weights; the answer means nothing."
 
@@ -122,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -24,6 +24,7 @@ if __package__ in (None, ""):
 from avst.data.annotations import load_records, video_list  # noqa: E402
 from avst.data.features import NpyFeatures  # noqa: E402
 from avst.data.packing import pack  # noqa: E402
+from engine.errors import run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

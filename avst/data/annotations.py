@@ -12,6 +12,7 @@ import ast
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from engine.errors import UserError
 
 MAX_LEN = 14
 PAD = "<pad>"
@@ -32,7 +33,7 @@ QUESTION_TYPES: tuple[tuple[str, str], ...] = (
 MODALITIES: tuple[str, ...] = ("Audio", "Visual", "Audio-Visual")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A record that cannot be used; the message names the file and the question id."""
 
 

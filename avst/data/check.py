@@ -14,6 +14,7 @@ from pathlib import Path
 from avst.data.annotations import MODALITIES, QUESTION_TYPES, AnnotationError, load_records, video_list
 from avst.data.features import ROWS, FeatureError, open_features
 from avst.data.vocab import Vocab, VocabError
+from engine.errors import run_cli
 
 DEFAULT_VOCAB_JSON = "data/json/avqa-train.json"
 
@@ -128,4 +129,4 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(main(["music-avqa", *sys.argv[1:]]))
+    sys.exit(run_cli(main, ["music-avqa", *sys.argv[1:]]))

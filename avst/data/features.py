@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from feat_script.stores import PACKED_FORMAT
+from engine.errors import UserError
 
 ROWS = 60
 AUDIO_SHAPE = (128,)
@@ -25,7 +26,7 @@ KINDS = {"audio": AUDIO_SHAPE, "visual": VISUAL_SHAPE}
 PACKED_STEMS = {"audio": "vggish", "visual": "res18_14x14"}  # the extractors' names
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """A missing, truncated or mis-shaped feature file; the message names the file."""
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avst.data.annotations import MAX_LEN, PAD, QARecord, load_records
+from engine.errors import UserError
 
 
-class VocabError(ValueError):
+class VocabError(UserError, ValueError):
     """An unknown word/answer or a vocabulary that disagrees with a checkpoint."""
 
 

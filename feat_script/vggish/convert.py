@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from engine.errors import run_cli
 from feat_script.stores import atomic_file
 from feat_script.vggish.model import CONV_LAYERS, WEIGHTS_HELP, VGGish
 
@@ -93,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from engine.errors import UserError
 
 OBJ_MAX = 10
 FEAT_DIM = 2048
@@ -52,7 +53,7 @@ LAYOUTS = {
 }
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """A feature file that is missing, unreadable, incomplete or of the wrong shape."""
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from masn.data.text import Vocabulary
+from engine.errors import UserError
 
 GLOVE_DIM = 300
 
 
-class GloveError(ValueError):
+class GloveError(UserError, ValueError):
     """A GloVe file that is missing or malformed."""
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from masn.data.text import Vocabulary
+from engine.errors import UserError
 
 TASKS = ("Count", "Action", "Trans", "FrameQA")
 FILE_TAG = {"Count": "count", "Action": "action", "Trans": "transition", "FrameQA": "frameqa"}
@@ -31,7 +32,7 @@ VOCAB_COLUMNS = {
 FRAMEQA_TYPES = ("object", "number", "color", "location")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """An annotation file that cannot be used as it is."""
 
 
