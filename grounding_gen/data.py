@@ -1,4 +1,4 @@
-"""Stage-1 data (``grounding_gen/dataloader_grd_gen.py``, spec §2.4): (frame, audio) pairs and negatives.
+"""Stage-1 data (``grounding_gen/dataloader_grd_gen.py``): (frame, audio) pairs and negatives.
 
 Item ``idx`` is frame ``idx % 10`` (the sorted frame folder's first 10 frames, the first 10 seconds) of
 video ``idx // 10`` with VGGish row ``idx % 10``; its negative is a frame 0-9 of another video, drawn

@@ -161,7 +161,7 @@ def test_check_data_json_and_exit_status(features, capsys):
 
 
 def test_report_reproduces_the_papers_exp1_table():
-    """The spec's exp1 correct counts (AVST, 9,185 questions) must give the paper's figures."""
+    """The original's figs/exp1.png correct counts (AVST, 9,185 questions) must give the paper's figures."""
     cells = {("Audio", "Counting"): (799, 1022), ("Audio", "Comparative"): (403, 601),
              ("Visual", "Counting"): (858, 1199), ("Visual", "Location"): (938, 1228),
              ("Audio-Visual", "Existential"): (814, 995), ("Audio-Visual", "Location"): (598, 927),

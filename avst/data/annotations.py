@@ -1,10 +1,10 @@
 """MUSIC-AVQA annotation records: parsing, template filling and question types.
 
-Both the original ``data/json`` files and the ``json_update`` ones share one record format (spec §1.2):
-``type`` and ``templ_values`` are *strings* holding list literals, the answer key is spelled ``anser``.
-Tokenisation follows the original dataloaders to the letter (spec §1.6): strip trailing spaces, split on
-single spaces, drop the last character of the last token ('?' or the full-width '？'), then replace each
-token containing '<' by the next filler.
+Both the original ``data/json`` files and the ``json_update`` ones share one record format (seven keys per
+record): ``type`` and ``templ_values`` are *strings* holding list literals, the answer key is spelled
+``anser``. Tokenisation follows the original dataloaders to the letter (``net_grd_avst/dataloader_avst.py``):
+strip trailing spaces, split on single spaces, drop the last character of the last token ('?' or the
+full-width '？'), then replace each token containing '<' by the next filler.
 """
 from __future__ import annotations
 

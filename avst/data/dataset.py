@@ -1,11 +1,11 @@
-"""The MUSIC-AVQA dataset for AVST and the baseline (original ``AVQA_dataset``, spec §2.2).
+"""The MUSIC-AVQA dataset for AVST and the baseline (original ``net_grd_avst/dataloader_avst.py::AVQA_dataset``).
 
 Per question: VGGish rows 0, 6, ..., 54 and the same 14x14 frames (the positive), and for each of the
 10 positions a negative frame drawn by the original rule: a uniform index into the 60 frames of every
 video of the split, redrawn while it falls in the question's own video. The draw comes from a generator
 seeded with (seed, epoch, index) instead of the unseeded global ``random``, so a run reproduces and a
 sample does not depend on which worker loads it; ``set_epoch`` (called by the engine) gives each epoch
-fresh negatives. Evaluation never needs negatives (they do not affect ``out_qa``, spec §3.3).
+fresh negatives. Evaluation never needs negatives (they do not affect ``out_qa``, original ``AVQA_Fusion_Net.forward``).
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Per-video feature readers that touch only the rows a sample needs.
 
-Two layouts hold the same arrays (spec §2.1): the original one ``.npy`` per video (VGGish ``[60,128]``,
-ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (feat_script's ``packed-v1``: per kind one
-memory-mappable ``<kind>.npy`` with every video's rows stacked, plus ``<kind>.index.json`` giving each
-video's row range), written by ``feat_script.extract_vggish/extract_14x14 --store packed`` or by
-``scripts/pack_avst_features.py`` from per-video files. Both are opened with ``mmap_mode='r'``: fancy-indexing 10 rows reads 10 rows, where the
-original loaded every whole file (11 per sample). Videos with fewer than 60 rows are padded by repeating
-the last row, as the authors advise (MUSIC-AVQA issue #3): a row index past the end reads the last row.
+Two layouts hold the same arrays (what ``net_grd_avst/dataloader_avst.py`` reads): the original one ``.npy``
+per video (VGGish ``[60,128]``, ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (feat_script's
+``packed-v1``: per kind one memory-mappable ``<kind>.npy`` with every video's rows stacked, plus
+``<kind>.index.json`` giving each video's row range), written by ``feat_script.extract_vggish/extract_14x14
+--store packed`` or by ``scripts/pack_avst_features.py`` from per-video files. Both are opened with
+``mmap_mode='r'``: fancy-indexing 10 rows reads 10 rows, where the original loaded every whole file (11 per
+sample). Videos with fewer than 60 rows are padded by repeating the last row, as the authors advise
+(MUSIC-AVQA issue #3): a row index past the end reads the last row.
 """
 from __future__ import annotations
 

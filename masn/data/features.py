@@ -1,9 +1,9 @@
 """The four MASN HDF5 feature files: names, layouts, and a reader that pads like the original.
 
-Layout per video key (spec §2.2): appearance global ``<key>`` (T, 2048); motion global ``<key>``
-(T, 2048); appearance local ``image_features/<key>`` (T, 10, 2048) and ``spatial_features/<key>``
-(T, 10, 6); motion local ``<key>`` (T, 10, 2048). Files are opened lazily, once per process (i.e. per
-DataLoader worker), and only the first ``v_max_length`` rows are read.
+Layout per video key (``data_utils/dataset.py``, ``feat_r6_vsync2`` files): appearance global ``<key>`` (T,
+2048); motion global ``<key>`` (T, 2048); appearance local ``image_features/<key>`` (T, 10, 2048) and
+``spatial_features/<key>`` (T, 10, 6); motion local ``<key>`` (T, 10, 2048). Files are opened lazily, once per
+process (i.e. per DataLoader worker), and only the first ``v_max_length`` rows are read.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TGIF-QA: the tab-separated CSVs of the four tasks, encoded exactly as the original (spec §2).
+"""TGIF-QA: the tab-separated CSVs of the four tasks, encoded exactly as the original (``data_utils/dataset.py`` and
+``data_util.py``).
 
 Count answers 0 -> 1; Action/Trans encode ``question.strip() + ' ' + candidate.strip()`` for the five
 candidates into a (5, q_max_length) matrix; FrameQA maps answers through the answer index (unknown
@@ -87,7 +88,8 @@ def build_vocabulary(train_df: pd.DataFrame, task: str) -> Vocabulary:
 
 def encode(df: pd.DataFrame, task: str, vocab: Vocabulary, q_max_length: int,
            ans2idx: dict[str, int] | None = None) -> list[np.ndarray]:
-    """The per-question fields that follow the video in the original's tuple (spec §2.7)."""
+    """The per-question fields that follow the video in the original's tuple (``data_utils/dataset.py``,
+    ``__getitem__``)."""
     n = len(df)
     if task in ("Action", "Trans"):
         cands = np.zeros((n, 5, q_max_length), dtype=np.int64)
