@@ -93,7 +93,7 @@ def wn(s, key, per_row):
 
 
 def ref_model_block(s, vid, tok, qlen):
-    """One pass of the original model_block, from the formulas of the original model/masn.py and its modules (float64)."""
+    """One pass of the original model_block, from the formulas of model/masn.py and its modules (float64)."""
     ra, ia, ro, bb, io, vlen = vid
     B, T, N = ro.shape[:3]
     D = s["embedding_proj.1.weight"].shape[0]
