@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avst.data.annotations import AnnotationError, load_records, question_tokens
+from avst.data.annotations import AnnotationError, load_records, make_record, question_tokens
 from avst.data.check import main as check_main
 from avst.data.dataset import AVQADataset
 from avst.data.features import FeatureError, NpyFeatures, PackedFeatures
@@ -17,8 +17,7 @@ from avst.report import per_type_report, to_markdown
 
 
 def rec(qid, video, content, values, answer, typ=("Audio", "Counting")):
-    return {"video_id": video, "question_id": qid, "type": json.dumps(list(typ)), "question_content": content,
-            "templ_values": json.dumps(values), "question_deleted": 0, "anser": answer}
+    return make_record(video, qid, *typ, content, values, answer)
 
 
 def write_json(path: Path, records: list[dict]) -> Path:

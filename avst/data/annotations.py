@@ -113,3 +113,11 @@ def load_records(path: str | Path) -> list[QARecord]:
 def video_list(records: list[QARecord]) -> list[str]:
     """Distinct video ids in first-appearance order (the original's ``video_list``)."""
     return list(dict.fromkeys(r.video_id for r in records))
+
+
+def make_record(video_id: str, question_id: int, modality: str, qtype: str, content: str,
+                values: list[str], answer: str, deleted: int = 0) -> dict:
+    """One raw record in the authors' format (list literals as strings, the ``anser`` key), for writers."""
+    return {"video_id": video_id, "question_id": question_id, "type": json.dumps([modality, qtype]),
+            "question_content": content, "templ_values": json.dumps(values), "question_deleted": deleted,
+            "anser": answer}
