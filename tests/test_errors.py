@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+import torch
 
 from engine.errors import EXIT_USER_ERROR, MAX_MESSAGE_CHARS, UserError, run_cli
 
@@ -51,3 +52,20 @@ def test_result_is_the_exit_status():
     assert run_cli(lambda: 1) == 1
     assert run_cli(lambda: {"acc": 0.5}) == 0
     assert run_cli(lambda a, b=0: a + b, 3, b=4) == 7
+
+
+class _Broken(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        raise UserError(f"feats/v{i}.npy: holds NaN; re-extract it")
+
+
+def test_errors_raised_in_a_dataloader_worker_keep_one_line(capsys):
+    """PyTorch re-raises a worker's error with the worker's traceback in its text; the user sees the message."""
+    def main():
+        next(iter(torch.utils.data.DataLoader(_Broken(), num_workers=1)))
+
+    assert run_cli(main) == 2
+    assert capsys.readouterr().err == "error: feats/v0.npy: holds NaN; re-extract it\n"
