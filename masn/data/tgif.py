@@ -71,7 +71,29 @@ def read_csv(path: Path, task: str) -> pd.DataFrame:
             raise DataError(f"{path}: 'answer' must be the candidate index 0..4")
     if task == "FrameQA" and df["answer"].isna().any():
         raise DataError(f"{path}: empty answer(s)")
+    label_ranges = {"Count": ("answer", 0, None), "FrameQA": ("type", 0, len(FRAMEQA_TYPES) - 1)}
+    if task in label_ranges:
+        col, low, high = label_ranges[task]
+        bad = (df[col] < low) | (df[col] > high if high is not None else False)
+        if bad.any():
+            lines = (np.flatnonzero(bad.to_numpy()) + 2).tolist()
+            allowed = f"{low}..{high}" if high is not None else f">= {low}"
+            raise DataError(f"{path}: {len(lines)} {col!r} value(s) outside {allowed} (line(s) {lines[:10]}, "
+                            f"e.g. {df[col][bad].iloc[0]}); correct the file")
     return df
+
+
+def check_keys(frames: dict[Path, pd.DataFrame]) -> None:
+    """Each feature ``key`` belongs to one ``vid_id`` and back, across the files (else two GIFs share features)."""
+    pairs = pd.concat([df[["vid_id", "key"]].assign(file=str(path)) for path, df in frames.items()])
+    for col, other in (("key", "vid_id"), ("vid_id", "key")):
+        counts = pairs.groupby(col)[other].nunique()
+        if (counts > 1).any():
+            value = counts.index[(counts > 1).to_numpy()][0]
+            rows = pairs[pairs[col] == value].drop_duplicates(["vid_id", "key"])
+            seen = "; ".join(f"{r.file}: vid_id {r.vid_id} key {r.key}" for r in rows.head(3).itertuples())
+            raise DataError(f"{int((counts > 1).sum())} {col}(s) map to more than one {other}, e.g. {seen}; "
+                            f"each GIF needs its own feature key")
 
 
 def vocab_sentences(df: pd.DataFrame, task: str) -> list[str]:
