@@ -36,17 +36,16 @@ def _parser(dataset: str) -> argparse.ArgumentParser:
 def _check_features(dataset: str, feat_dir: Path, video_ids: np.ndarray, report: dict, problems: list) -> None:
     """The loader's own checks (``VideoFeatures.check_videos``) over every video, then a full NaN / inf scan."""
     try:
-        paths = resolve_feature_files(feat_dir, dataset)
-        features = VideoFeatures(paths, LAYOUTS[dataset].key_prefix, 1)
-        missing, bad = features.check_videos(video_ids)
-        nonfinite = nonfinite_videos(features, video_ids)
+        features = VideoFeatures(resolve_feature_files(feat_dir, dataset), LAYOUTS[dataset].key_prefix, 1)
+        try:
+            missing, bad = features.check_videos(video_ids)
+            nonfinite = nonfinite_videos(features, video_ids)
+        finally:
+            features.close()
     except FeatureError as e:
         problems.append(str(e))
         report["features"] = {"error": str(e)}
         return
-    finally:
-        if "features" in locals():
-            features.close()
     keys = sorted({features.key(v) for v in video_ids})
     out = {"videos": len(keys), "files": {}, "unusable": len(bad), "unusable_examples": bad[:10],
            "nonfinite": len(nonfinite), "nonfinite_examples": nonfinite[:10]}

@@ -90,7 +90,7 @@ def _datasets(files: dict[str, h5py.File]) -> dict[str, h5py.Group]:
     """The five containers keyed by video: res_avg, i3d_avg, res_roi, bbox, i3d_roi."""
     roi = files["res_roi"]
     for group in ("image_features", "spatial_features"):
-        if group not in roi:
+        if not isinstance(roi.get(group), h5py.Group):
             raise FeatureError(f"{roi.filename}: has no '{group}' group (expected the tgif_btup_f_obj10 layout)")
     return {"res_avg": files["res_avg"], "i3d_avg": files["i3d_avg"], "res_roi": roi["image_features"],
             "bbox": roi["spatial_features"], "i3d_roi": files["i3d_roi"]}
