@@ -146,3 +146,9 @@ def test_masn_cli_exit_2_with_one_line(count, capsys):
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "video '113' (res_avg) dtype int32" in err[0]
+
+
+def test_split_left_empty_is_refused(count):
+    root, _ = count
+    with pytest.raises(tgif.DataError, match=r"Train_count_question\.csv: the train split holds no question"):
+        load(root, max_n_videos=0)
