@@ -124,16 +124,23 @@ def test_val_ratio_that_empties_a_side_is_refused(ratio, side):
         random_val_split(100, ratio, 999)
 
 
-def test_colliding_feature_keys_refused(count, capsys):
+def test_colliding_identifiers_refused(count, capsys):
     root, _ = count
     train, test = count_rows(10), count_rows(4, 10)
-    test[1]["key"] = 103  # another GIF than train's COUNT3 would read COUNT3's features
+    test[1]["key"] = 103  # GIF g11 would read GIF g3's features
     write_tgif(root / "q", "Count", train, test)
-    with pytest.raises(tgif.DataError, match=r"1 key\(s\) map to more than one vid_id.*vid_id COUNT3 key 103.*"
-                                             r"vid_id COUNT11 key 103"):
+    with pytest.raises(tgif.DataError, match=r"1 feature key\(s\) given to more than one gif_name, e\.g\. key '103' "
+                                             r"at .*Train_count_question\.csv: line 5; .*Test_count_question\.csv: "
+                                             r"line 3"):
         load(root)
     assert check.main(check_argv(root)) == 1
-    assert any("more than one vid_id" in p for p in json.loads(capsys.readouterr().out)["problems"])
+    assert any("gif_name" in p for p in json.loads(capsys.readouterr().out)["problems"])
+    test[1]["key"], test[1]["gif_name"] = 103, "g3"  # the same GIF asked twice is fine ...
+    test[2]["vid_id"] = "COUNT10"  # ... a question id used twice in a file is not
+    write_tgif(root / "q", "Count", train, test)
+    with pytest.raises(tgif.DataError, match=r"1 question id\(s\) \(vid_id\) used twice in a file, e\.g\. vid_id "
+                                             r"'COUNT10' at .*Test_count_question\.csv: line 2; .*line 4"):
+        load(root)
 
 
 def test_masn_cli_exit_2_with_one_line(count, capsys):

@@ -84,16 +84,24 @@ def read_csv(path: Path, task: str) -> pd.DataFrame:
 
 
 def check_keys(frames: dict[Path, pd.DataFrame]) -> None:
-    """Each feature ``key`` belongs to one ``vid_id`` and back, across the files (else two GIFs share features)."""
-    pairs = pd.concat([df[["vid_id", "key"]].assign(file=str(path)) for path, df in frames.items()])
-    for col, other in (("key", "vid_id"), ("vid_id", "key")):
-        counts = pairs.groupby(col)[other].nunique()
-        if (counts > 1).any():
-            value = counts.index[(counts > 1).to_numpy()][0]
-            rows = pairs[pairs[col] == value].drop_duplicates(["vid_id", "key"])
-            seen = "; ".join(f"{r.file}: vid_id {r.vid_id} key {r.key}" for r in rows.head(3).itertuples())
-            raise DataError(f"{int((counts > 1).sum())} {col}(s) map to more than one {other}, e.g. {seen}; "
-                            f"each GIF needs its own feature key")
+    """Identifiers: ``vid_id`` names one question of its file (the per-question reports use it), and across
+    the files a feature ``key`` belongs to one GIF (``gif_name``), else two GIFs would read the same features.
+
+    One GIF may appear under several keys (harmless), as it does in no released file.
+    """
+    rows = pd.concat([df.assign(file=str(path), line=np.arange(len(df)) + 2) for path, df in frames.items()],
+                     ignore_index=True)
+    checks = [("vid_id", "question id(s) (vid_id) used twice in a file",
+               rows.duplicated(["file", "vid_id"], keep=False))]
+    if "gif_name" in rows.columns:
+        checks.append(("key", "feature key(s) given to more than one gif_name",
+                       rows.groupby("key")["gif_name"].transform("nunique") > 1))
+    for col, what, clash in checks:
+        if clash.any():
+            value = rows[col][clash].iloc[0]
+            seen = "; ".join(f"{r.file}: line {r.line}" for r in rows[clash & (rows[col] == value)].head(3).itertuples())
+            raise DataError(f"{rows[col][clash].nunique()} {what}, e.g. {col} '{value}' at {seen}; give each "
+                            "its own value")
 
 
 def vocab_sentences(df: pd.DataFrame, task: str) -> list[str]:
