@@ -77,10 +77,12 @@ def index_problems(ranges: dict, rows: int) -> list[str]:
             bad.append(f"{video}: {span} {why}")
         else:
             spans.append((span[0], span[1], video))
-    spans.sort()
-    for (_, stop, prev), (start, _, video) in zip(spans, spans[1:]):
-        if start < stop:
-            bad.append(f"{video}: overlaps {prev}")
+    reach, owner = 0, ""
+    for start, stop, video in sorted(spans):
+        if start < reach:
+            bad.append(f"{video}: overlaps {owner}")
+        if stop > reach:
+            reach, owner = stop, video
     return bad
 
 

@@ -50,9 +50,8 @@ def check_features(features: VideoFeatures, video_ids, allow_missing: bool, log)
     missing, bad = features.check_videos(video_ids)
     features.close()
     if bad:
-        raise FeatureError(f"{len(bad)} video(s) have unusable features, the first: {bad[0]}"
-                           + (f" (then {bad[1]})" if len(bad) > 1 else "")
-                           + "; scripts/check_data.py lists them all")
+        raise FeatureError(f"{len(bad)} video(s) have unusable features, the first: {bad[0]} "
+                           "(scripts/check_data.py lists them all)")
     if not missing:
         return missing
     all_lost = sorted({k for keys in missing.values() for k in keys})
