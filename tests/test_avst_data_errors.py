@@ -199,3 +199,21 @@ def test_grounding_frames_and_audio_checked(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "frames" / "v1" / "000010.jpg")
     with pytest.raises(FeatureError, match=r"v0\.npy: shape \[60, 64\]"):
         GroundingDataset(["v0", "v1"], audio, tmp_path / "frames")
+
+
+def test_pack_script_refuses_nonfinite_with_one_line(features, tmp_path):  # the script as a user runs it
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, train = features
+    audio = np.load(root / "audio" / "v2.npy")
+    audio[3, 3] = np.nan
+    np.save(root / "audio" / "v2.npy", audio)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pack_avst_features.py"
+    proc = subprocess.run([sys.executable, str(script), "--label_json", str(train), "--audio_dir", str(root / "audio"),
+                           "--video_res14x14_dir", str(root / "visual"), "--out", str(tmp_path / "packed")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "v2.npy: the audio features of video 'v2' hold NaN or inf" in proc.stderr
+    assert not list((tmp_path / "packed").glob("*.npy"))
