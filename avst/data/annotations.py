@@ -86,8 +86,14 @@ def parse_record(raw: dict, source: str | Path) -> QARecord:
         raise AnnotationError(f"{where}: unknown question type {raw['type']!r}")
     values = _literal_list(raw["templ_values"], "templ_values", where)
     tokens = question_tokens(str(raw["question_content"]), values, where)
-    return QARecord(str(raw["video_id"]), int(raw["question_id"]), qtype[0], qtype[1], tuple(tokens),
-                    str(raw["anser"]))
+    return QARecord(str(raw["video_id"]), _question_id(raw["question_id"], where), qtype[0], qtype[1],
+                    tuple(tokens), str(raw["anser"]))
+
+
+def _question_id(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).lstrip("-").isdigit():
+        raise AnnotationError(f"{where}: question_id must be an integer, got {value!r}")
+    return int(value)
 
 
 def load_raw(path: str | Path) -> list:
@@ -106,8 +112,11 @@ def load_raw(path: str | Path) -> list:
 
 
 def load_records(path: str | Path) -> list[QARecord]:
-    """All records of a MUSIC-AVQA JSON file, in file order."""
-    return [parse_record(r, path) for r in load_raw(path)]
+    """All records of a MUSIC-AVQA JSON file, in file order; a file without any is refused."""
+    records = [parse_record(r, path) for r in load_raw(path)]
+    if not records:
+        raise AnnotationError(f"{path}: holds no question, so there is nothing to train or evaluate on")
+    return records
 
 
 def video_list(records: list[QARecord]) -> list[str]:
