@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
+import signal
 import sys
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: listening on {args.host}: other machines can reach this page and upload files",
               file=sys.stderr)
     print(f"web demo on {server.url}  (Ctrl-C stops it)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # kill, too, removes the uploads folder
     try:
         server.serve_forever()
     except KeyboardInterrupt:
