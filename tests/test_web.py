@@ -238,10 +238,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--avst-checkpoint" in capsys.readouterr().err
 
 
-def test_http_errors_are_json_lines(site):
-    request = urllib.request.Request(site["url"] + "api/ask", data=b'{"video": "nope", "model": "avst"}')
+def post_error(url: str, body: bytes, headers: dict | None = None) -> dict:
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(request)
+        urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers or {}))
     assert err.value.code == 400
-    assert json.loads(err.value.read()) == {"error": "no video yet (or the server restarted): upload one or pick "
-                                                     "a demo video"}
+    return json.loads(err.value.read())
+
+
+def test_http_errors_are_json_lines(site):
+    ask = site["url"] + "api/ask"
+    assert post_error(ask, b'{"video": "nope", "model": "avst"}') == {
+        "error": "no video yet (or the server restarted): upload one or pick a demo video"}
+    other_site = post_error(ask, b"{}", {"Origin": "http://example.com"})  # another page posting here
+    assert other_site["error"].startswith("a page from http://example.com may not use this demo")

@@ -57,6 +57,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             handle(urllib.parse.urlsplit(self.path).path)
         except UserError as err:
+            self.close_connection = True  # a refused request's body may be unread
             self._json({"error": short(str(err))}, HTTPStatus.BAD_REQUEST)
         except Exception as err:  # noqa: BLE001 - a bug: traceback to the terminal, one line to the page
             traceback.print_exc(file=sys.stderr)
@@ -83,6 +84,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _post(self, path: str) -> None:
         service = self.server.service
+        origin = self.headers.get("Origin")
+        if origin and urllib.parse.urlsplit(origin).netloc != self.headers.get("Host"):
+            raise WebError(f"a page from {origin} may not use this demo; open {self.server.url} itself")
         length = int(self.headers.get("Content-Length") or 0)
         if path == "/api/upload":
             name = urllib.parse.unquote(self.headers.get("X-Filename") or "upload")

@@ -149,7 +149,7 @@ class CachedFeatures:
             self.job.features = "computed"
             while len(self.cache) > CACHED_VIDEOS:
                 self.cache.popitem(last=False)
-        self.job.stage = self.job.model.label
+        self.job.stage = f"{self.job.model.label}: answering"
         return self.cache[self.key]
 
 
@@ -200,8 +200,7 @@ class Service:
     def info(self) -> dict:
         return {"models": [m.public() for m in self.models.values()], "demo_videos": self.demo_names(),
                 "random_init": self.recipe.random_init, "limits": {"max_bytes": self.limits.max_bytes,
-                "max_seconds": self.limits.max_seconds, "text": self.limits.describe()},
-                "suffixes": list(VIDEO_SUFFIXES), "device": str(self.device)}
+                "max_seconds": self.limits.max_seconds, "text": self.limits.describe()}, "device": str(self.device)}
 
     # videos -----------------------------------------------------------------------------------------
 
@@ -329,7 +328,7 @@ class Service:
             return self.extractors[built](path, timer)
 
         key = (video.id, "masn", repr(settings), repr(r.masn_weights), str(self.device), r.amp)
-        candidates = [str(c) for c in req.get("candidates") or []] or None
+        candidates = [str(c).strip() for c in req.get("candidates") or [] if str(c).strip()] or None
         return masn_ask(video.path, req["question"], model.checkpoint, task=model.task, candidates=candidates,
                         settings=replace(settings), device=self.device, amp=r.amp,
                         extractors=CachedFeatures(self.features, key, job, compute_masn, settings)).to_json()
