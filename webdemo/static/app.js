@@ -225,7 +225,11 @@ async function start() {
   for (const m of info.models) $("model").append(el("option", { value: m.key }, m.label + (m.error ? " (unusable)" : "")));
   $("model").addEventListener("change", selectModel);
   $("template").addEventListener("change", selectTemplate);
-  $("upload").addEventListener("change", (e) => e.target.files.length && upload(e.target.files[0]));
+  $("upload").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    e.target.value = "";  // choosing the same file again (after fixing it, say) uploads it again
+    if (file) upload(file);
+  });
   $("pick").addEventListener("click", pickDemo);
   $("ask").addEventListener("click", ask);
   $("question").addEventListener("keydown", (e) => e.key === "Enter" && !$("ask").disabled && ask());
