@@ -8,6 +8,7 @@ and examples go through the networks. Nothing is written to disk unless heat map
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,15 +147,20 @@ def answer(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,
 
 def ask(video: Path, question: str, values: list[str], checkpoint: Path, *, resnet_weights: Path | None = None,
         vggish_weights: Path | None = None, random_init: bool = False, device: torch.device | None = None,
-        amp: str = "off", verbose: bool = False, vocab_json: Path | None = None) -> AvstAnswer:
-    """The whole path: checkpoint, question, features, model."""
+        amp: str = "off", verbose: bool = False, vocab_json: Path | None = None,
+        features: Callable[[Path, StageTimer], tuple] | None = None) -> AvstAnswer:
+    """The whole path: checkpoint, question, features, model. ``features(video, timer)``, when given,
+    stands in for ``video_features`` (same result), e.g. to reuse a video's features across questions."""
     device = device or torch.device("cpu")
     timer = StageTimer(verbose)
     with timer("load checkpoint"):
         model, vocab = load_avst(checkpoint, device, vocab_json)
     tokens, q = encode_question(question, values, vocab, str(checkpoint))
-    audio, visual, frames = video_features(video, resnet_weights=resnet_weights, vggish_weights=vggish_weights,
-                                           random_init=random_init, device=device, amp=amp, timer=timer)
+    if features is None:
+        audio, visual, frames = video_features(video, resnet_weights=resnet_weights, vggish_weights=vggish_weights,
+                                               random_init=random_init, device=device, amp=amp, timer=timer)
+    else:
+        audio, visual, frames = features(video, timer)
     with timer("AVST"):
         probs, att = answer(model, audio, visual, q, amp)
     top = top_k(probs, vocab.answers)

@@ -35,9 +35,8 @@ MASN_ANSWERS = ["red", "blue", "car", "man"]
 SMALL = {"num_clips": 3, "clip_len": 8, "clip_stride": 1, "det_min_size": 96, "det_max_size": 128}
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("answer")
+def write_checkpoints(d: Path) -> dict[str, Path]:
+    """Tiny random AVST and MASN FrameQA checkpoints (AVST_WORDS, MASN_WORDS) in ``d``."""
     torch.manual_seed(0)
     from avst.model import AVST
     from masn.model import MASN
@@ -52,7 +51,13 @@ def media(tmp_path_factory) -> dict[str, Path]:
             "vocab_sha256": vocab_sha256(MASN_WORDS), "q_max_length": 20, "v_max_length": 4,
             "answers": MASN_ANSWERS}
     save_checkpoint(d / "masn.pt", {"model": masn.state_dict(), "meta": meta})
-    return {"dir": d, "avst": d / "avst.pt", "masn": d / "masn.pt",
+    return {"avst": d / "avst.pt", "masn": d / "masn.pt"}
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("answer")
+    return {"dir": d, **write_checkpoints(d),
             "mp4": make_video(d / "v.mp4", SHAPES, seconds=3),
             "silent": make_video(d / "silent.mp4", SHAPES, seconds=3, audio=False),
             "gif": make_video(d / "v.gif", SHAPES, seconds=2)}
