@@ -201,3 +201,47 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     for name in sections:
         assert summary["sections"][name]["status"] == "ok", (name, summary["sections"][name])
     assert (tmp_path / "gpu_check.md").read_text().count("\n## ") >= len(sections)
+
+
+# ---------------------------------------------------------------- host syncs in the tasks' steps
+class NoHostSync:
+    """Fails on the calls that wait for a device (item, float, tolist, numpy, cpu) or build a tensor
+    on the host (torch.tensor), while the block runs; ``allow_cpu`` lets one named .cpu() through."""
+
+    def __init__(self, monkeypatch, allow_cpu: bool = False):
+        def refuse(name):
+            def call(*args, **kwargs):
+                raise AssertionError(f"host sync: {name} inside the training step")
+            return call
+
+        for name in ("item", "tolist", "numpy", "__float__", "__bool__") + (() if allow_cpu else ("cpu",)):
+            monkeypatch.setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
+        monkeypatch.setattr(torch, "tensor", refuse("torch.tensor"))
+
+
+def test_avst_step_has_no_host_sync(monkeypatch):
+    from avst.tasks import AVQATask
+
+    torch.manual_seed(0)
+    model = AVST().train()
+    audio, posi, nega, question = small_inputs(2, 3)
+    batch = {"audio": audio, "visual_posi": posi, "visual_nega": nega, "question": question,
+             "label": torch.tensor([1, 2])}
+    with monkeypatch.context() as patch:
+        NoHostSync(patch)
+        loss, stats = AVQATask().training_loss(model, batch)
+    assert set(stats) == {"loss_qa", "loss_match"}
+    assert all(v.dim() == 0 and not v.requires_grad for v in stats.values())
+    assert torch.isclose(loss, stats["loss_qa"] + 0.5 * stats["loss_match"])
+
+
+def test_masn_step_has_no_host_sync_but_the_question_lengths(monkeypatch):
+    from masn.tasks import MASNTask
+
+    model = tiny(dtype=torch.float32, perturb=False).train()
+    tok, qlen = sentences([5, 3])
+    batch = [*float_video(2, 4, [4, 2]), tok, qlen, torch.tensor([2.0, 5.0])]
+    with monkeypatch.context() as patch:
+        NoHostSync(patch, allow_cpu=True)
+        loss, stats = MASNTask("Count").training_loss(model, batch)
+    assert stats["acc"].dim() == 0 and 0 <= float(stats["acc"]) <= 100
