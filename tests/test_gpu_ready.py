@@ -245,3 +245,47 @@ def test_masn_step_has_no_host_sync_but_the_question_lengths(monkeypatch):
         NoHostSync(patch, allow_cpu=True)
         loss, stats = MASNTask("Count").training_loss(model, batch)
     assert stats["acc"].dim() == 0 and 0 <= float(stats["acc"]) <= 100
+
+
+# ---------------------------------------------------------------- the trainer's loaders
+class EpochItems(torch.utils.data.Dataset):
+    """Items tell the epoch the fetching process's copy is at, the index, and who fetched them."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor([self.epoch, i, os.getpid()])
+
+
+def test_loader_is_built_once_and_persistent_workers_follow_the_epoch(tmp_path):
+    from argparse import Namespace
+
+    from engine.run import Run
+    from engine.sampling import EpochSampler
+    from engine.trainer import Trainer
+
+    task = Namespace(select_metric="loss", select_mode="min")
+    model = torch.nn.Linear(1, 1)
+    run = Run(Namespace(run_dir=str(tmp_path), quiet=True, seed=1, resume=False), "loader")
+    trainer = Trainer(run, model, torch.optim.SGD(model.parameters(), lr=0.1), task, device=torch.device("cpu"),
+                      epochs=3, batch_size=4, num_workers=2)
+    dataset, loaders, workers = EpochItems(), set(), []
+    for epoch in range(3):  # only the loader can tell the workers' copies the epoch
+        sampler = EpochSampler(len(dataset), 4, shuffle=True, seed=1)
+        sampler.set_epoch(epoch)
+        loader = trainer._loader(dataset, sampler, 4, epoch)
+        rows = torch.cat(list(loader))
+        assert rows[:, 0].tolist() == [epoch] * 8
+        assert rows[:, 1].tolist() == sampler.epoch_order()
+        loaders.add(id(loader))
+        workers.append(set(rows[:, 2].tolist()))
+    assert len(loaders) == 1 and workers[0] == workers[2] and os.getpid() not in workers[0]
+    eval_rows = torch.cat(list(trainer._loader(dataset, [5, 1], 4, None)))
+    assert eval_rows[:, 1].tolist() == [5, 1] and len(trainer._loaders) == 1
