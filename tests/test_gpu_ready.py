@@ -289,3 +289,23 @@ def test_loader_is_built_once_and_persistent_workers_follow_the_epoch(tmp_path):
     assert len(loaders) == 1 and workers[0] == workers[2] and os.getpid() not in workers[0]
     eval_rows = torch.cat(list(trainer._loader(dataset, [5, 1], 4, None)))
     assert eval_rows[:, 1].tolist() == [5, 1] and len(trainer._loaders) == 1
+
+
+def test_per_video_reader_opens_each_file_once_per_process(tmp_path, monkeypatch):
+    import numpy as np
+
+    from avst.data.features import NpyFeatures
+
+    rng = np.random.default_rng(0)
+    arrays = {v: rng.random((60, 128), dtype=np.float32) for v in ("a", "b")}
+    for v, arr in arrays.items():
+        np.save(tmp_path / f"{v}.npy", arr)
+    reader = NpyFeatures(tmp_path, "audio")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: opened.append(Path(path).name) or real_open(path, *a, **k))
+    for _ in range(3):
+        got = reader.read_pairs([("a", 0), ("b", 7), ("a", 59), ("a", 80)])
+        expected = np.stack([arrays["a"][0], arrays["b"][7], arrays["a"][59], arrays["a"][59]])
+        assert np.array_equal(got, expected)
+    assert sorted(opened) == ["a.npy", "b.npy"]
