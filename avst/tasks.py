@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avst.model.grounding import organize_match
+
 MATCH_WEIGHT = 0.5  # loss = QA + 0.5 x audio-visual matching (main_avst.py)
 
 
@@ -20,11 +22,6 @@ def model_inputs(batch: dict) -> tuple[torch.Tensor | None, ...]:
             batch["question"])
 
 
-def match_targets(n: int, device: torch.device) -> torch.Tensor:
-    """Labels of the interleaved (positive, negative) rows of ``batch_organize``: 1, 0, 1, 0, ..."""
-    return torch.tensor([1, 0], device=device).repeat(n)
-
-
 class AVQATask:
     """AVST (QA + matching loss) or the baseline (QA loss only), selected on val accuracy (%)."""
 
@@ -36,15 +33,16 @@ class AVQATask:
         self.scheduler = scheduler
         self.match_weight = match_weight
 
-    def training_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, stats); stats are detached 0-dim tensors on the device: no host sync per step."""
         out_qa, match_posi, match_nega = model(*model_inputs(batch))
         loss_qa = F.cross_entropy(out_qa, batch["label"])
         if match_posi is None:
-            return loss_qa, {"loss_qa": loss_qa.item()}
-        logits = torch.stack((match_posi, match_nega), dim=1).reshape(-1, 2)
-        loss_match = F.cross_entropy(logits, match_targets(match_posi.shape[0], logits.device))
-        return loss_qa + self.match_weight * loss_match, {"loss_qa": loss_qa.item(),
-                                                          "loss_match": loss_match.item()}
+            return loss_qa, {"loss_qa": loss_qa.detach()}
+        logits, labels = organize_match(match_posi, match_nega)
+        loss_match = F.cross_entropy(logits, labels)
+        return loss_qa + self.match_weight * loss_match, {"loss_qa": loss_qa.detach(),
+                                                          "loss_match": loss_match.detach()}
 
     def predict(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         out_qa = model(*model_inputs(batch))[0]

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from engine import dist
@@ -60,6 +61,45 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def default_workers() -> int:
+    """DataLoader workers per process: the CPUs this process may use, shared by the ranks of this node,
+    less one for the training process itself (at most 16)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(16, cpus // ranks - 1))
+
+
+class _EpochIndices(Sampler):
+    """(epoch, index) pairs of the current ``sampler``; both are set before each pass."""
+
+    def __init__(self) -> None:
+        self.sampler: Iterable[int] = []
+        self.epoch: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[int | None, int]]:
+        return ((self.epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
+class _EpochDataset(Dataset):
+    """Calls the wrapped dataset's ``set_epoch`` in whichever process fetches, then reads the item."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.epoch = dataset, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int | None, int]) -> Any:
+        epoch, index = key
+        if epoch is not None and epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+            self.epoch = epoch
+        return self.dataset[index]
+
+
 def _progress(iterable: Iterable, quiet: bool, **kwargs: Any) -> Iterable:
     disable = quiet or not sys.stderr.isatty() or dist.rank() != 0
     return tqdm(iterable, disable=disable, dynamic_ncols=True, leave=False, **kwargs)
@@ -70,7 +110,7 @@ class Trainer:
 
     def __init__(self, run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, *,
                  device: torch.device, epochs: int, batch_size: int, eval_batch_size: int | None = None,
-                 num_workers: int = 0, collate_fn: Callable | None = None, scheduler: Any = None,
+                 num_workers: int | None = 0, collate_fn: Callable | None = None, scheduler: Any = None,
                  amp: str = "off", save_every_steps: int = 0, seed: int = 1,
                  checkpoint_meta: dict | None = None, select_split: str = "val",
                  find_unused_parameters: bool = True) -> None:
@@ -96,6 +136,7 @@ class Trainer:
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.history: list[dict] = []
+        self._loaders: dict[tuple[int, int], tuple[Dataset, _EpochIndices, DataLoader]] = {}
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _payload(self) -> dict:
@@ -155,11 +196,24 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _loader(self, dataset: Dataset, sampler: Any, batch_size: int, epoch: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=self.collate_fn, worker_init_fn=worker_init_fn,
-                          generator=torch.Generator().manual_seed(self.seed * 7919 + epoch),
-                          pin_memory=self.device.type == "cuda")
+    def _loader(self, dataset: Dataset, sampler: Any, batch_size: int, epoch: int | None) -> DataLoader:
+        """One DataLoader per (dataset, batch size), built on first use and kept: its workers persist
+        across epochs and evaluations. Each index travels with its epoch, so a worker's copy of the
+        dataset follows ``set_epoch`` (``epoch=None``: leave the dataset's epoch alone). Worker seeds
+        come from (seed, the epoch the loader was built in); our datasets draw from per-item generators."""
+        key = (id(dataset), batch_size)
+        cached = self._loaders.get(key)
+        if cached is None or cached[0] is not dataset:
+            indices = _EpochIndices()
+            workers = default_workers() if self.num_workers is None else self.num_workers
+            extra = {"persistent_workers": True, "prefetch_factor": max(2, -(-4 // workers))} if workers else {}
+            loader = DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices, num_workers=workers,
+                                collate_fn=self.collate_fn, worker_init_fn=worker_init_fn,
+                                generator=torch.Generator().manual_seed(self.seed * 7919 + (epoch or 0)),
+                                pin_memory=self.device.type == "cuda", **extra)
+            cached = self._loaders[key] = (dataset, indices, loader)
+        cached[1].sampler, cached[1].epoch = sampler, epoch
+        return cached[2]
 
     def fit(self, train_set: Dataset, val_set: Dataset, test_set: Dataset | None = None) -> dict:
         """Train for the remaining epochs; returns the history and the selected epoch/metric."""
@@ -229,7 +283,7 @@ class Trainer:
     def evaluate(self, dataset: Dataset, batch_size: int | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
         """Metrics and per-sample records over the whole ``dataset`` (gathered over ranks)."""
         indices = eval_shard(len(dataset), dist.rank(), dist.world_size())
-        loader = self._loader(dataset, indices, batch_size or self.eval_batch_size, 0)
+        loader = self._loader(dataset, indices, batch_size or self.eval_batch_size, None)
         was_training = self.model.training
         self.model.eval()
         parts: dict[str, list[torch.Tensor]] = {}

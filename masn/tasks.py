@@ -41,10 +41,11 @@ class MASNTask:
         self.on_test_metric = on_test_metric
         self.select_metric, self.select_mode = ("mse", "min") if task == "Count" else ("acc", "max")
 
-    def training_loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, stats); stats are 0-dim tensors on the device: no host sync per step."""
         out, predictions, answers = model(self.task, *batch)
         loss = self.criterion(out, answers)
-        acc = (predictions.long() == answers.long()).float().mean().item() * 100
+        acc = (predictions.long() == answers.long()).float().mean() * 100
         return loss, {"acc": acc}
 
     def predict(self, model: nn.Module, batch) -> dict[str, torch.Tensor]:

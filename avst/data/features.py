@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,11 @@ class NpyFeatures:
 
     Rows are read with ``os.pread`` at offsets computed from the ``.npy`` header (cached per file), so a
     sample costs one small read per row and no page-fault storm; the bytes read equal the rows asked for.
+    File descriptors stay open (the last ``OPEN_FILES`` videos of each process), so a batch's rows
+    cost one ``preadv`` each, not an open/read/close each.
     """
+
+    OPEN_FILES = 256
 
     def __init__(self, root: str | Path, kind: str) -> None:
         self.root = Path(root)
@@ -107,6 +112,24 @@ class NpyFeatures:
             raise FeatureError(f"{kind} feature directory not found: {self.root}")
         self.bytes_read = 0
         self._headers: dict[str, tuple[int, int, np.dtype]] = {}
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fds": OrderedDict()}  # descriptors do not travel to spawned workers
+
+    def _fd(self, video_id: str) -> int:
+        """An open descriptor of the video's file (opened once per process; least recently used closed)."""
+        if self._pid != os.getpid():  # a forked worker: keep the parent's descriptors, own the cache from here
+            self._fds, self._pid = OrderedDict(self._fds), os.getpid()
+        fd = self._fds.get(video_id)
+        if fd is None:
+            fd = self._fds[video_id] = os.open(self.path(video_id), os.O_RDONLY)
+            if len(self._fds) > self.OPEN_FILES:
+                os.close(self._fds.popitem(last=False)[1])
+        else:
+            self._fds.move_to_end(video_id)
+        return fd
 
     def path(self, video_id: str) -> Path:
         return self.root / f"{video_id}.npy"
@@ -141,11 +164,7 @@ class NpyFeatures:
             offset, n, dtype = self._header(video_id)
             buf = out[i] if dtype == out.dtype else np.empty(self.row_shape, dtype=dtype)
             nbytes = buf.nbytes
-            fd = os.open(self.path(video_id), os.O_RDONLY)
-            try:
-                got = os.preadv(fd, [memoryview(buf).cast("B")], offset + min(row, n - 1) * nbytes)
-            finally:
-                os.close(fd)
+            got = os.preadv(self._fd(video_id), [memoryview(buf).cast("B")], offset + min(row, n - 1) * nbytes)
             if got != nbytes:
                 raise FeatureError(f"{self.path(video_id)}: truncated while reading row {row}")
             if dtype != out.dtype:

@@ -29,7 +29,8 @@ class AVST(FusionNetBase):
         visual_weights: str | Path | None = None,
     ) -> None:
         super().__init__(
-            pure=True, vocab_size=vocab_size, num_answers=num_answers, visual_weights=visual_weights
+            pure=True, unused=("fc_a1_pure", "fc_a2_pure"), vocab_size=vocab_size, num_answers=num_answers,
+            visual_weights=visual_weights,
         )
 
     def forward(

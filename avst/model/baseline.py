@@ -27,7 +27,8 @@ class AVSTBaseline(FusionNetBase):
         visual_weights: str | Path | None = None,
     ) -> None:
         super().__init__(
-            pure=False, vocab_size=vocab_size, num_answers=num_answers, visual_weights=visual_weights
+            pure=False, unused=("fc_gl", "fc1", "fc2", "fc3", "fc4"), vocab_size=vocab_size, num_answers=num_answers,
+            visual_weights=visual_weights,
         )
 
     def forward(

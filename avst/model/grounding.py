@@ -49,5 +49,9 @@ def organize_match(
     Returns (logits [2N, 2], labels [2N] int64) on the inputs' device.
     """
     logits = torch.stack((out_match_posi, out_match_nega), dim=1).reshape(-1, out_match_posi.shape[-1])
-    labels = torch.tensor([1, 0], device=logits.device).repeat(out_match_posi.shape[0])
-    return logits, labels
+    return logits, match_labels(out_match_posi.shape[0], logits.device)
+
+
+def match_labels(n: int, device: torch.device) -> torch.Tensor:
+    """1, 0, 1, 0, ... (2n int64), made on ``device`` (no host-to-device copy per step)."""
+    return 1 - torch.arange(2 * n, device=device) % 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.modules import run_in_fp32
+
 
 class QstEncoder(nn.Module):
     """Embedding -> tanh -> LSTM over all tokens (pads included) -> tanh([h | c]) -> Linear.
@@ -30,8 +32,7 @@ class QstEncoder(nn.Module):
         """question [B, L] int64 -> [B, embed_size]."""
         words = self.tanh(self.word2vec(question)).transpose(0, 1)
         self.lstm.flatten_parameters()
-        # Under AMP the 14-step LSTM stays in fp32: oneDNN has no bf16 LSTM on many CPUs, and it is tiny.
-        with torch.autocast(words.device.type, enabled=False):
-            _, (hidden, cell) = self.lstm(words)
+        # Under AMP the 14-step LSTM stays in fp32 (cuDNN would run it in fp16, oneDNN may lack bf16).
+        _, (hidden, cell) = run_in_fp32(self.lstm, words)
         state = torch.cat((hidden, cell), 2).transpose(0, 1).reshape(question.shape[0], -1)
         return self.fc(self.tanh(state))

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from masn.model.fc import FCNet
+from masn.model.masked_softmax import masked_softmax
 
 
 class BCNet(nn.Module):
@@ -62,14 +63,9 @@ class BiAttention(nn.Module):
                 q_mask: torch.Tensor) -> torch.Tensor:
         """Softmax jointly over (object, word) per glimpse; masked entries 0. -> (B, C, glimpse, M, L)."""
         logits = self.logits.logits(self.logits.v_net(v), q)
-        v_mask = v_mask[:, None, None, :, None]
-        q_mask = q_mask[:, :, None, None, :]
-        logits = logits - 1e10 * (1 - v_mask)
-        logits = logits - 1e10 * (1 - q_mask)
         b, c, g, n_v, n_q = logits.shape
-        p = torch.softmax(logits.reshape(b, c, g, n_v * n_q), dim=3).view(b, c, g, n_v, n_q)
-        p = p * v_mask * q_mask
-        return p.masked_fill(p.isnan(), 0.0)
+        mask = (v_mask[:, None, :, None] * q_mask[:, :, None, :]).view(b, c, 1, n_v * n_q)
+        return masked_softmax(logits.reshape(b, c, g, n_v * n_q), mask, dim=3).view(b, c, g, n_v, n_q)
 
 
 class BAN(nn.Module):

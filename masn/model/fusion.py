@@ -7,15 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masn.model.masked_softmax import masked_softmax
 from masn.model.net_utils import MLP, LayerNorm
 
 
 def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
-    """Original masking: subtract 1e10 where masked, softmax, zero the masked entries, NaN -> 0."""
-    if mask is None:
-        return F.softmax(scores, dim=dim)
-    att = F.softmax(scores - 1e10 * (1 - mask), dim=dim) * mask
-    return att.masked_fill(att.isnan(), 0.0)
+    return F.softmax(scores, dim=dim) if mask is None else masked_softmax(scores, mask, dim)
 
 
 class AttFlat(nn.Module):

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masn.model.masked_softmax import masked_softmax
 from masn.model.weight_norm import WeightNormLinear
 
 
@@ -50,6 +51,4 @@ class VideoAdjLearner(nn.Module):
     def forward(self, v: torch.Tensor, v_mask: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.edge_layer_2(F.relu(self.edge_layer_1(v))))
         adj = torch.bmm(h, h.transpose(1, 2))
-        adj_mask = v_mask.unsqueeze(2) * v_mask.unsqueeze(1)
-        adj = F.softmax((adj - 1e10 * (1 - adj_mask)) * self.scale, dim=-1) * adj_mask
-        return adj.masked_fill(adj.isnan(), 0.0)
+        return masked_softmax(adj, v_mask.unsqueeze(2) * v_mask.unsqueeze(1), dim=-1, scale=self.scale)

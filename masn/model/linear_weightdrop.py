@@ -25,7 +25,8 @@ class WeightDropLinear(nn.Module):
         weight, bias_param = linear_init(in_features, out_features, bias)
         self.register_parameter("bias", bias_param)
         # nn.Linear registers bias after weight; the original then re-registers weight as weight_raw.
-        self.weight_raw = nn.Parameter(weight)
+        # Frozen as it is in the original, where no gradient reaches it; DDP then leaves it out of its buckets.
+        self.weight_raw = nn.Parameter(weight, requires_grad=False)
         self.register_load_state_dict_pre_hook(_accept_transient_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.modules import freeze_unused
 from masn.model.ban import BAN
 from masn.model.fusion import AttFlat, MotionApprFusion
 from masn.model.gcn import GCN, VideoAdjLearner
@@ -90,6 +91,7 @@ class MASN(nn.Module):
         self.motion_appr_fusion = MotionApprFusion(hidden_size, hidden_size, n_layer=1)
         self.attflat = AttFlat(hidden_size, hidden_size, 1, hidden_size)
         self.fc = nn.Linear(hidden_size, answer_vocab_size if answer_vocab_size is not None else 1)
+        freeze_unused(self, [f"sentence_encoder.{name}" for name in self.sentence_encoder.unused])
 
     def forward(self, task: str, *batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (scores, predictions, answers) like the original:
@@ -149,13 +151,14 @@ class MASN(nn.Module):
         sentence c of every sample (question length padded to the longest sentence c of the batch).
         """
         bsz, n_cand, width = tokens.shape
+        lengths = lengths.reshape(bsz * n_cand)
+        host_lengths = lengths.cpu()  # before the video branch is queued, so this sync waits for little
         appr, motion, node_mask = self.encode_video(res_avg, i3d_avg, res_obj, bbox, i3d_obj, video_len)
 
         tokens = tokens.reshape(bsz * n_cand, width)
-        lengths = lengths.reshape(bsz * n_cand)
         q_mask = make_mask(width, lengths)
         q_emb = F.relu(self.embedding_proj(self.glove(tokens)))
-        q_output, q_hidden = self.sentence_encoder(q_emb, lengths)
+        q_output, q_hidden = self.sentence_encoder(q_emb, host_lengths)
         q_len = q_output.size(1)
         q_mask = q_mask[:, :q_len]
 

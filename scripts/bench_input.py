@@ -1,0 +1,213 @@
+"""The input pipelines alone: can a 16-core host feed a GPU through a 50 GB/s link?
+
+These models are tiny (AVST: 0.27 GFLOP per sample for forward + backward), so an accelerator is
+bound by the bytes it is fed, not by its FLOPs. For AVST (per-video ``.npy`` float32, packed float32
+and packed float16), MASN (the four HDF5 files, TGIF-QA's 20 frames x 10 objects) and stage 1 (1-fps
+JPEG frames, decoded and resized per item) this times the real Dataset + DataLoader + collate +
+pinned-memory copy on generated files in the real formats (in the page cache: CPU and memory work,
+not disk speed), and prints per pipeline: samples/s per worker process, CPU-ms per sample (one
+process, one thread), bytes per sample that cross to the device, and beside each other the samples/s
+that 16 such workers supply (16 x the per-worker rate, measured with ``--workers`` processes) and
+the samples/s that a 50 GB/s host-to-device link carries at those bytes per sample.
+Without CUDA, pinning is emulated by a copy into a preallocated buffer (what pinning costs).
+
+    python scripts/bench_input.py [--workers 2] [--batches 12] [--only avst masn stage1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LINK_BYTES_PER_S = 50e9
+HOST_WORKERS = 16
+
+
+# ---------------------------------------------------------------- data in the real formats
+def avst_sets(work: Path, n_videos: int) -> dict[str, Dataset]:
+    from avst.data.dataset import AVQADataset
+    from avst.data.features import NpyFeatures, PackedFeatures
+    from avst.data.packing import pack
+    from avst.data.vocab import Vocab
+
+    rng = np.random.default_rng(0)
+    for kind in ("audio", "visual"):
+        (work / kind).mkdir(parents=True, exist_ok=True)
+    records = []
+    for v in range(n_videos):
+        vid = f"{v + 1:08d}"
+        np.save(work / "audio" / f"{vid}.npy", rng.random((60, 128), dtype=np.float32))
+        np.save(work / "visual" / f"{vid}.npy", rng.random((60, 512, 14, 14), dtype=np.float32))
+        for k, obj in enumerate(("piano", "violin")):
+            records.append({"video_id": vid, "question_id": 2 * v + k, "type": '["Audio", "Counting"]',
+                            "question_content": "Is there a <Object> sound?", "templ_values": json.dumps([obj]),
+                            "question_deleted": 0, "anser": ("yes", "no")[k]})
+    label = work / "avqa-train.json"
+    label.write_text(json.dumps(records))
+    from avst.data.annotations import load_records
+
+    recs = load_records(label)
+    vocab = Vocab.from_records(recs)
+    npy = {k: NpyFeatures(work / k, k) for k in ("audio", "visual")}
+    sets = {"AVST per-video .npy f32": AVQADataset(recs, vocab, npy["audio"], npy["visual"], seed=1)}
+    videos = list(dict.fromkeys(r.video_id for r in recs))
+    for name, dtype in (("f32", np.float32), ("f16", np.float16)):
+        pack(videos, npy, work / f"packed_{name}", dtype)
+        packed = {k: PackedFeatures(work / f"packed_{name}", k) for k in ("audio", "visual")}
+        sets[f"AVST packed {name}"] = AVQADataset(recs, vocab, packed["audio"], packed["visual"], seed=1)
+    return sets
+
+
+def masn_sets(work: Path, n_videos: int, frames: int = 20) -> dict[str, Dataset]:
+    import h5py
+
+    from masn.data.dataset import QADataset
+    from masn.data.features import LAYOUTS, VideoFeatures, resolve_feature_files
+
+    rng = np.random.default_rng(0)
+    folder = work / "feat_r6_vsync2"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {role: names[0] for role, names in LAYOUTS["tgif-qa"].names.items()}
+    with h5py.File(folder / names["res_avg"], "w") as ra, h5py.File(folder / names["i3d_avg"], "w") as ia, \
+            h5py.File(folder / names["res_roi"], "w") as rr, h5py.File(folder / names["i3d_roi"], "w") as ir:
+        for v in range(n_videos):
+            key = str(v)
+            ra[key] = rng.random((frames, 2048), dtype=np.float32)
+            ia[key] = rng.random((frames, 2048), dtype=np.float32)
+            rr[f"image_features/{key}"] = rng.random((frames, 10, 2048), dtype=np.float32)
+            rr[f"spatial_features/{key}"] = rng.random((frames, 10, 6), dtype=np.float32)
+            ir[key] = rng.random((frames, 10, 2048), dtype=np.float32)
+    features = VideoFeatures(resolve_feature_files(work, "tgif-qa"), "", frames)
+    n = 2 * n_videos
+    video_ids = np.arange(n) % n_videos
+    fields = [rng.integers(1, 100, (n, 20)), np.full(n, 12), rng.integers(0, 10, n).astype(np.float32)]
+    return {"MASN HDF5 f32 (20 frames)": QADataset("Count", video_ids, fields, features)}
+
+
+def stage1_sets(work: Path, n_videos: int) -> dict[str, Dataset]:
+    from PIL import Image
+
+    from avst.data.features import NpyFeatures
+    from grounding_gen.data import GroundingDataset
+
+    rng = np.random.default_rng(0)
+    (work / "vggish").mkdir(parents=True, exist_ok=True)
+    videos = [f"{v + 1:08d}" for v in range(n_videos)]
+    base = (rng.random((45, 80, 3)) * 255).astype(np.uint8)
+    for vid in videos:
+        np.save(work / "vggish" / f"{vid}.npy", rng.random((60, 128), dtype=np.float32))
+        (work / "frames" / vid).mkdir(parents=True, exist_ok=True)
+        for k in range(10):  # smooth content at 640x360, as 1-fps frames of a 360p video compress
+            img = Image.fromarray(np.roll(base, k, axis=1)).resize((640, 360), Image.BILINEAR)
+            img.save(work / "frames" / vid / f"{k + 1:06d}.jpg", quality=90)
+    audio = NpyFeatures(work / "vggish", "audio")
+    return {"stage 1 JPEG 640x360": GroundingDataset(videos, audio, work / "frames", seed=1)}
+
+
+# ---------------------------------------------------------------- measurement
+def batch_bytes(batch) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.numel() * batch.element_size()
+    if isinstance(batch, dict):
+        return sum(batch_bytes(v) for v in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return sum(batch_bytes(v) for v in batch)
+    return 0
+
+
+def pin(batch, buffers: dict):
+    """pin_memory when CUDA exists; otherwise the same copy into a reused buffer."""
+    if torch.cuda.is_available():
+        return torch.utils.data._utils.pin_memory.pin_memory(batch)
+    if isinstance(batch, torch.Tensor):
+        buf = buffers.get((batch.shape, batch.dtype))
+        if buf is None:
+            buf = buffers[(batch.shape, batch.dtype)] = torch.empty_like(batch)
+        return buf.copy_(batch)
+    if isinstance(batch, dict):
+        return {k: pin(v, buffers) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return [pin(v, buffers) for v in batch]
+    return batch
+
+
+def measure(dataset: Dataset, workers: int, batch_size: int, batches: int) -> dict:
+    """(samples/s with ``workers`` processes, CPU-ms per sample in one process, bytes per sample)."""
+    indices = list(range(min(len(dataset), batch_size * batches)))
+    sampler = [indices[i] for i in np.random.default_rng(0).permutation(len(indices))]
+    buffers: dict = {}
+    single = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0)
+    first = next(iter(single))
+    per_sample_bytes = batch_bytes(first) / batch_size
+    cpu = time.process_time()
+    count = 0
+    for batch in single:
+        pin(batch, buffers)
+        count += batch_size
+    cpu_ms = (time.process_time() - cpu) * 1000 / count
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        persistent_workers=True, prefetch_factor=4, pin_memory=torch.cuda.is_available())
+    for _ in loader:  # start the workers and warm the page cache
+        pass
+    start = time.perf_counter()
+    count = 0
+    for batch in loader:
+        if not torch.cuda.is_available():
+            pin(batch, buffers)
+        count += batch_size
+    rate = count / (time.perf_counter() - start)
+    return {"samples_per_s": rate, "per_worker": rate / workers, "cpu_ms": cpu_ms, "bytes": per_sample_bytes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes measured")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batches", type=int, default=12, help="batches per timed pass")
+    p.add_argument("--videos", type=int, default=40)
+    p.add_argument("--only", nargs="*", choices=["avst", "masn", "stage1"], default=["avst", "masn", "stage1"])
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    builders = {"avst": avst_sets, "masn": masn_sets, "stage1": stage1_sets}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_input_") as tmp:
+        for name in args.only:
+            for label, dataset in builders[name](Path(tmp) / name, args.videos).items():
+                rows.append({"pipeline": label, **measure(dataset, args.workers, args.batch_size, args.batches)})
+                print(f"measured {label}", file=sys.stderr, flush=True)
+    print(f"{args.workers} workers measured on {cores} cores, batch {args.batch_size}; "
+          f"pinning {'real' if torch.cuda.is_available() else 'emulated (copy)'}; "
+          f"{HOST_WORKERS}-worker host = {HOST_WORKERS} x the per-worker rate (extrapolated)")
+    header = (f"| pipeline | samples/s/worker | CPU-ms/sample | MB/sample to device | "
+              f"{HOST_WORKERS}-worker host samples/s | same, CPU-bound ({HOST_WORKERS}000 / CPU-ms) | "
+              "50 GB/s link samples/s | host >= link |")
+    print(header)
+    print("|---|---:|---:|---:|---:|---:|---:|:---:|")
+    for row in rows:
+        row["host"] = HOST_WORKERS * row["per_worker"]
+        row["host_cpu_bound"] = HOST_WORKERS * 1000 / row["cpu_ms"]
+        row["link"] = LINK_BYTES_PER_S / row["bytes"]
+        best = max(row["host"], row["host_cpu_bound"])
+        print(f"| {row['pipeline']} | {row['per_worker']:.0f} | {row['cpu_ms']:.2f} | {row['bytes'] / 1e6:.2f} | "
+              f"{row['host']:.0f} | {row['host_cpu_bound']:.0f} | {row['link']:.0f} | "
+              f"{'yes' if best >= row['link'] else 'no'} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
