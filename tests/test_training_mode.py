@@ -4,8 +4,8 @@
   out from the specs (dead modules such as BCNet's Dropout(0.5) in ``b_net`` or AVST's ``dropout``
   must not fire); none fire in eval mode, where outputs are deterministic.
 * MASN's weight-drop compressors are never trained: unchanged by a real training epoch of main.py.
-* AVST's matching loss pairs each positive with label 1 and each negative with label 0, as the
-  original ``batch_organize`` loop does, weighted 0.5 beside the QA loss.
+(AVST's match-loss pairing against the original ``batch_organize`` loop is
+tests/test_avst_train.py::test_loss_is_qa_plus_half_the_interleaved_matching_loss.)
 """
 from __future__ import annotations
 
@@ -169,37 +169,3 @@ def test_masn_compressors_unchanged_by_a_training_epoch(tmp_path, monkeypatch):
     moved = [k for k in initial if k not in frozen and initial[k].is_floating_point()
              and not torch.equal(trained[k], initial[k])]
     assert {"fc.weight", "embedding_proj.1.weight", "appr_local_proj.weight"} <= set(moved)
-
-
-class FixedOutputs(nn.Module):
-    def __init__(self, out_qa, posi, nega):
-        super().__init__()
-        self.out = (out_qa, posi, nega)
-
-    def forward(self, audio, visual_posi, visual_nega, question):
-        return self.out
-
-
-def test_avst_match_loss_pairs_positives_with_1_and_negatives_with_0():
-    from avst.tasks import AVQATask
-
-    g = torch.Generator().manual_seed(0)
-    b, t = 2, 3
-    out_qa, posi, nega = torch.randn(b, 42, generator=g), torch.randn(b * t, 2, generator=g), torch.randn(
-        b * t, 2, generator=g)
-    batch = {"audio": torch.zeros(b, t, 128), "visual_posi": torch.zeros(b, t, 1), "visual_nega": torch.zeros(b, t, 1),
-             "question": torch.zeros(b, 14, dtype=torch.long), "label": torch.tensor([3, 41])}
-    loss, stats = AVQATask().training_loss(FixedOutputs(out_qa, posi, nega), batch)
-    # the original's batch_organize: rows posi_0, nega_0, posi_1, ... with labels 1, 0, 1, 0, ...
-    rows, labels = [], []
-    for i in range(b * t):
-        rows += [posi[i], nega[i]]
-        labels += [1, 0]
-    match = F.cross_entropy(torch.stack(rows).double(), torch.tensor(labels))
-    qa = F.cross_entropy(out_qa.double(), batch["label"])
-    assert stats["loss_match"] == pytest.approx(match.item(), rel=1e-6)
-    assert loss.item() == pytest.approx((qa + 0.5 * match).item(), rel=1e-6)
-    # a positive scored as matched and a negative as unmatched cost nearly nothing; the reverse a lot
-    sure = torch.tensor([[-20.0, 20.0]]).repeat(b * t, 1)
-    assert AVQATask().training_loss(FixedOutputs(out_qa, sure, -sure), batch)[1]["loss_match"] < 1e-6
-    assert AVQATask().training_loss(FixedOutputs(out_qa, -sure, sure), batch)[1]["loss_match"] > 10
