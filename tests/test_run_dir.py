@@ -52,6 +52,7 @@ def test_outside_git_unknown(tmp_path):
     assert git_commit(tmp_path / "home" / "avqa-repro-0.1") == "unknown"
 
 
+@pytest.mark.slow
 def test_env_json_from_a_copy_of_the_code_outside_git(tmp_path):
     """What an sdist does: the engine imported from a folder that is no git checkout writes "unknown"."""
     copy = tmp_path / "sdist"
