@@ -36,10 +36,16 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def git_commit() -> str:
-    """HEAD of the repository holding this code, with '+dirty' when the tree has changes."""
-    root = Path(__file__).resolve().parent.parent
+def git_commit(root: Path | None = None) -> str:
+    """HEAD of the git checkout whose top is ``root`` (default: this code's), with '+dirty' when the
+    tree has changes; "unknown" outside git (an sdist or a copy, even one unpacked inside another
+    repository) or without git."""
+    root = (root or Path(__file__).resolve().parent.parent).resolve()
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        if Path(top).resolve() != root:
+            return "unknown"
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,

@@ -7,7 +7,7 @@ is loaded strictly into ours. Inputs: batch 4 with videos of 20/7/13/1 frames an
 candidates) of mixed lengths. Also converts a ``torch.save(original)`` whole-model pickle with
 masn/convert_checkpoint.py and compares again. Exit status 1 if any difference exceeds ``--tol``.
 
-    python scripts/parity_masn.py --original /path/to/MASN-pytorch
+    python scripts/parity_masn.py --original /path/to/MASN-pytorch [--tasks Count FrameQA]
 """
 from __future__ import annotations
 
@@ -65,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--original", type=Path, required=True, help="checkout of ahjeongseo/MASN-pytorch")
     parser.add_argument("--seed", type=int, default=7, help="seed of the inputs")
     parser.add_argument("--tol", type=float, default=1e-5)
+    parser.add_argument("--tasks", nargs="+", choices=[h[0] for h in HEADS], default=[h[0] for h in HEADS],
+                        help="heads to compare (default: all five)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     OriginalMASN = original_masn(args.original)
     emb = np.random.RandomState(0).normal(size=(VOCAB, 300))
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        for task, answers, frames in HEADS:
+        for task, answers, frames in [h for h in HEADS if h[0] in args.tasks]:
             torch.manual_seed(999)
             original = OriginalMASN(VOCAB, 1, emb, 2048, 2048, 512, dropout_p=0.3, answer_vocab_size=answers,
                                     q_max_len=20, v_max_len=frames).eval()

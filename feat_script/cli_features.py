@@ -1,0 +1,64 @@
+"""The features the answer paths compute in memory, taken the long way: extractor CLIs, files, read back.
+
+``scripts/answer.py`` (``avst.answer`` / ``masn.answer``) promises the same features as the extractor
+CLIs for the same video and weights; ``scripts/bench_answer.py`` times both routes and
+``tests/test_inmemory_features.py`` checks the promise with these helpers. The CLIs run with
+``--exact`` (no BatchNorm folding), as the answer paths do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from feat_script.base import main as run_extractor
+
+MASN_CLIP_FLAGS = ["--num-clips", "3", "--clip-len", "8"]
+DETECTOR_FLAGS = ["--det-min-size", "96", "--det-max-size", "128"]
+
+
+def _common(video: Path) -> list[str]:
+    return ["--videos", str(video.parent), "--workers", "0", "--quiet", "--device", "cpu", "--exact"]
+
+
+def avst_cli_features(video: Path, work: Path, resnet18: Path, vggish: Path, rows: np.ndarray) -> list[np.ndarray]:
+    """[VGGish rows, ResNet-18 14x14 rows] of ``video`` (one of the files in its folder) as the CLIs write them."""
+    from feat_script.extract_14x14 import Res18x14
+    from feat_script.extract_vggish import VggishExtractor
+
+    common = _common(video)
+    for cls, out, weights in ((VggishExtractor, "vggish", vggish), (Res18x14, "r18", resnet18)):
+        if run_extractor(cls, [*common, "--out", str(work / out), "--weights", str(weights)]) != 0:
+            raise RuntimeError(f"{cls.name} failed on {video}")
+    return [np.load(work / out / f"{video.stem}.npy")[rows] for out in ("vggish", "r18")]
+
+
+def masn_cli_features(video: Path, work: Path, resnet152: Path, i3d: Path, detector: Path) -> list[np.ndarray]:
+    """[ResNet-152 global, I3D global, ResNet-152 RoIAlign, boxes, I3D RoIAlign] as the CLIs write them
+    with ``MASN_CLIP_FLAGS`` and ``DETECTOR_FLAGS``."""
+    from feat_script.extract_i3d import I3dExtractor
+    from feat_script.extract_objects import ObjectsExtractor
+    from feat_script.extract_resnet import ResNetGlobal
+
+    out = {k: work / f"{k}.h5" for k in ("res", "i3d", "obj", "mot")}
+    jobs = [(ResNetGlobal, ["--masn", "--num-clips", "3", "--out", str(out["res"]), "--weights", str(resnet152)]),
+            (I3dExtractor, [*MASN_CLIP_FLAGS, "--out", str(out["i3d"]), "--weights", str(i3d)]),
+            (ObjectsExtractor, [*MASN_CLIP_FLAGS, *DETECTOR_FLAGS, "--stream", "appearance", "--out",
+                                str(out["obj"]), "--weights", str(resnet152), "--detector-weights", str(detector)]),
+            (ObjectsExtractor, [*MASN_CLIP_FLAGS, "--stream", "motion", "--boxes", str(out["obj"]), "--out",
+                                str(out["mot"]), "--weights", str(i3d)])]
+    for cls, argv in jobs:
+        if run_extractor(cls, [*_common(video), *argv]) != 0:
+            raise RuntimeError(f"{cls.name} failed on {video}")
+    vid = video.stem
+    with h5py.File(out["res"]) as a, h5py.File(out["i3d"]) as b, h5py.File(out["obj"]) as c, \
+            h5py.File(out["mot"]) as d:
+        return [a[vid][()], b[vid][()], c[f"image_features/{vid}"][()], c[f"spatial_features/{vid}"][()], d[vid][()]]
+
+
+def max_abs_diff(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float, bool]:
+    """(max |ours - ref|, max |ref|, agree): agree when the shapes match and the difference is at most
+    1e-5 of the largest value (float32 rounding of the same arithmetic)."""
+    err, scale = float(np.abs(ours - ref).max()), float(np.abs(ref).max())
+    return err, scale, ours.shape == ref.shape and err <= 1e-5 * max(scale, 1.0)
