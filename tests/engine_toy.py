@@ -13,10 +13,10 @@ from torch import nn  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from engine.cli import add_engine_args  # noqa: E402
-from engine.device import resolve_device  # noqa: E402
+from engine.device import training_device  # noqa: E402
 from engine.run import Run  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine.trainer import Task, Trainer  # noqa: E402
 
 
 class Points(Dataset):
@@ -38,7 +38,7 @@ def make_net(dropout: float) -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 1))
 
 
-class Regression:
+class Regression(Task):
     select_metric = "mse"
     select_mode = "min"
 
@@ -81,9 +81,8 @@ def main() -> None:
     optimizer = torch.optim.Adam(params, lr=1e-2) if args.optimizer == "adam" else torch.optim.SGD(params, lr=0.05)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     task = Regression(args.hang_at_step, args.nan_at_step)
-    task.on_epoch_end = lambda epoch, metrics, trainer: scheduler.step()
-    device = resolve_device(args.device)
-    run = Run(args, "toy")
+    device = training_device(args.device)
+    run = Run(args, "toy", harmless=("dump", "hang_at_step", "nan_at_step"))
     trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.epochs,
                       batch_size=args.batch_size, scheduler=scheduler, amp=args.amp,
                       save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta={"toy": 1})
