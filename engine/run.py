@@ -97,12 +97,43 @@ def changed_settings(stored: dict, new: dict, harmless: set[str]) -> list[str]:
             if key not in harmless and stored[key] != new[key]]
 
 
+def check_start(args: argparse.Namespace, name: str, config: dict | None = None,
+                harmless: tuple[str, ...] = ()) -> None:
+    """Refuse (on every rank, before anything is written) a run that may not start in its folder: a
+    new run where checkpoints exist (pass ``--resume``), or a ``--resume`` whose settings differ from
+    the stored ``config.json`` in anything but :data:`HARMLESS` and ``harmless``. Entry points call it
+    early to fail before loading data; :class:`Run` calls it again."""
+    problems = dist.all_gather_objects(_refusal(args, run_dir(args, name), {**_jsonable(vars(args)),
+                                                                             **_jsonable(config or {})},
+                                                HARMLESS | set(harmless)))
+    if any(problems):
+        raise next(p for p in problems if p)
+
+
+def _refusal(args: argparse.Namespace, folder: Path, config: dict, harmless: set[str]) -> Exception | None:
+    resume = bool(getattr(args, "resume", False))
+    last = folder / "checkpoints" / "last.pt"
+    if last.exists() and not resume:
+        return FileExistsError(f"{last.parent} already holds checkpoints: pass --resume to continue that run, "
+                               "or choose another --run_dir / --name")
+    stored = folder / "config.json"
+    if not resume or not last.exists() or not stored.is_file():
+        return None
+    try:
+        old = json.loads(stored.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return UserError(f"{stored}: unreadable ({err}); --resume compares the new settings with it")
+    changed = changed_settings(old, config, harmless)
+    if changed:
+        return UserError(f"{folder}: --resume with settings that change the result: {'; '.join(changed)}; "
+                         "resume with the stored settings, or start a new --run_dir")
+    return None
+
+
 class Run:
     """One experiment's folder, logger and TensorBoard writer (rank 0 writes, others stay silent).
 
-    Every refusal happens before anything is written: a new run into a folder that holds checkpoints
-    (pass ``--resume``), and a ``--resume`` whose settings differ from the stored run's in anything
-    but :data:`HARMLESS` (plus the entry point's ``harmless``). Stale temporaries of interrupted
+    Nothing is written before :func:`check_start` passed. Stale temporaries of interrupted
     checkpoint writes are removed on start and resume.
     """
 
@@ -111,6 +142,7 @@ class Run:
         if dist.launched_by_torchrun() and dist.world_size() == 1:
             raise RuntimeError("under torchrun, call engine.device.training_device (it joins the process group) "
                                "before creating the Run, or every rank would write the run folder as rank 0")
+        check_start(args, name, config, harmless)
         self.args = args
         self.is_main = dist.rank() == 0
         self.dir = run_dir(args, name)
@@ -119,9 +151,6 @@ class Run:
         self.quiet = bool(getattr(args, "quiet", False))
         self.resuming = bool(getattr(args, "resume", False)) and (self.ckpt_dir / "last.pt").exists()
         self._writer = None
-        problems = dist.all_gather_objects(self._refusal(HARMLESS | set(harmless)))
-        if any(problems):
-            raise next(p for p in problems if p)
         if self.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
             for folder in (self.dir, self.ckpt_dir):
@@ -132,23 +161,6 @@ class Run:
             self._writer = SummaryWriter(str(self.dir / "tb"))
         dist.barrier()
 
-    def _refusal(self, harmless: set[str]) -> Exception | None:
-        """Why this run may not start in its folder (None: it may)."""
-        if (self.ckpt_dir / "last.pt").exists() and not getattr(self.args, "resume", False):
-            return FileExistsError(f"{self.ckpt_dir} already holds checkpoints: pass --resume to continue that "
-                                   "run, or choose another --run_dir / --name")
-        stored = self.dir / "config.json"
-        if not self.resuming or not stored.is_file():
-            return None
-        try:
-            old = json.loads(stored.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            return UserError(f"{stored}: unreadable ({err}); --resume compares the new settings with it")
-        changed = changed_settings(old, self.config, harmless)
-        if changed:
-            return UserError(f"{self.dir}: --resume with settings that change the result: {'; '.join(changed)}; "
-                             "resume with the stored settings, or start a new --run_dir")
-        return None
     def log(self, msg: str) -> None:
         if not self.is_main:
             return

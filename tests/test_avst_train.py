@@ -11,6 +11,7 @@ from avst.data.synthetic import make_dataset
 from avst.data.vocab import VocabError
 from avst.main_avst import main
 from avst.tasks import AVQATask
+from engine.schedule import as_epoch_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +52,13 @@ def test_loss_is_qa_plus_half_the_interleaved_matching_loss():
 def test_step_lr_follows_the_original_epoch_semantics():
     """scheduler.step(epoch) after epoch e (from 1): 1e-4 for epochs 1-8, 1e-5 for 9-16, 1e-6 for 17-24."""
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
-    task = AVQATask(torch.optim.lr_scheduler.StepLR(opt, step_size=8, gamma=0.1))
+    schedule = as_epoch_scheduler(torch.optim.lr_scheduler.StepLR(opt, step_size=8, gamma=0.1))  # as the Trainer
     lrs = []
     for epoch in range(24):
+        schedule.epoch_start(epoch)
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
-        task.on_epoch_end(epoch, {}, None)
+        schedule.epoch_end(epoch, {})
     assert lrs[:8] == pytest.approx([1e-4] * 8)
     assert lrs[8:16] == pytest.approx([1e-5] * 8)
     assert lrs[16:] == pytest.approx([1e-6] * 8)

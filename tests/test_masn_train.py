@@ -61,12 +61,12 @@ def test_count_and_frameqa_metrics():
 
 def lrs(mode, metrics, max_epoch=100, lr_list=(10, 20)):
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=initial_lr(mode, 1e-4))
-    sched = EpochSchedule(opt, mode, 1e-4, max_epoch, list(lr_list))
+    sched = EpochSchedule(opt, mode, 1e-4, max_epoch, list(lr_list), watch=lambda m: m["val"]["watched"])
     out = []
     for e, value in enumerate(metrics):
         sched.epoch_start(e)
         out.append(opt.param_groups[0]["lr"])
-        sched.epoch_end(e, value)
+        sched.epoch_end(e, {"val": {"watched": value}})
     return out
 
 
