@@ -11,6 +11,7 @@ from avst.data.synthetic import make_dataset
 from avst.data.vocab import VocabError
 from avst.main_avst import main
 from avst.tasks import AVQATask
+from engine.errors import UserError
 from engine.schedule import as_epoch_scheduler
 
 
@@ -111,6 +112,29 @@ def test_avst_training_needs_the_stage1_checkpoint(demo, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage-1 checkpoint not found: .*nothere.pt"):
         main(["--mode", "train", *data_args(demo), "--epochs", "1", "--run_dir", str(tmp_path / "r"),
               "--pretrained_grounding", str(tmp_path / "nothere.pt")])
+    assert not (tmp_path / "r").exists(), "refused before the run folder is made"
+
+
+def test_a_refused_run_leaves_the_existing_run_as_it_was(demo, tmp_path):
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    files = {run / "config.json": b'{"lr": 0.0001}', run / "env.json": b"{}", run / "checkpoints/last.pt": b"ckpt"}
+    for path, data in files.items():
+        path.write_bytes(data)
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(["--mode", "train", "--model", "baseline", *data_args(demo), "--epochs", "1", "--run_dir", str(run)])
+    with pytest.raises(UserError, match=r"--lr 0\.0001 -> 0\.001"):
+        main(["--mode", "train", "--model", "baseline", *data_args(demo), "--epochs", "1", "--run_dir", str(run),
+              "--resume", "--lr", "0.001"])
+    assert {p: p.read_bytes() for p in files} == files
+
+
+@pytest.mark.parametrize("flag", [["--batch-size", "0"], ["--epochs", "0"], ["--eval_batch_size", "-1"]])
+def test_options_that_leave_nothing_to_train_are_refused(demo, tmp_path, flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--mode", "train", "--model", "baseline", *data_args(demo), "--run_dir", str(tmp_path / "r"), *flag])
+    assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_authors_style_checkpoint_loads_through_model_save_dir(demo, tmp_path):

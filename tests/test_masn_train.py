@@ -16,7 +16,7 @@ from engine.checkpoint import CheckpointError, load_checkpoint
 from masn.data.glove import GloveError
 from masn.data.synthetic import make_demo
 from masn.losses import build_criterion
-from masn.main import main
+from masn.main import main, summarize
 from masn.schedules import EpochSchedule, initial_lr
 from masn.tasks import MASNTask, per_sample_loss
 
@@ -107,9 +107,12 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     assert test_mse <= 1.0  # answers are 1..2 frames and predictions are clamped to >= 1
     saved = list((tmp_path / "saved" / "[MASN]").glob("Count_*.pth"))  # the original's threshold file
     assert [p.name for p in saved] == [f"Count_{str(test_mse)[:5]}.pth"]
-    again = main(["--task", "Count", "--test", "--checkpoint", str(saved[0]),
-                  *common(demo, tmp_path / "count_eval")])
+    config = (run / "config.json").read_bytes()
+    again = main(["--task", "Count", "--test", "--checkpoint", str(saved[0]), *common(demo, run)])
     assert again["test"]["mse"] == pytest.approx(test_mse)
+    assert (run / "config.json").read_bytes() == config, "evaluating into a training run keeps its config"
+    report = json.loads((run / f"test_{saved[0].stem}" / "test_report.json").read_text())
+    assert report["test"]["mse"] == pytest.approx(test_mse)
     with pytest.raises(CheckpointError, match="another word vocabulary"):  # a Count model on Action data
         main(["--task", "Action", "--test", "--checkpoint", str(saved[0]), *common(demo, tmp_path / "wrong")])
 
@@ -147,6 +150,25 @@ def test_entry_points_run_from_anywhere(args, cwd):
     proc = run_cli([*args, "--task", "Counting", "--device", "cpu"], cwd)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown task 'Counting'"), proc.stderr
+
+
+@pytest.mark.parametrize("flag", [["--batch_size", "0"], ["--val_ratio", "1.0"], ["--val_ratio", "0"],
+                                  ["--max_epoch", "0"], ["--num_workers", "-1"]])
+def test_options_that_leave_nothing_to_train_are_refused(demo, tmp_path, flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--task", "Count", *common(demo, tmp_path / "r"), *flag])
+    assert exit_.value.code == 2 and flag[0] in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_ties_select_the_later_epoch_in_the_report_as_in_best_pt():
+    """engine.selection's rule (the original AVST's ``>=``), for max (Action acc) and min (Count MSE)."""
+    history = [{"epoch": 1, "val": {"acc": 50.0, "mse": 2.0}, "test": {"acc": 40.0, "mse": 3.0}},
+               {"epoch": 2, "val": {"acc": 50.0, "mse": 2.0}, "test": {"acc": 40.0, "mse": 3.0}},
+               {"epoch": 3, "val": {"acc": 20.0, "mse": 9.0}, "test": {"acc": 10.0, "mse": 9.0}}]
+    for task in (MASNTask("Action"), MASNTask("Count")):
+        summary = summarize(task, history)
+        assert summary["val_selected"]["epoch"] == 2 and summary["best_test"]["epoch"] == 2
 
 
 def test_bad_input_fails_before_writing_anything(demo, tmp_path):
