@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,11 @@ def main() -> None:
     parser.add_argument("--hang_at_step", type=int, default=0)
     parser.add_argument("--nan_at_step", type=int, default=0)
     parser.add_argument("--dump", default=None)
+    parser.add_argument("--per_rank_dir", action="store_true",
+                        help="each rank uses <run_dir>/rank<N>: nodes without a shared filesystem")
     args = parser.parse_args()
+    if args.per_rank_dir:
+        args.run_dir = str(Path(args.run_dir) / f"rank{os.environ.get('RANK', '0')}")
     seed_everything(args.seed, args.deterministic)
     model = make_net(args.dropout)
     params = model.parameters()
