@@ -10,13 +10,13 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 _TMP_SUFFIX = ".tmp"
-_TMP_NAME = re.compile(r"\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp")  # mkstemp's 8 random characters
+_TMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # 8 random characters (mkstemp's in older versions)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -33,9 +33,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    # Named, not created: some writers need to create the file themselves (h5py mode "a").
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
     try:
         yield tmp
         with open(tmp, "rb") as f:
