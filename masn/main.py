@@ -35,6 +35,8 @@ from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError  # noqa: E402
 from masn.schedules import MODES, EpochSchedule, initial_lr  # noqa: E402
 from masn.tasks import MASNTask, passes_threshold  # noqa: E402
 
+# Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
+HARMLESS = ("checkpoint", "save_path", "model_name", "save")
 DEFAULTS = {  # the original scripts' defaults per data set (main.py, main_msvd.py, main_msrvtt.py)
     "tgif-qa": {"model_name": "[MASN]", "feat_dir": "/data/TGIFQA", "vc_dir": "/data/TGIFQA/vocab",
                 "df_dir": "/data/TGIFQA/question", "checkpoint": "FrameQA_59.73.pth", "v_max_length": 20,
@@ -182,14 +184,14 @@ def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
         payload = load_checkpoint(ckpt)
         answers = answers or (payload.get("meta") or {}).get("answers")
         args.run_dir = str(evaluation_dir(args, name, ckpt.stem))
-    check_start(args, name)
+    check_start(args, name, harmless=HARMLESS)
     data = load_data(args, answers, print)  # bad input fails here, before anything is written
     model = build_model(args, data)
     task = MASNTask(args.task)
     if args.test:
         check_checkpoint(args, data, payload, ckpt)
         load_masn_state(model, model_state(payload), str(ckpt))
-    run = Run(args, name)
+    run = Run(args, name, harmless=HARMLESS)
     try:
         sizes = "/".join(str(len(s)) for s in data.splits.values())
         run.log(f"{args.dataset} {args.task}: train/val/test {sizes} questions, vocabulary {len(data.vocab)}"

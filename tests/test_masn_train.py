@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.errors import UserError
 from masn.data.glove import GloveError
 from masn.data.synthetic import make_demo
 from masn.losses import build_criterion
@@ -159,6 +160,18 @@ def test_options_that_leave_nothing_to_train_are_refused(demo, tmp_path, flag, c
         main(["--task", "Count", *common(demo, tmp_path / "r"), *flag])
     assert exit_.value.code == 2 and flag[0] in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_refuses_a_changed_width_and_accepts_harmless_changes(demo, tmp_path):
+    run = tmp_path / "r"
+    main(["--task", "Count", *common(demo, run)])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=r"--hidden_size 512 -> 64; --lr 0\.0001 -> 0\.001"):
+        main(["--task", "Count", *common(demo, run), "--resume", "--hidden_size", "64", "--lr", "1e-3"])
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    again = main(["--task", "Count", *common(demo, run), "--resume", "--num_workers", "1",
+                  "--save_path", str(tmp_path / "elsewhere")])
+    assert again["val_selected"]["epoch"] == 1, "the finished run resumes to its own summary"
 
 
 def test_ties_select_the_later_epoch_in_the_report_as_in_best_pt():
