@@ -111,8 +111,9 @@ def check_checkpoint_vocab(state: dict, payload: dict, vocab: Vocab, path: Path)
                          f"than --vocab_json {vocab.source}; pass the train JSON it was trained with")
 
 
-def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, AVQADataset, str]:
-    """Model (with the stage-1 initialisation) and both splits, built before the run folder is touched."""
+def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, AVQADataset, list[str]]:
+    """Model (with the stage-1 initialisation) and both splits, built and their feature files opened
+    before the run folder is touched: a file missing only for validation fails now, not after an epoch."""
     from avst.model import init_from_grounding
 
     model = build_model(args.model, vocab)
@@ -126,18 +127,20 @@ def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, 
         note = f"initialised {len(names)} tensors from {args.pretrained_grounding}"
     train_set = make_dataset(args, args.label_train, vocab, negatives=args.model == "avst")
     val_set = make_dataset(args, args.label_val, vocab, negatives=False)
-    return model, train_set, val_set, note
+    short = train_set.short_videos()  # reads every video's header: a missing or bad file fails here
+    val_set.short_videos()
+    return model, train_set, val_set, [note, (
+        f"train {len(train_set)} questions ({len(train_set.video_list)} videos), val {len(val_set)}; "
+        f"videos with fewer than 60 rows (padded with the last row): audio {len(short['audio'])}, "
+        f"visual {len(short['visual'])}")]
 
 
 def train(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -> dict:
-    model, train_set, val_set, note = prepared
-    run.log(note)
+    model, train_set, val_set, notes = prepared
+    for note in notes:
+        run.log(note)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
-    short = train_set.short_videos()
-    run.log(f"train {len(train_set)} questions ({len(train_set.video_list)} videos), val {len(val_set)}; "
-            f"videos with fewer than 60 rows (padded with the last row): audio {len(short['audio'])}, "
-            f"visual {len(short['visual'])}")
     trainer = Trainer(run, model, optimizer, AVQATask(), device=device, epochs=args.epochs,
                       batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                       num_workers=args.num_workers, scheduler=scheduler, amp=args.amp,
@@ -169,7 +172,9 @@ def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, Path
     check_checkpoint_vocab(state, payload, vocab, path)
     model = build_model(args.model, vocab)
     load_avst_state(model, state)
-    return model, make_dataset(args, args.label_test, vocab, negatives=False), path
+    test_set = make_dataset(args, args.label_test, vocab, negatives=False)
+    test_set.short_videos()  # every feature file opened before the report folder is made
+    return model, test_set, path
 
 
 def test(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -> dict:

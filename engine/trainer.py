@@ -141,7 +141,7 @@ class Trainer:
                  num_workers: int = 0, collate_fn: Callable | None = None, scheduler: Any = None,
                  amp: str = "off", save_every_steps: int = 0, seed: int = 1,
                  checkpoint_meta: dict | None = None, select_split: str = "val",
-                 callbacks: Sequence[Callback] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), find_unused_parameters: bool | None = None) -> None:
         if amp not in AMP_DTYPES:
             raise ValueError(f"unknown --amp {amp!r}: use off, bf16 or fp16")
         if task.select_mode not in ("max", "min"):
@@ -159,6 +159,8 @@ class Trainer:
         self.save_every_steps, self.select_split = save_every_steps, select_split
         self.meta = checkpoint_meta or {}
         self.amp = amp
+        self.find_unused_parameters = (task.find_unused_parameters if find_unused_parameters is None
+                                       else find_unused_parameters)  # DDP; the task's choice unless overridden
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         self.model = model.to(device)
         self.net: nn.Module = self.model  # wrapped in DDP by fit(), after resuming
@@ -253,7 +255,7 @@ class Trainer:
         if dist.world_size() > 1 and self.net is self.model:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self.task.find_unused_parameters)
+                find_unused_parameters=self.find_unused_parameters)
 
     def fit(self, train_set: Dataset, val_set: Dataset, test_set: Dataset | None = None) -> dict:
         """Train for the remaining epochs; returns the history and the selected epoch/metric."""

@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     val_videos = video_list(load_records(args.label_val)) if args.label_val else train_videos
     train_set = GroundingDataset(train_videos, audio, args.video_dir, seed=args.seed)
     val_set = GroundingDataset(val_videos, audio, args.video_dir, seed=args.seed + 1)
+    for video in dict.fromkeys(train_videos + val_videos):  # every audio file opened before the first step
+        audio.num_rows(video)
     model = GroundingNet(visual_weights=args.resnet_weights)
     for p in model.visual_net.parameters():
         p.requires_grad = False

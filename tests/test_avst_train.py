@@ -129,6 +129,17 @@ def test_a_refused_run_leaves_the_existing_run_as_it_was(demo, tmp_path):
     assert {p: p.read_bytes() for p in files} == files
 
 
+def test_a_feature_file_missing_only_for_validation_fails_before_training(demo, tmp_path):
+    records = json.loads((demo / "json/avqa-val.json").read_text())
+    records[0]["video_id"] = "ghost"
+    (tmp_path / "val.json").write_text(json.dumps(records))
+    args = data_args(demo)
+    args[args.index("--label_val") + 1] = str(tmp_path / "val.json")
+    with pytest.raises(UserError, match="ghost"):
+        main(["--mode", "train", "--model", "baseline", *args, "--epochs", "1", "--run_dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists(), "found before the first step, with nothing written"
+
+
 @pytest.mark.parametrize("flag", [["--batch-size", "0"], ["--epochs", "0"], ["--eval_batch_size", "-1"]])
 def test_options_that_leave_nothing_to_train_are_refused(demo, tmp_path, flag, capsys):
     with pytest.raises(SystemExit) as exit_:
