@@ -43,7 +43,9 @@ def add_engine_args(parser: argparse.ArgumentParser, default_seed: int = 1) -> a
                             "when a setting that changes the result differs from the stored run's")
     group.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
                        help="mixed precision (fp16 uses a GradScaler)")
-    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    group.add_argument("--device", default="auto",
+                       help="auto (CUDA when available), cpu, cuda (under torchrun: the rank's LOCAL_RANK GPU) "
+                            "or cuda:N")
     group.add_argument("--quiet", action="store_true", help="no progress bars")
     group.add_argument("--save_every_steps", type=non_negative_int, default=0,
                        help="also checkpoint every N optimizer steps inside an epoch (0: only at epoch end)")

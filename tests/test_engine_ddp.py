@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from engine import dist
+from engine.device import resolve_device
+from engine.errors import UserError
 
 TOY = Path(__file__).with_name("engine_toy.py")
 ROOT = TOY.parent.parent
@@ -31,6 +33,23 @@ def test_process_group_gets_a_timeout_the_gpu_and_is_destroyed_at_exit(monkeypat
     assert calls[1]["backend"] == "nccl" and calls[1]["device_id"] == torch.device("cuda", 1)
     assert calls[1]["timeout"].total_seconds() == 90
     assert registered == [dist.shutdown, dist.shutdown]
+
+
+def test_device_names_resolve_to_this_process_gpu_or_a_clear_error(monkeypatch):
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="--device gpu: unknown device"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(UserError, match="no CUDA device"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == resolve_device("auto") == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(UserError, match="only 2 CUDA"):
+        resolve_device("cuda:2")
 
 
 @pytest.mark.parametrize("rank", [0, 1])
