@@ -104,7 +104,13 @@ def test_run_directory_records_the_experiment_and_refuses_overwrite(tmp_path):
     assert "epoch 1/1" in log and "batch size 4 per process x 1 process(es) = 4 samples per optimizer step" in log
     assert env["kernels"] == {"deterministic": False, "cudnn_benchmark": True, "tf32_matmul": True,
                               "tf32_cudnn": True}
-    toy(tmp_path / "det", "--epochs", "1", "--deterministic")
+    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run_dir", str(tmp_path / "det"),
+                                                                   "--deterministic"])
+    seed_everything(1, deterministic=True)
+    try:
+        Run(args, "det").close()
+    finally:
+        seed_everything(1)
     kernels = json.loads((tmp_path / "det" / "env.json").read_text())["kernels"]
     assert not any(kernels[k] for k in ("cudnn_benchmark", "tf32_matmul", "tf32_cudnn")) and kernels["deterministic"]
     assert any((tmp_path / "run" / "tb").iterdir()), "TensorBoard events written"
