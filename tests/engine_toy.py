@@ -43,14 +43,16 @@ class Regression(Task):
     select_metric = "mse"
     select_mode = "min"
 
-    def __init__(self, hang_at: int, nan_at: int) -> None:
-        self.hang_at, self.nan_at, self.calls = hang_at, nan_at, 0
+    def __init__(self, hang_at: int, nan_at: int, exit_at: int = 0) -> None:
+        self.hang_at, self.nan_at, self.exit_at, self.calls = hang_at, nan_at, exit_at, 0
 
     def training_loss(self, model: nn.Module, batch):
         self.calls += 1
         if self.calls == self.hang_at:
             print("HANG", flush=True)
             time.sleep(600)
+        if self.calls == self.exit_at:
+            os._exit(3)  # as a kill: no cleanup, no checkpoint
         x, y = batch
         loss = nn.functional.mse_loss(model(x).squeeze(-1), y)
         if self.calls == self.nan_at:
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     parser.add_argument("--hang_at_step", type=int, default=0)
     parser.add_argument("--nan_at_step", type=int, default=0)
+    parser.add_argument("--exit_at_step", type=int, default=0)
     parser.add_argument("--dump", default=None)
     parser.add_argument("--per_rank_dir", action="store_true",
                         help="each rank uses <run_dir>/rank<N>: nodes without a shared filesystem")
@@ -85,9 +88,9 @@ def main() -> None:
     params = model.parameters()
     optimizer = torch.optim.Adam(params, lr=1e-2) if args.optimizer == "adam" else torch.optim.SGD(params, lr=0.05)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    task = Regression(args.hang_at_step, args.nan_at_step)
+    task = Regression(args.hang_at_step, args.nan_at_step, args.exit_at_step)
     device = training_device(args.device)
-    run = Run(args, "toy", harmless=("dump", "hang_at_step", "nan_at_step"))
+    run = Run(args, "toy", harmless=("dump", "hang_at_step", "nan_at_step", "exit_at_step"))
     trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.epochs,
                       batch_size=args.batch_size, scheduler=scheduler, amp=args.amp,
                       save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta={"toy": 1})

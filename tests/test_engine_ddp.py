@@ -64,22 +64,42 @@ def test_only_rank_0_writes_masn_threshold_checkpoints(tmp_path, monkeypatch, ra
     assert [p.name for p in (tmp_path / "m").glob("*.pth")] == (["Action_90.0.pth"] if rank == 0 else [])
 
 
+def torchrun(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
+           "--run_dir", str(run_dir), "--quiet", "--train_size", "21", "--batch_size", "3", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", dist.TIMEOUT_ENV: "60"})
+
+
+@pytest.mark.slow
+def test_ddp_resume_inside_an_epoch_equals_the_uninterrupted_run(tmp_path):
+    """Both ranks stop mid-epoch 2 (their 7th step; the last checkpoint is after step 6) and resume: each
+    rank restores its own RNG stream (dropout) and running sums before DDP wraps the model."""
+    common = ["--epochs", "2", "--dropout", "0.3", "--save_every_steps", "2"]
+    straight = torchrun(tmp_path / "straight", *common, "--dump", str(tmp_path / "a.pt"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = torchrun(tmp_path / "killed", *common, "--exit_at_step", "7")
+    assert killed.returncode != 0
+    last = torch.load(tmp_path / "killed" / "checkpoints" / "last.pt", weights_only=True)
+    assert (last["epoch"], last["step_in_epoch"]) == (1, 2)
+    resumed = torchrun(tmp_path / "killed", *common, "--resume", "--dump", str(tmp_path / "b.pt"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    histories = [torch.load(d / "checkpoints" / "last.pt", weights_only=True)["history"]
+                 for d in (tmp_path / "straight", tmp_path / "killed")]
+    assert histories[0] == histories[1]
+
+
 @pytest.mark.slow
 def test_resume_is_refused_when_a_rank_cannot_see_the_checkpoint(tmp_path):
     """Nodes without a shared filesystem (emulated: each rank has its own folder). Every rank resumes
     from its own view before DDP wraps the model; rank 1 has no checkpoint, so the run stops instead
     of rank 1 silently starting from scratch (or from rank 0's broadcast weights)."""
-    def launch(*extra: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
-               "--run_dir", str(tmp_path), "--per_rank_dir", "--quiet", "--epochs", "1", "--train_size", "8",
-               *extra]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                              env={**os.environ, "OMP_NUM_THREADS": "1", dist.TIMEOUT_ENV: "60"})
-
-    first = launch()
+    first = torchrun(tmp_path, "--per_rank_dir", "--epochs", "1")
     assert first.returncode == 0, first.stderr[-3000:]
     assert (tmp_path / "rank0" / "checkpoints" / "last.pt").is_file()
     assert not (tmp_path / "rank1").exists(), "rank 1 writes nothing"
-    resumed = launch("--resume")
+    resumed = torchrun(tmp_path, "--per_rank_dir", "--epochs", "1", "--resume")
     assert resumed.returncode != 0
     assert "not visible on rank(s) [1]" in resumed.stderr, resumed.stderr[-3000:]
