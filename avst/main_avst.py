@@ -37,7 +37,7 @@ from engine.device import training_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
 from engine.run import Run, check_start, evaluation_dir, run_dir  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer, evaluate  # noqa: E402
+from engine.trainer import Trainer, evaluate, require_samples  # noqa: E402
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("model_save_dir", "checkpoint", "weights", "heatmaps", "frames_dir", "label_test")
@@ -127,6 +127,7 @@ def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, 
         note = f"initialised {len(names)} tensors from {args.pretrained_grounding}"
     train_set = make_dataset(args, args.label_train, vocab, negatives=args.model == "avst")
     val_set = make_dataset(args, args.label_val, vocab, negatives=False)
+    require_samples({"train": train_set, "validation": val_set})
     short = train_set.short_videos()  # reads every video's header: a missing or bad file fails here
     val_set.short_videos()
     return model, train_set, val_set, [note, (
@@ -173,6 +174,7 @@ def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, Path
     model = build_model(args.model, vocab)
     load_avst_state(model, state)
     test_set = make_dataset(args, args.label_test, vocab, negatives=False)
+    require_samples({"test": test_set})
     test_set.short_videos()  # every feature file opened before the report folder is made
     return model, test_set, path
 

@@ -82,6 +82,14 @@ class Task(Callback):
         raise NotImplementedError
 
 
+def require_samples(splits: dict[str, Dataset | None]) -> None:
+    """UserError naming the first empty split: entry points call it before the run folder is written."""
+    for split, data in splits.items():
+        if data is not None and len(data) == 0:
+            raise UserError(f"the {split} split is empty: nothing to train or evaluate; check the annotation "
+                            "files and the split options (e.g. --val_ratio)")
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move tensors in nested tuples/lists/dicts to ``device``; leave everything else alone."""
     if isinstance(batch, torch.Tensor):
@@ -259,10 +267,7 @@ class Trainer:
 
     def fit(self, train_set: Dataset, val_set: Dataset, test_set: Dataset | None = None) -> dict:
         """Train for the remaining epochs; returns the history and the selected epoch/metric."""
-        for split, data in (("train", train_set), ("validation", val_set), ("test", test_set)):
-            if data is not None and len(data) == 0:
-                raise UserError(f"the {split} split is empty: nothing to train or evaluate; check the "
-                                "annotation files and the split options")
+        require_samples({"train": train_set, "validation": val_set, "test": test_set})
         if getattr(self.run.args, "resume", False):
             self.resume()
         self._wrap()

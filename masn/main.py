@@ -27,7 +27,7 @@ from engine.errors import run_cli  # noqa: E402
 from engine.run import Run, check_start, evaluation_dir  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.selection import select_epoch  # noqa: E402
-from engine.trainer import Callback, Trainer, evaluate  # noqa: E402
+from engine.trainer import Callback, Trainer, evaluate, require_samples  # noqa: E402
 from masn.answer_index import answers_sha256, load_answer_index, save_answer_index  # noqa: E402
 from masn.data.build import DATASETS, QAData, load_msqa, load_tgif  # noqa: E402
 from masn.data.glove import vocab_sha256  # noqa: E402
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
         args.run_dir = str(evaluation_dir(args, name, ckpt.stem))
     check_start(args, name, harmless=HARMLESS)
     data = load_data(args, answers, print)  # bad input fails here, before anything is written
+    require_samples({"test": data.splits["test"]} if args.test else data.splits)
     model = build_model(args, data)
     task = MASNTask(args.task)
     if args.test:

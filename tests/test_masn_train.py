@@ -174,6 +174,12 @@ def test_resume_refuses_a_changed_width_and_accepts_harmless_changes(demo, tmp_p
     assert again["val_selected"]["epoch"] == 1, "the finished run resumes to its own summary"
 
 
+def test_a_split_left_empty_is_refused_before_writing(demo, tmp_path):
+    with pytest.raises(UserError, match="validation split is empty|val split is empty"):
+        main(["--task", "Count", *common(demo, tmp_path / "r"), "--val_ratio", "0.01"])  # int(0.01 x 10) = 0
+    assert not (tmp_path / "r").exists()
+
+
 def test_ties_select_the_later_epoch_in_the_report_as_in_best_pt():
     """engine.selection's rule (the original AVST's ``>=``), for max (Action acc) and min (Count MSE)."""
     history = [{"epoch": 1, "val": {"acc": 50.0, "mse": 2.0}, "test": {"acc": 40.0, "mse": 3.0}},
