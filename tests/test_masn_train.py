@@ -162,6 +162,7 @@ def test_options_that_leave_nothing_to_train_are_refused(demo, tmp_path, flag, c
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_width_and_accepts_harmless_changes(demo, tmp_path):
     run = tmp_path / "r"
     main(["--task", "Count", *common(demo, run)])
