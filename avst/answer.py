@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from answering import AnswerError, StageTimer, top_k, unknown_words, weights_file
 from avst.data.annotations import MAX_LEN, AnnotationError, question_tokens
 from avst.data.features import ROWS
 from avst.data.vocab import Vocab
 from avst.heatmap import jet, overlay, save_png
-from engine.answering import AnswerError, StageTimer, autocast, top_k, unknown_words, weights_file
 from engine.checkpoint import load_checkpoint, model_state
+from engine.device import autocast
 from feat_script.base import KINETICS_MEAN, KINETICS_STD
 from feat_script.decode import DecodeError
 from feat_script.extract_14x14 import SOURCE as RESNET_SOURCE

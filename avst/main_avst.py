@@ -7,9 +7,10 @@
 
 Training follows the original ``net_grd_avst/main_avst.py``: Adam 1e-4, StepLR(8, 0.1) per epoch, batch 64, loss = QA +
 0.5 x matching, the 14 stage-1 tensors (and their ``_pure`` copies) as initialisation, the model chosen
-on val accuracy (ties go to the later epoch). Testing writes the per-type report (JSON, Markdown and one
-line per question) into the run directory and, with ``--heatmaps N``, PNG overlays of the spatial
-attention of the first N test questions.
+on val accuracy (ties go to the later epoch, engine.selection). ``--batch-size`` is per process (under
+torchrun one step sees world size x it). Testing writes the per-type report (JSON, Markdown and one line
+per question) into ``<run_dir>/test_<test JSON stem>/`` (the training run's own files stay as they are)
+and, with ``--heatmaps N``, PNG overlays of the spatial attention of the first N test questions.
 """
 from __future__ import annotations
 
@@ -30,13 +31,16 @@ from avst.data.vocab import Vocab, VocabError  # noqa: E402
 from avst.heatmap import frame_path, overlay, save_png  # noqa: E402
 from avst.report import per_question_lines, per_type_report, to_markdown  # noqa: E402
 from avst.tasks import AVQATask, model_inputs  # noqa: E402
-from engine.checkpoint import load_checkpoint, model_state  # noqa: E402
-from engine.cli import add_engine_args  # noqa: E402
-from engine.device import resolve_device  # noqa: E402
+from engine.checkpoint import load_checkpoint, model_state, save_checkpoint  # noqa: E402
+from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
+from engine.device import training_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
-from engine.run import Run  # noqa: E402
+from engine.run import Run, check_start, evaluation_dir, run_dir  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine.trainer import Trainer, evaluate, require_samples  # noqa: E402
+
+# Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
+HARMLESS = ("model_save_dir", "checkpoint", "weights", "heatmaps", "frames_dir", "label_test")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,13 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label_test", default="data/json/avqa-test.json")
     p.add_argument("--vocab_json", default="data/json/avqa-train.json",
                    help="the ORIGINAL train JSON both vocabularies come from, whatever the split")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    p.add_argument("--eval_batch_size", type=int, default=64, help="any size gives the same report")
-    p.add_argument("--epochs", type=int, default=None, help="default 80 (AVST) / 20 (baseline)")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
+                   help="per process: under torchrun one step sees world size x this many questions")
+    p.add_argument("--eval_batch_size", type=positive_int, default=64, help="any size gives the same report")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default 80 (AVST) / 20 (baseline)")
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--step_size", type=int, default=8, help="StepLR step in epochs")
+    p.add_argument("--step_size", type=positive_int, default=8, help="StepLR step in epochs")
     p.add_argument("--gamma", type=float, default=0.1)
-    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--num_workers", type=non_negative_int, default=1)
     p.add_argument("--pretrained_grounding", default="grounding_gen/models_grounding_gen/main_grounding_gen_best.pt",
                    help="stage-1 checkpoint (ours or the authors'); AVST training needs it")
     p.add_argument("--no_grounding_init", action="store_true", help="train AVST from scratch (not the paper)")
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="test: checkpoint file (default <run_dir>/checkpoints/best.pt); reports go to "
                         "<run_dir>/test_<test JSON stem>/")
-    p.add_argument("--heatmaps", type=int, default=0, help="test: PNG overlays for the first N questions")
+    p.add_argument("--heatmaps", type=non_negative_int, default=0, help="test: PNG overlays for the first N questions")
     p.add_argument("--frames_dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
     p.add_argument("--log-interval", dest="log_interval", type=int, default=50, help="accepted; tqdm reports")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
@@ -106,34 +111,44 @@ def check_checkpoint_vocab(state: dict, payload: dict, vocab: Vocab, path: Path)
                          f"than --vocab_json {vocab.source}; pass the train JSON it was trained with")
 
 
-def train(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
+def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, AVQADataset, list[str]]:
+    """Model (with the stage-1 initialisation) and both splits, built and their feature files opened
+    before the run folder is touched: a file missing only for validation fails now, not after an epoch."""
     from avst.model import init_from_grounding
 
     model = build_model(args.model, vocab)
+    note = "no stage-1 initialisation"
     if args.model == "avst" and not args.no_grounding_init:
         if not Path(args.pretrained_grounding).is_file():
             raise FileNotFoundError(
                 f"stage-1 checkpoint not found: {args.pretrained_grounding}. Run grounding_gen/main_grd_gen.py "
                 "first (or pass --pretrained_grounding), or --no_grounding_init to train without it")
         names = init_from_grounding(model, model_state(load_checkpoint(args.pretrained_grounding)))
-        run.log(f"initialised {len(names)} tensors from {args.pretrained_grounding}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+        note = f"initialised {len(names)} tensors from {args.pretrained_grounding}"
     train_set = make_dataset(args, args.label_train, vocab, negatives=args.model == "avst")
     val_set = make_dataset(args, args.label_val, vocab, negatives=False)
-    short = train_set.short_videos()
-    run.log(f"train {len(train_set)} questions ({len(train_set.video_list)} videos), val {len(val_set)}; "
-            f"videos with fewer than 60 rows (padded with the last row): audio {len(short['audio'])}, "
-            f"visual {len(short['visual'])}")
-    trainer = Trainer(run, model, optimizer, AVQATask(scheduler), device=device, epochs=args.epochs,
+    require_samples({"train": train_set, "validation": val_set})
+    short = train_set.short_videos()  # reads every video's header: a missing or bad file fails here
+    val_set.short_videos()
+    return model, train_set, val_set, [note, (
+        f"train {len(train_set)} questions ({len(train_set.video_list)} videos), val {len(val_set)}; "
+        f"videos with fewer than 60 rows (padded with the last row): audio {len(short['audio'])}, "
+        f"visual {len(short['visual'])}")]
+
+
+def train(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -> dict:
+    model, train_set, val_set, notes = prepared
+    for note in notes:
+        run.log(note)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    trainer = Trainer(run, model, optimizer, AVQATask(), device=device, epochs=args.epochs,
                       batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                       num_workers=args.num_workers, scheduler=scheduler, amp=args.amp,
                       save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta=vocab_meta(vocab))
     result = trainer.fit(train_set, val_set)
     run.log(f"selected epoch {result['best_epoch']} (val accuracy {result['best_metric']:.2f} %)")
     if args.model_save_dir and run.is_main:
-        from engine.checkpoint import save_checkpoint
-
         best = model_state(load_checkpoint(run.ckpt_dir / "best.pt"))
         out = save_checkpoint(Path(args.model_save_dir) / f"{args.checkpoint}.pt", {"model": best,
                                                                                      "meta": vocab_meta(vocab)})
@@ -147,7 +162,8 @@ def weights_path(args) -> Path:
     return Path(args.weights)
 
 
-def test(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
+def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, Path]:
+    """The checked model and the test split, built before the report folder is touched."""
     from avst.model import load_avst_state
 
     path = weights_path(args)
@@ -158,9 +174,16 @@ def test(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
     model = build_model(args.model, vocab)
     load_avst_state(model, state)
     test_set = make_dataset(args, args.label_test, vocab, negatives=False)
-    trainer = Trainer(run, model, torch.optim.Adam(model.parameters()), AVQATask(), device=device, epochs=0,
-                      batch_size=args.eval_batch_size, num_workers=args.num_workers, amp=args.amp, seed=args.seed)
-    _, records = trainer.evaluate(test_set)
+    require_samples({"test": test_set})
+    test_set.short_videos()  # every feature file opened before the report folder is made
+    return model, test_set, path
+
+
+def test(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -> dict:
+    model, test_set, path = prepared
+    model.to(device)
+    _, records = evaluate(model, AVQATask(), test_set, device=device, batch_size=args.eval_batch_size,
+                          num_workers=args.num_workers, amp=args.amp, seed=args.seed, quiet=run.quiet)
     preds, labels = records["prediction"].tolist(), records["label"].tolist()
     report = per_type_report(test_set.records, preds, labels, str(args.label_test))
     report["weights"] = str(path)
@@ -170,7 +193,7 @@ def test(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
     run.write_text("test_predictions.tsv", per_question_lines(test_set.records, preds, labels, vocab.answers))
     run.log(markdown)
     if args.heatmaps and args.model == "avst" and run.is_main:
-        write_heatmaps(args, run, trainer.model, test_set, device)
+        write_heatmaps(args, run, model, test_set, device)
     return report
 
 
@@ -198,16 +221,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.epochs is None:
         args.epochs = 80 if args.model == "avst" else 20
     seed_everything(args.seed, args.deterministic)
-    device = resolve_device(args.device)
+    device = training_device(args.device)
     vocab = Vocab.build(args.vocab_json)
     if args.mode == "test":  # reports go to a subfolder: the training run's config.json stays as it was
-        base = Path(args.run_dir or Path("runs") / (args.name or args.model))
-        args.weights = args.weights or str(base / "checkpoints" / "best.pt")
-        args.run_dir = str(base / f"test_{Path(args.label_test).stem}")
-    run = Run(args, name=args.model)
+        args.weights = args.weights or str(run_dir(args, args.model) / "checkpoints" / "best.pt")
+        args.run_dir = str(evaluation_dir(args, args.model, Path(args.label_test).stem))
+    check_start(args, args.model, harmless=HARMLESS)
+    prepared = prepare_training(args, vocab) if args.mode == "train" else prepare_test(args, vocab)
+    run = Run(args, name=args.model, harmless=HARMLESS)
     try:
         run.write_json("vocab.json", vocab.to_dict())
-        return train(args, run, vocab, device) if args.mode == "train" else test(args, run, vocab, device)
+        return (train if args.mode == "train" else test)(args, run, vocab, device, prepared)
     finally:
         run.close()
 

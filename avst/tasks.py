@@ -1,4 +1,4 @@
-"""Engine tasks for AVST and the baseline (loss, predictions, metrics, LR schedule per epoch)."""
+"""Engine tasks for AVST and the baseline (loss, predictions, metrics); the Trainer steps the LR schedule."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avst.model.grounding import organize_match
+from engine.trainer import Task
 
 MATCH_WEIGHT = 0.5  # loss = QA + 0.5 x audio-visual matching (main_avst.py)
 
@@ -22,15 +23,13 @@ def model_inputs(batch: dict) -> tuple[torch.Tensor | None, ...]:
             batch["question"])
 
 
-class AVQATask:
+class AVQATask(Task):
     """AVST (QA + matching loss) or the baseline (QA loss only), selected on val accuracy (%)."""
 
     select_metric = "accuracy"
     select_mode = "max"
 
-    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                 match_weight: float = MATCH_WEIGHT) -> None:
-        self.scheduler = scheduler
+    def __init__(self, match_weight: float = MATCH_WEIGHT) -> None:
         self.match_weight = match_weight
 
     def training_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -51,9 +50,3 @@ class AVQATask:
     def metrics(self, records: dict[str, torch.Tensor]) -> dict[str, float]:
         correct = (records["prediction"] == records["label"]).float()
         return {"accuracy": 100.0 * correct.mean().item() if len(correct) else float("nan")}
-
-    def on_epoch_end(self, epoch: int, metrics_by_split: dict, trainer) -> None:
-        """StepLR once per finished epoch: the original's ``scheduler.step(epoch)`` with epochs from 1
-        gives lr(e) = lr0 * 0.1 ** ((e - 1) // 8) for epoch e, which is what this yields."""
-        if self.scheduler is not None:
-            self.scheduler.step()

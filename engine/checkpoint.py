@@ -1,38 +1,19 @@
 """Checkpoint files: written atomically, read without unpickling arbitrary objects."""
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from engine.errors import UserError
+from engine.files import atomic_write
 
 FORMAT = "avqa-repro/1"
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, unreadable, or does not fit the model it is loaded into."""
-
-
-def atomic_write(path: str | Path, write: Any) -> Path:
-    """Call ``write(tmp_path)`` then rename over ``path``: a crash leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:

@@ -4,6 +4,30 @@ from __future__ import annotations
 import argparse
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch size or epoch count of 0 would train nothing)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0 or more")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """argparse type: a fraction strictly between 0 and 1 (both ends leave a split empty)."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be strictly between 0 and 1")
+    return value
+
+
 def add_engine_args(parser: argparse.ArgumentParser, default_seed: int = 1) -> argparse.ArgumentParser:
     """Add the engine's run, reproducibility, precision and device options to ``parser``."""
     group = parser.add_argument_group("run (engine)")
@@ -15,11 +39,14 @@ def add_engine_args(parser: argparse.ArgumentParser, default_seed: int = 1) -> a
     group.add_argument("--deterministic", action="store_true",
                        help="deterministic kernels only (slower; errors on ops without one)")
     group.add_argument("--resume", action="store_true",
-                       help="continue from <run_dir>/checkpoints/last.pt (weights, optimizer, RNG, position)")
+                       help="continue from <run_dir>/checkpoints/last.pt (weights, optimizer, RNG, position); refused "
+                            "when a setting that changes the result differs from the stored run's")
     group.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
                        help="mixed precision (fp16 uses a GradScaler)")
-    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    group.add_argument("--device", default="auto",
+                       help="auto (CUDA when available), cpu, cuda (under torchrun: the rank's LOCAL_RANK GPU) "
+                            "or cuda:N")
     group.add_argument("--quiet", action="store_true", help="no progress bars")
-    group.add_argument("--save_every_steps", type=int, default=0,
+    group.add_argument("--save_every_steps", type=non_negative_int, default=0,
                        help="also checkpoint every N optimizer steps inside an epoch (0: only at epoch end)")
     return parser

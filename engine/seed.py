@@ -9,14 +9,21 @@ import torch
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch (all devices); optionally force deterministic kernels."""
+    """Seed python, numpy and torch (all devices) and choose the kernels for the mode.
+
+    ``deterministic``: deterministic algorithms only, cuDNN autotuning off, TF32 off (full fp32).
+    Otherwise (the speed mode): cuDNN autotuning on and TF32 matmul/convolutions on, as torch < 1.12
+    did by default on Ampere and later GPUs. No effect on CPU; the choice is recorded in env.json.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cuda.matmul.allow_tf32 = not deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
 
 
 def worker_init_fn(worker_id: int) -> None:
@@ -45,12 +52,12 @@ def capture_rng() -> dict:
 
 
 def restore_rng(state: dict) -> None:
-    """Inverse of :func:`capture_rng`."""
+    """Inverse of :func:`capture_rng`; the states are read on the CPU wherever they were loaded."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     npy = state["numpy"]
-    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
+    np.random.set_state((npy["name"], npy["keys"].cpu().numpy().astype(np.uint32), npy["pos"],
                          npy["has_gauss"], npy["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from engine.device import autocast, resolve_device
 from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
@@ -161,14 +162,6 @@ def take_shard(items: Sequence, shard: tuple[int, int]) -> list:
     the same videos)."""
     i, n = shard
     return list(items[i::n])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available")
-    return torch.device(name)
 
 
 def resolve_weights(args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str) -> Path | None:
@@ -334,9 +327,7 @@ class Extractor:
         return {"": torch.cat(outs).numpy()}
 
     def autocast(self, device: torch.device):
-        amp = self.args.amp
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        return autocast(device, self.args.amp)
 
     def make_store(self) -> Store:
         out, kind = self.args.out, self.args.store

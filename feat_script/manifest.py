@@ -9,7 +9,6 @@ processed, with the reason; failed videos are retried by the next run.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -17,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine.files import sha256_file as engine_sha256_file
 from feat_script.stores import write_json_atomic
 
 
@@ -25,13 +25,7 @@ def sidecar(out: Path, suffix: str) -> Path:
     return out.with_name(out.name + suffix)
 
 
-@functools.lru_cache(maxsize=8)
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = functools.lru_cache(maxsize=8)(engine_sha256_file)  # the weights are hashed once per run
 
 
 def library_versions() -> dict[str, str]:

@@ -40,6 +40,8 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.files import atomic_path as atomic_file
+
 Payload = Mapping[str, np.ndarray]
 
 _HOST = socket.gethostname().replace(".", "_")
@@ -59,33 +61,6 @@ class Store(Protocol):
 
 def _tmp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.{_HOST}-{os.getpid()}.tmp")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; on success fsync it and rename it to ``final``."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(final)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_json_atomic(path: Path, obj: object) -> None:

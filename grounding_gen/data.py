@@ -17,6 +17,7 @@ from torchvision import transforms
 
 from avst.data.dataset import check_features, finite
 from engine.errors import UserError
+from engine.trainer import Task
 
 FRAMES_PER_VIDEO = 10
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -92,14 +93,11 @@ class GroundingDataset(Dataset):
                 "label": torch.tensor([1, 0]), "index": torch.tensor(idx)}
 
 
-class GroundingTask:
+class GroundingTask(Task):
     """Cross-entropy over the (positive, negative) logits; selected on val pair accuracy (%)."""
 
     select_metric = "accuracy"
     select_mode = "max"
-
-    def __init__(self, scheduler=None) -> None:
-        self.scheduler = scheduler
 
     def training_loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         logits = model(batch["audio"], batch["visual"])
@@ -113,7 +111,3 @@ class GroundingTask:
 
     def metrics(self, records: dict[str, torch.Tensor]) -> dict[str, float]:
         return {"accuracy": 100.0 * records["correct"].mean().item()}
-
-    def on_epoch_end(self, epoch: int, metrics_by_split: dict, trainer) -> None:
-        if self.scheduler is not None:
-            self.scheduler.step()

@@ -24,10 +24,10 @@ import torch  # noqa: E402
 
 from avst.data.annotations import load_records, video_list  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
-from engine.cli import add_engine_args  # noqa: E402
-from engine.device import resolve_device  # noqa: E402
+from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
+from engine.device import training_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
-from engine.run import Run  # noqa: E402
+from engine.run import Run, check_start  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 from grounding_gen.data import GroundingDataset, GroundingTask  # noqa: E402
@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ImageNet ResNet-18 state_dict (torchvision resnet18-5c106cde.pth); without it "
                         "the backbone is random (demo and tests only)")
     p.add_argument("--freeze_bn", action="store_true", help="keep the frozen ResNet's BN in eval mode")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
+                   help="per process: under torchrun one step sees world size x this many pairs")
+    p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--num_workers", type=non_negative_int, default=1)
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
     return add_engine_args(p, default_seed=1)
 
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = build_parser().parse_args(argv)
     seed_everything(args.seed, args.deterministic)
-    device = resolve_device(args.device)
+    device = training_device(args.device)
+    check_start(args, "grounding")
     if args.resnet_weights and not Path(args.resnet_weights).is_file():
         raise FileNotFoundError(f"--resnet_weights {args.resnet_weights} not found (torchvision's ImageNet "
                                 "ResNet-18, https://download.pytorch.org/models/resnet18-5c106cde.pth)")
@@ -74,12 +76,14 @@ def main(argv: list[str] | None = None) -> dict:
     val_videos = video_list(load_records(args.label_val)) if args.label_val else train_videos
     train_set = GroundingDataset(train_videos, audio, args.video_dir, seed=args.seed)
     val_set = GroundingDataset(val_videos, audio, args.video_dir, seed=args.seed + 1)
+    for video in dict.fromkeys(train_videos + val_videos):  # every audio file opened before the first step
+        audio.num_rows(video)
     model = GroundingNet(visual_weights=args.resnet_weights)
     for p in model.visual_net.parameters():
         p.requires_grad = False
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=8, gamma=0.1)
-    task = (_FrozenBNTask if args.freeze_bn else GroundingTask)(scheduler)
+    task = (_FrozenBNTask if args.freeze_bn else GroundingTask)()
     run = Run(args, name="grounding")
     try:
         run.log(f"stage 1 on {len(train_videos)} videos ({len(train_set)} pairs), val {len(val_set)} pairs")

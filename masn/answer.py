@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torchvision
 
-from engine.answering import AnswerError, StageTimer, autocast, top_k, unknown_words, weights_file
+from answering import AnswerError, StageTimer, top_k, unknown_words, weights_file
 from engine.checkpoint import load_checkpoint, model_state
+from engine.device import autocast
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, load_weights
 from feat_script.decode import DecodeError, count_frames, read_frames
 from feat_script.extract_i3d import build_i3d, load_clips

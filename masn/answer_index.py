@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import pickle
 import sys
 from collections import Counter
@@ -18,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.errors import UserError, run_cli
+from engine.files import atomic_write_text
 
 
 class AnswerIndexError(UserError, ValueError):
@@ -40,11 +40,7 @@ def answers_sha256(answers: list[str]) -> str:
 
 
 def save_answer_index(path: Path, answers: list[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"answers": answers, "sha256": answers_sha256(answers)}, indent=0))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({"answers": answers, "sha256": answers_sha256(answers)}, indent=0))
 
 
 def load_answer_index(path: Path) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import builtins
 import collections
-import hashlib
 import os
 import pickle
 import sys
@@ -34,6 +33,7 @@ if not __package__:  # run as a file (python masn/convert_checkpoint.py): make t
 
 from engine.checkpoint import CheckpointError, save_checkpoint
 from engine.errors import run_cli
+from engine.files import sha256_file
 from masn.checkpoint import load_masn_state, model_args_from_state_dict
 
 _STAND_IN_PREFIXES = ("model.", "torch.nn.modules.", "torch.nn.parallel.", "torch.nn.backends.",
@@ -151,14 +151,6 @@ def read_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
     return {k: v.contiguous().clone() for k, v in state_dict.items()}, attrs
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def vocabulary_meta(task: str | None, args: dict, csv_dir: Path | None, answer_index: Path | None) -> dict:
     """``meta`` entries for the vocabulary (from ``csv_dir``) and the answer index, checked against ``args``."""
     from masn.answer_index import answers_sha256, load_answer_index
@@ -206,7 +198,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = N
                  v_max_len=args["v_max_len"])
     load_masn_state(model, state_dict, str(src))
     meta = {"model": "masn", **args, "q_max_length": attrs.get("q_max_len", 20), "task": task,
-            "source": str(src), "source_sha256": _sha256(src),
+            "source": str(src), "source_sha256": sha256_file(src),
             **vocabulary_meta(task, args, csv_dir, answer_index)}
     save_checkpoint(out, {"model": model.state_dict(), "meta": meta, "args": {}})
     return meta

@@ -19,13 +19,15 @@ import argparse  # noqa: E402
 
 import torch  # noqa: E402
 
+from engine import dist  # noqa: E402
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint  # noqa: E402
-from engine.cli import add_engine_args  # noqa: E402
-from engine.device import resolve_device  # noqa: E402
+from engine.cli import add_engine_args, non_negative_int, positive_int, unit_fraction  # noqa: E402
+from engine.device import training_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
-from engine.run import Run  # noqa: E402
+from engine.run import Run, check_start, evaluation_dir  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine.selection import select_epoch  # noqa: E402
+from engine.trainer import Callback, Trainer, evaluate, require_samples  # noqa: E402
 from masn.answer_index import answers_sha256, load_answer_index, save_answer_index  # noqa: E402
 from masn.data.build import DATASETS, QAData, load_msqa, load_tgif  # noqa: E402
 from masn.data.glove import vocab_sha256  # noqa: E402
@@ -33,6 +35,8 @@ from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError  # noqa: E402
 from masn.schedules import MODES, EpochSchedule, initial_lr  # noqa: E402
 from masn.tasks import MASNTask, passes_threshold  # noqa: E402
 
+# Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
+HARMLESS = ("checkpoint", "save_path", "model_name", "save")
 DEFAULTS = {  # the original scripts' defaults per data set (main.py, main_msvd.py, main_msrvtt.py)
     "tgif-qa": {"model_name": "[MASN]", "feat_dir": "/data/TGIFQA", "vc_dir": "/data/TGIFQA/vocab",
                 "df_dir": "/data/TGIFQA/question", "checkpoint": "FrameQA_59.73.pth", "v_max_length": 20,
@@ -66,8 +70,9 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
                    help="model selection split; 'test' also writes the original's threshold checkpoints")
     p.add_argument("--hidden_size", type=int, default=512)
     p.add_argument("--test", action="store_true", help="evaluate --checkpoint on the test split only")
-    p.add_argument("--max_epoch", type=int, default=100)
-    p.add_argument("--val_ratio", type=float, default=0.1)
+    p.add_argument("--max_epoch", type=positive_int, default=100)
+    p.add_argument("--val_ratio", type=unit_fraction, default=0.1,
+                   help="share of the TGIF-QA train questions held out for validation (0 < r < 1)")
     p.add_argument("--split_seed", type=int, default=999,
                    help="seed of the random train/val split (999 reproduces the original's split)")
     p.add_argument("--q_max_length", type=int, default=20)
@@ -75,10 +80,11 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help=f"{', '.join(TASKS)} (TGIF-QA) or MS-QA")
     p.add_argument("--rnn_layers", type=int, default=1)
     p.add_argument("--gcn_layers", type=int, default=2)
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--eval_batch_size", type=int, default=None)
+    p.add_argument("--batch_size", type=positive_int, default=32,
+                   help="per process: under torchrun one step sees world size x this many questions")
+    p.add_argument("--eval_batch_size", type=positive_int, default=None)
     p.add_argument("--max_n_videos", type=int, default=100000)
-    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--num_workers", type=non_negative_int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr_list", type=int, nargs="+", default=[10, 20, 30, 40], help="MultiStepLR milestones")
     p.add_argument("--dropout", type=float, default=0.3)
@@ -125,15 +131,13 @@ def checkpoint_path(args: argparse.Namespace) -> Path:
 
 
 def summarize(task: MASNTask, history: list[dict]) -> dict:
-    """The val-selected epoch's test numbers and the best test numbers over all epochs."""
-    metric, lower = task.select_metric, task.select_mode == "min"
-    pick = min if lower else max
+    """The val-selected epoch's test numbers and the best test numbers over all epochs (ties: the later
+    epoch, the rule best.pt follows: engine.selection)."""
+    metric, mode = task.select_metric, task.select_mode
     out = {}
-    if history and "val" in history[0]:
-        best_val = pick(history, key=lambda h: h["val"][metric])
+    if (best_val := select_epoch(history, "val", metric, mode)) is not None:
         out["val_selected"] = {"epoch": best_val["epoch"], "val": best_val["val"], "test": best_val.get("test")}
-    if history and "test" in history[0]:
-        best_test = pick(history, key=lambda h: h["test"][metric])
+    if (best_test := select_epoch(history, "test", metric, mode)) is not None:
         out["best_test"] = {"epoch": best_test["epoch"], "test": best_test["test"]}
     return out
 
@@ -146,10 +150,8 @@ def format_metrics(task: str, m: dict) -> str:
     return text
 
 
-def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, payload: dict, path: Path,
-                  device) -> dict:
-    from masn.checkpoint import load_masn_state
-
+def check_checkpoint(args, data: QAData, payload: dict, path: Path) -> None:
+    """Refuse a checkpoint trained on another vocabulary or answer order than ``data``'s."""
     meta = payload.get("meta") or {}
     if meta.get("vocab_sha256") not in (None, vocab_sha256(data.vocab.words)):
         raise CheckpointError(f"{path}: trained with another word vocabulary than the one built from "
@@ -157,57 +159,69 @@ def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, payload: 
     if data.answers and meta.get("answers_sha256") not in (None, answers_sha256(data.answers)):
         raise CheckpointError(f"{path}: its answer classes are in another order than --answer-index "
                               f"{args.answer_index}; drop --answer-index to use the checkpoint's own order")
-    load_masn_state(model, model_state(payload), str(path))
-    trainer = Trainer(run, model, torch.optim.Adam(model.parameters()), task, device=device, epochs=0,
-                      batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-                      num_workers=args.num_workers, seed=args.seed)
-    metrics, _ = trainer.evaluate(data.splits["test"])
+
+
+def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, path: Path, device) -> dict:
+    metrics, _ = evaluate(model, task, data.splits["test"], device=device,
+                          batch_size=args.eval_batch_size or args.batch_size, num_workers=args.num_workers,
+                          amp=args.amp, seed=args.seed, quiet=run.quiet)
     run.log(f"TEST {args.task} ({path}): {format_metrics(args.task, metrics)}")
     run.write_json("test_report.json", {"checkpoint": str(path), "test": metrics})
     return {"test": metrics}
 
 
 def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
+    from masn.checkpoint import load_masn_state
+
     args = parse_args(argv, dataset)
     seed_everything(args.seed, args.deterministic)
-    device = resolve_device(args.device)
+    device = training_device(args.device)
     answers = load_answer_index(Path(args.answer_index)) if args.answer_index else None
     payload, ckpt = None, None
-    if args.test:
+    name = f"masn-{args.dataset}-{args.task}"
+    if args.test:  # the report goes to <run>/test_<checkpoint>/: a training run's files stay as they are
         ckpt = checkpoint_path(args)
         payload = load_checkpoint(ckpt)
         answers = answers or (payload.get("meta") or {}).get("answers")
-    name = f"masn-{args.dataset}-{args.task}" + ("-test" if args.test else "")
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (args.name or name)
-    if not args.test and not args.resume and (run_dir / "checkpoints" / "last.pt").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or choose "
-                              "another --run_dir / --name")
+        args.run_dir = str(evaluation_dir(args, name, ckpt.stem))
+    check_start(args, name, harmless=HARMLESS)
     data = load_data(args, answers, print)  # bad input fails here, before anything is written
-    run = Run(args, name)
-    run.log(f"{args.dataset} {args.task}: train/val/test {'/'.join(str(len(s)) for s in data.splits.values())}"
-            f" questions, vocabulary {len(data.vocab)}" + (f", {len(data.answers)} answers" if data.answers else ""))
+    require_samples({"test": data.splits["test"]} if args.test else data.splits)
+    model = build_model(args, data)
+    task = MASNTask(args.task)
+    if args.test:
+        check_checkpoint(args, data, payload, ckpt)
+        load_masn_state(model, model_state(payload), str(ckpt))
+    run = Run(args, name, harmless=HARMLESS)
+    try:
+        sizes = "/".join(str(len(s)) for s in data.splits.values())
+        run.log(f"{args.dataset} {args.task}: train/val/test {sizes} questions, vocabulary {len(data.vocab)}"
+                + (f", {len(data.answers)} answers" if data.answers else ""))
+        if args.test:
+            return evaluate_only(args, run, data, model.to(device), task, ckpt, device)
+        return train(args, run, data, model, task, device)
+    finally:
+        run.close()
+
+
+def train(args, run: Run, data: QAData, model: torch.nn.Module, task: MASNTask, device) -> dict:
     meta = {"model": "masn", "dataset": args.dataset, "task": args.task, "vocab_words": data.vocab.words,
             "vocab_sha256": vocab_sha256(data.vocab.words), "q_max_length": args.q_max_length,
             "v_max_length": args.v_max_length}
     if data.answers and args.task in ("FrameQA", "MS-QA"):
         meta.update(answers=data.answers, answers_sha256=answers_sha256(data.answers))
-        save_answer_index(run.dir / "answer_index.json", data.answers)
-    model = build_model(args, data)
-    task = MASNTask(args.task)
-    if args.test:
-        result = evaluate_only(args, run, data, model, task, payload, ckpt, device)
-        run.close()
-        return result
+        if run.is_main:
+            save_answer_index(run.dir / "answer_index.json", data.answers)
     optimizer = torch.optim.Adam(model.parameters(), lr=initial_lr(args.change_lr, args.lr),
                                  weight_decay=args.weight_decay)
-    task.schedule = EpochSchedule(optimizer, args.change_lr, args.lr, args.max_epoch, args.lr_list)
-    if args.select == "test":
-        task.on_test_metric = _threshold_saver(args, meta)
+    schedule = EpochSchedule(optimizer, args.change_lr, args.lr, args.max_epoch, args.lr_list,
+                             watch=lambda metrics: task.val_value(metrics["val"], args.change_lr))
+    callbacks = [ThresholdSaver(args, meta)] if args.select == "test" else []
     trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.max_epoch,
                       batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-                      num_workers=args.num_workers, scheduler=task.schedule, amp=args.amp,
+                      num_workers=args.num_workers, scheduler=schedule, amp=args.amp,
                       save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta=meta,
-                      select_split=args.select)
+                      select_split=args.select, callbacks=callbacks)
     trainer.fit(data.splits["train"], data.splits["val"], data.splits["test"])
     summary = summarize(task, trainer.history)
     if "val_selected" in summary and summary["val_selected"]["test"] is not None:
@@ -218,20 +232,24 @@ def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
         run.log(f"RESULT {args.task} best test (epoch {s['epoch']}, the original's selection): "
                 f"{format_metrics(args.task, s['test'])}")
     run.write_json("report.json", summary)
-    run.close()
     return summary
 
 
-def _threshold_saver(args: argparse.Namespace, meta: dict):
-    """The original's ``<Task>_<metric[:5]>.pth`` files, written when the test metric passes its bar."""
-    folder = Path(args.save_path) / args.model_name
+class ThresholdSaver(Callback):
+    """The original's ``<save_path>/<model_name>/<Task>_<metric[:5]>.pth``, written (by rank 0 only)
+    after each epoch whose test metric passes the task's bar."""
 
-    def save(epoch: int, value: float, trainer) -> None:
-        if passes_threshold(args.task, value):
-            path = folder / f"{args.task}_{str(value)[:5]}.pth"
-            save_checkpoint(path, {"model": trainer.model.state_dict(), "meta": meta, "epoch": epoch + 1})
-            trainer.run.log(f"saved {path} (test {trainer.task.select_metric} {value:.4f})")
-    return save
+    def __init__(self, args: argparse.Namespace, meta: dict) -> None:
+        self.folder, self.task_name, self.meta = Path(args.save_path) / args.model_name, args.task, meta
+
+    def on_epoch_end(self, epoch: int, metrics: dict, trainer: Trainer) -> None:
+        value = metrics.get("test", {}).get(trainer.task.select_metric)
+        if value is None or not passes_threshold(self.task_name, value):
+            return
+        path = self.folder / f"{self.task_name}_{str(value)[:5]}.pth"
+        if dist.rank() == 0:
+            save_checkpoint(path, {"model": trainer.model.state_dict(), "meta": self.meta, "epoch": epoch + 1})
+        trainer.run.log(f"saved {path} (test {trainer.task.select_metric} {value:.4f})")
 
 
 def cli(dataset: str = "tgif-qa") -> None:

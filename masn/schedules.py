@@ -11,13 +11,19 @@ per epoch.
   then ReduceLROnPlateau(max/min, factor 0.1, patience 3) from the end of epoch 6 on. The original
   passed the *previous* epoch's validation value and crashed at epoch 0 (unbound variable); here
   the plateau sees the epoch's own validation accuracy (``acc``; for Count the negated MSE, as the
-  original's val "acc") or validation loss (``loss``).
+  original's val "acc") or validation loss (``loss``), as picked from the epoch's metrics by ``watch``.
+
+The Trainer steps it (``engine.schedule``): ``epoch_start`` before each epoch, ``epoch_end`` after its
+evaluation.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+
+from engine.schedule import EpochScheduler
 
 MODES = ("none", "acc", "loss", "cos", "step")
 WARMUP_EPOCHS, MULTIPLIER = 5, 5.0
@@ -40,14 +46,20 @@ def step_lr(lr: float, epoch: int, milestones: list[int]) -> float:
     return lr * 0.1 ** sum(1 for m in milestones if m <= epoch)
 
 
-class EpochSchedule:
-    """Sets the optimizer's rate at epoch boundaries; ``state_dict`` makes it resumable."""
+class EpochSchedule(EpochScheduler):
+    """Sets the optimizer's rate at epoch boundaries; ``state_dict`` makes it resumable.
+
+    ``watch(metrics)`` gives the value the ``acc`` / ``loss`` plateau watches from an epoch's metrics
+    (split -> metric -> value); the other modes ignore the metrics.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, mode: str, lr: float, max_epoch: int,
-                 lr_list: list[int]):
+                 lr_list: list[int], watch: Callable[[dict], float] | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown --change_lr {mode!r}: use one of {', '.join(MODES)}")
-        self.optimizer, self.mode, self.lr = optimizer, mode, lr
+        if mode in ("acc", "loss") and watch is None:
+            raise ValueError(f"--change_lr {mode} needs the validation value to watch")
+        self.optimizer, self.mode, self.lr, self.watch = optimizer, mode, lr, watch
         self.max_epoch, self.lr_list = max_epoch, list(lr_list)
         self.plateau = None
         if mode in ("acc", "loss"):
@@ -68,15 +80,15 @@ class EpochSchedule:
         elif self.mode == "step":
             self._set(step_lr(self.lr, epoch, self.lr_list))
 
-    def epoch_end(self, epoch: int, val_value: float) -> None:
-        """After epoch ``epoch``'s validation (``val_value`` = accuracy-like or loss, see module doc)."""
+    def epoch_end(self, epoch: int, metrics: dict) -> None:
+        """After epoch ``epoch``'s evaluation (the plateau watches ``watch(metrics)``, see module doc)."""
         if self.plateau is None:
             return
         last = max(epoch, 1)
         if last <= WARMUP_EPOCHS:
             self._set(self._warmup(last))
         else:
-            self.plateau.step(val_value)
+            self.plateau.step(self.watch(metrics))
 
     def state_dict(self) -> dict:
         return {"plateau": self.plateau.state_dict() if self.plateau is not None else None}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.trainer import Task
 from masn.data.tgif import FRAMEQA_TYPES
 from masn.losses import build_criterion
-from masn.schedules import EpochSchedule
 
 # The original saved a checkpoint whenever the *test* metric passed these (main.py test()).
 TEST_THRESHOLDS = {"Count": 4.0, "Action": 80.0, "Trans": 80.0, "FrameQA": 55.0, "MS-QA": 30.0}
@@ -30,15 +30,12 @@ def per_sample_loss(task: str, out: torch.Tensor, answers: torch.Tensor) -> torc
     return nn.functional.cross_entropy(out.float(), answers.long(), reduction="none")
 
 
-class MASNTask:
-    """Implements the engine's Task protocol for one MASN task."""
+class MASNTask(Task):
+    """The engine's Task for one MASN task (the LR schedule is the Trainer's: masn.schedules)."""
 
-    def __init__(self, task: str, schedule: EpochSchedule | None = None,
-                 on_test_metric=None):
+    def __init__(self, task: str):
         self.task = task
         self.criterion = build_criterion(task)
-        self.schedule = schedule
-        self.on_test_metric = on_test_metric
         self.select_metric, self.select_mode = ("mse", "min") if task == "Count" else ("acc", "max")
 
     def training_loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -75,16 +72,6 @@ class MASNTask:
         if mode == "loss":
             return metrics["loss"]
         return -metrics["mse"] if self.task == "Count" else metrics["acc"]
-
-    def on_epoch_start(self, epoch: int, trainer) -> None:
-        if self.schedule is not None:
-            self.schedule.epoch_start(epoch)
-
-    def on_epoch_end(self, epoch: int, metrics_by_split: dict, trainer) -> None:
-        if self.schedule is not None:
-            self.schedule.epoch_end(epoch, self.val_value(metrics_by_split["val"], self.schedule.mode))
-        if self.on_test_metric is not None and "test" in metrics_by_split:
-            self.on_test_metric(epoch, metrics_by_split["test"][self.select_metric], trainer)
 
 
 def passes_threshold(task: str, value: float) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.answering import AnswerError  # noqa: E402
+from answering import AnswerError  # noqa: E402
 from engine.checkpoint import CheckpointError  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from engine.answering import StageTimer  # noqa: E402
+from answering import StageTimer  # noqa: E402
 from feat_script.cli_features import avst_cli_features, masn_cli_features, max_abs_diff  # noqa: E402
 from feat_script.synthetic_video import Shape, make_video  # noqa: E402
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,10 +14,10 @@ from torch import nn  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from engine.cli import add_engine_args  # noqa: E402
-from engine.device import resolve_device  # noqa: E402
+from engine.device import training_device  # noqa: E402
 from engine.run import Run  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine.trainer import Task, Trainer  # noqa: E402
 
 
 class Points(Dataset):
@@ -38,18 +39,20 @@ def make_net(dropout: float) -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 1))
 
 
-class Regression:
+class Regression(Task):
     select_metric = "mse"
     select_mode = "min"
 
-    def __init__(self, hang_at: int, nan_at: int) -> None:
-        self.hang_at, self.nan_at, self.calls = hang_at, nan_at, 0
+    def __init__(self, hang_at: int, nan_at: int, exit_at: int = 0) -> None:
+        self.hang_at, self.nan_at, self.exit_at, self.calls = hang_at, nan_at, exit_at, 0
 
     def training_loss(self, model: nn.Module, batch):
         self.calls += 1
         if self.calls == self.hang_at:
             print("HANG", flush=True)
             time.sleep(600)
+        if self.calls == self.exit_at:
+            os._exit(3)  # as a kill: no cleanup, no checkpoint
         x, y = batch
         loss = nn.functional.mse_loss(model(x).squeeze(-1), y)
         if self.calls == self.nan_at:
@@ -73,17 +76,21 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     parser.add_argument("--hang_at_step", type=int, default=0)
     parser.add_argument("--nan_at_step", type=int, default=0)
+    parser.add_argument("--exit_at_step", type=int, default=0)
     parser.add_argument("--dump", default=None)
+    parser.add_argument("--per_rank_dir", action="store_true",
+                        help="each rank uses <run_dir>/rank<N>: nodes without a shared filesystem")
     args = parser.parse_args()
+    if args.per_rank_dir:
+        args.run_dir = str(Path(args.run_dir) / f"rank{os.environ.get('RANK', '0')}")
     seed_everything(args.seed, args.deterministic)
     model = make_net(args.dropout)
     params = model.parameters()
     optimizer = torch.optim.Adam(params, lr=1e-2) if args.optimizer == "adam" else torch.optim.SGD(params, lr=0.05)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    task = Regression(args.hang_at_step, args.nan_at_step)
-    task.on_epoch_end = lambda epoch, metrics, trainer: scheduler.step()
-    device = resolve_device(args.device)
-    run = Run(args, "toy")
+    task = Regression(args.hang_at_step, args.nan_at_step, args.exit_at_step)
+    device = training_device(args.device)
+    run = Run(args, "toy", harmless=("dump", "hang_at_step", "nan_at_step", "exit_at_step"))
     trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.epochs,
                       batch_size=args.batch_size, scheduler=scheduler, amp=args.amp,
                       save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta={"toy": 1})

@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
+from answering import AnswerError, StageTimer, unknown_words
 from avst.data.annotations import make_record
 from avst.data.vocab import Vocab
 from avst.main_avst import vocab_meta
-from engine.answering import AnswerError, StageTimer, unknown_words
 from engine.checkpoint import save_checkpoint
 from feat_script.synthetic_video import Shape, make_video
 from masn.data.glove import vocab_sha256

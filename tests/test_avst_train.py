@@ -11,6 +11,8 @@ from avst.data.synthetic import make_dataset
 from avst.data.vocab import VocabError
 from avst.main_avst import main
 from avst.tasks import AVQATask
+from engine.errors import UserError
+from engine.schedule import as_epoch_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +53,13 @@ def test_loss_is_qa_plus_half_the_interleaved_matching_loss():
 def test_step_lr_follows_the_original_epoch_semantics():
     """scheduler.step(epoch) after epoch e (from 1): 1e-4 for epochs 1-8, 1e-5 for 9-16, 1e-6 for 17-24."""
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
-    task = AVQATask(torch.optim.lr_scheduler.StepLR(opt, step_size=8, gamma=0.1))
+    schedule = as_epoch_scheduler(torch.optim.lr_scheduler.StepLR(opt, step_size=8, gamma=0.1))  # as the Trainer
     lrs = []
     for epoch in range(24):
+        schedule.epoch_start(epoch)
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
-        task.on_epoch_end(epoch, {}, None)
+        schedule.epoch_end(epoch, {})
     assert lrs[:8] == pytest.approx([1e-4] * 8)
     assert lrs[8:16] == pytest.approx([1e-5] * 8)
     assert lrs[16:] == pytest.approx([1e-6] * 8)
@@ -109,6 +112,40 @@ def test_avst_training_needs_the_stage1_checkpoint(demo, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage-1 checkpoint not found: .*nothere.pt"):
         main(["--mode", "train", *data_args(demo), "--epochs", "1", "--run_dir", str(tmp_path / "r"),
               "--pretrained_grounding", str(tmp_path / "nothere.pt")])
+    assert not (tmp_path / "r").exists(), "refused before the run folder is made"
+
+
+def test_a_refused_run_leaves_the_existing_run_as_it_was(demo, tmp_path):
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    files = {run / "config.json": b'{"lr": 0.0001}', run / "env.json": b"{}", run / "checkpoints/last.pt": b"ckpt"}
+    for path, data in files.items():
+        path.write_bytes(data)
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(["--mode", "train", "--model", "baseline", *data_args(demo), "--epochs", "1", "--run_dir", str(run)])
+    with pytest.raises(UserError, match=r"--lr 0\.0001 -> 0\.001"):
+        main(["--mode", "train", "--model", "baseline", *data_args(demo), "--epochs", "1", "--run_dir", str(run),
+              "--resume", "--lr", "0.001"])
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_a_feature_file_missing_only_for_validation_fails_before_training(demo, tmp_path):
+    records = json.loads((demo / "json/avqa-val.json").read_text())
+    records[0]["video_id"] = "ghost"
+    (tmp_path / "val.json").write_text(json.dumps(records))
+    args = data_args(demo)
+    args[args.index("--label_val") + 1] = str(tmp_path / "val.json")
+    with pytest.raises(UserError, match="ghost"):
+        main(["--mode", "train", "--model", "baseline", *args, "--epochs", "1", "--run_dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists(), "found before the first step, with nothing written"
+
+
+@pytest.mark.parametrize("flag", [["--batch-size", "0"], ["--epochs", "0"], ["--eval_batch_size", "-1"]])
+def test_options_that_leave_nothing_to_train_are_refused(demo, tmp_path, flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--mode", "train", "--model", "baseline", *data_args(demo), "--run_dir", str(tmp_path / "r"), *flag])
+    assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_authors_style_checkpoint_loads_through_model_save_dir(demo, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import signal
@@ -88,6 +89,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     straight, resumed = torch.load(tmp_path / "straight.pt"), torch.load(tmp_path / "resumed.pt")
     assert states_equal(straight["model"], resumed["model"])
     assert straight["metrics"] == resumed["metrics"]
+    history = [load_checkpoint(d / "checkpoints" / "last.pt")["history"] for d in (tmp_path / "straight", killed)]
+    assert history[0] == history[1], "the resumed epoch's train loss averages all its steps, not just the last 5"
 
 
 def test_run_directory_records_the_experiment_and_refuses_overwrite(tmp_path):
@@ -97,10 +100,24 @@ def test_run_directory_records_the_experiment_and_refuses_overwrite(tmp_path):
     assert config["seed"] == 11 and config["epochs"] == 1
     assert env["seed"] == 11 and env["packages"]["torch"] == torch.__version__.split("+")[0]
     assert len(env["git_commit"].split("+")[0]) == 40
-    assert "epoch 1/1" in (tmp_path / "run" / "log.txt").read_text()
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "epoch 1/1" in log and "batch size 4 per process x 1 process(es) = 4 samples per optimizer step" in log
+    assert env["kernels"] == {"deterministic": False, "cudnn_benchmark": True, "tf32_matmul": True,
+                              "tf32_cudnn": True}
+    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run_dir", str(tmp_path / "det"),
+                                                                   "--deterministic"])
+    seed_everything(1, deterministic=True)
+    try:
+        Run(args, "det").close()
+    finally:
+        seed_everything(1)
+    kernels = json.loads((tmp_path / "det" / "env.json").read_text())["kernels"]
+    assert not any(kernels[k] for k in ("cudnn_benchmark", "tf32_matmul", "tf32_cudnn")) and kernels["deterministic"]
     assert any((tmp_path / "run" / "tb").iterdir()), "TensorBoard events written"
-    result = toy(tmp_path / "run", "--epochs", "1", check=False)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    result = toy(tmp_path / "run", "--epochs", "1", "--seed", "12", check=False)
     assert result.returncode != 0 and "--resume" in result.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -110,6 +127,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["global_step"] == 6
     assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_training_steps_do_not_wait_for_the_device(tmp_path, monkeypatch):
+    """No host sync per step (loss.item(), a NaN check before backward): a tensor's value is read at log
+    points, checkpoints and the epoch end only. Counted here as reads of tensor values on the host."""
+    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run_dir", str(tmp_path / "r"), "--quiet"])
+    model = make_net(0.0)
+    trainer = Trainer(Run(args, "r"), model, torch.optim.SGD(model.parameters(), lr=0.01), Regression(0, 0),
+                      device=torch.device("cpu"), epochs=1, batch_size=2)
+    reads = []
+    for name in ("item", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _f=original, _n=name: reads.append(_n) or _f(self, *a))
+    stats = trainer.train_epoch(Points(40, 1), EpochSampler(40, 2, shuffle=True, seed=1))
+    monkeypatch.undo()
+    trainer.run.close()
+    assert len(reads) <= 3, f"{len(reads)} host reads in 20 steps: {reads}"
+    assert math.isfinite(stats["loss"])
 
 
 def _train_in_process(tmp_path: Path, seed: int, name: str) -> dict:

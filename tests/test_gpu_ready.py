@@ -288,7 +288,7 @@ def test_loader_is_built_once_and_persistent_workers_follow_the_epoch(tmp_path):
         workers.append(set(rows[:, 2].tolist()))
     assert len(loaders) == 1 and workers[0] == workers[2] and os.getpid() not in workers[0]
     eval_rows = torch.cat(list(trainer._loader(dataset, [5, 1], 4, None)))
-    assert eval_rows[:, 1].tolist() == [5, 1] and len(trainer._loaders) == 1
+    assert eval_rows[:, 1].tolist() == [5, 1] and len(trainer.loaders) == 1
 
 
 def test_per_video_reader_opens_each_file_once_per_process(tmp_path, monkeypatch):

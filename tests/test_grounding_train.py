@@ -11,6 +11,7 @@ from PIL import Image
 from avst.data.annotations import make_record
 from avst.data.features import NpyFeatures
 from avst.heatmap import jet, overlay
+from engine.errors import UserError
 from grounding_gen.data import KINETICS_MEAN, KINETICS_STD, GroundingDataset, GroundingTask
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
@@ -93,6 +94,15 @@ def test_stage1_trains_and_the_visualiser_draws(frames, tmp_path):
                     "--label_train", str(label), "--epochs", "1", "--batch-size", "10", "--num_workers", "0",
                     "--run_dir", str(run), "--quiet"])
     assert result["best_epoch"] == 1 and (run / "checkpoints/best.pt").is_file()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="--resume"):  # refused before config.json / env.json are rewritten
+        train(["--audio_dir", str(frames / "audio"), "--video_dir", str(frames / "frames"), "--seed", "5",
+               "--label_train", str(label), "--epochs", "1", "--run_dir", str(run), "--quiet"])
+    with pytest.raises(UserError, match=r"--lr 0\.0001 -> 0\.5"):
+        train(["--audio_dir", str(frames / "audio"), "--video_dir", str(frames / "frames"), "--lr", "0.5",
+               "--label_train", str(label), "--epochs", "1", "--batch-size", "10", "--run_dir", str(run),
+               "--resume", "--quiet"])
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     written = vis(["--checkpoint", str(run / "checkpoints/best.pt"), "--audio_dir", str(frames / "audio"),
                    "--video_dir", str(frames / "frames"), "--videos", "v1", "--frames", "0", "9",
                    "--out_dir", str(tmp_path / "vis"), "--device", "cpu"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from engine.answering import StageTimer
+from answering import StageTimer
 from feat_script.cli_features import avst_cli_features, max_abs_diff
 from feat_script.synthetic_video import Shape, make_video
 

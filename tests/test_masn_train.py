@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.errors import UserError
 from masn.data.glove import GloveError
 from masn.data.synthetic import make_demo
 from masn.losses import build_criterion
-from masn.main import main
+from masn.main import main, summarize
 from masn.schedules import EpochSchedule, initial_lr
 from masn.tasks import MASNTask, per_sample_loss
 
@@ -61,12 +62,12 @@ def test_count_and_frameqa_metrics():
 
 def lrs(mode, metrics, max_epoch=100, lr_list=(10, 20)):
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=initial_lr(mode, 1e-4))
-    sched = EpochSchedule(opt, mode, 1e-4, max_epoch, list(lr_list))
+    sched = EpochSchedule(opt, mode, 1e-4, max_epoch, list(lr_list), watch=lambda m: m["val"]["watched"])
     out = []
     for e, value in enumerate(metrics):
         sched.epoch_start(e)
         out.append(opt.param_groups[0]["lr"])
-        sched.epoch_end(e, value)
+        sched.epoch_end(e, {"val": {"watched": value}})
     return out
 
 
@@ -108,9 +109,12 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     assert test_mse <= 1.0  # answers are 1..2 frames and predictions are clamped to >= 1
     saved = list((tmp_path / "saved" / "[MASN]").glob("Count_*.pth"))  # the original's threshold file
     assert [p.name for p in saved] == [f"Count_{str(test_mse)[:5]}.pth"]
-    again = main(["--task", "Count", "--test", "--checkpoint", str(saved[0]),
-                  *common(demo, tmp_path / "count_eval")])
+    config = (run / "config.json").read_bytes()
+    again = main(["--task", "Count", "--test", "--checkpoint", str(saved[0]), *common(demo, run)])
     assert again["test"]["mse"] == pytest.approx(test_mse)
+    assert (run / "config.json").read_bytes() == config, "evaluating into a training run keeps its config"
+    report = json.loads((run / f"test_{saved[0].stem}" / "test_report.json").read_text())
+    assert report["test"]["mse"] == pytest.approx(test_mse)
     with pytest.raises(CheckpointError, match="another word vocabulary"):  # a Count model on Action data
         main(["--task", "Action", "--test", "--checkpoint", str(saved[0]), *common(demo, tmp_path / "wrong")])
 
@@ -148,6 +152,44 @@ def test_entry_points_run_from_anywhere(args, cwd):
     proc = run_cli([*args, "--task", "Counting", "--device", "cpu"], cwd)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown task 'Counting'"), proc.stderr
+
+
+@pytest.mark.parametrize("flag", [["--batch_size", "0"], ["--val_ratio", "1.0"], ["--val_ratio", "0"],
+                                  ["--max_epoch", "0"], ["--num_workers", "-1"]])
+def test_options_that_leave_nothing_to_train_are_refused(demo, tmp_path, flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--task", "Count", *common(demo, tmp_path / "r"), *flag])
+    assert exit_.value.code == 2 and flag[0] in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_changed_width_and_accepts_harmless_changes(demo, tmp_path):
+    run = tmp_path / "r"
+    main(["--task", "Count", *common(demo, run)])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=r"--hidden_size 512 -> 64; --lr 0\.0001 -> 0\.001"):
+        main(["--task", "Count", *common(demo, run), "--resume", "--hidden_size", "64", "--lr", "1e-3"])
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    again = main(["--task", "Count", *common(demo, run), "--resume", "--num_workers", "1",
+                  "--save_path", str(tmp_path / "elsewhere")])
+    assert again["val_selected"]["epoch"] == 1, "the finished run resumes to its own summary"
+
+
+def test_a_split_left_empty_is_refused_before_writing(demo, tmp_path):
+    with pytest.raises(UserError, match="validation split is empty|val split is empty"):
+        main(["--task", "Count", *common(demo, tmp_path / "r"), "--val_ratio", "0.01"])  # int(0.01 x 10) = 0
+    assert not (tmp_path / "r").exists()
+
+
+def test_ties_select_the_later_epoch_in_the_report_as_in_best_pt():
+    """engine.selection's rule (the original AVST's ``>=``), for max (Action acc) and min (Count MSE)."""
+    history = [{"epoch": 1, "val": {"acc": 50.0, "mse": 2.0}, "test": {"acc": 40.0, "mse": 3.0}},
+               {"epoch": 2, "val": {"acc": 50.0, "mse": 2.0}, "test": {"acc": 40.0, "mse": 3.0}},
+               {"epoch": 3, "val": {"acc": 20.0, "mse": 9.0}, "test": {"acc": 10.0, "mse": 9.0}}]
+    for task in (MASNTask("Action"), MASNTask("Count")):
+        summary = summarize(task, history)
+        assert summary["val_selected"]["epoch"] == 2 and summary["best_test"]["epoch"] == 2
 
 
 def test_bad_input_fails_before_writing_anything(demo, tmp_path):

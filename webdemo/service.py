@@ -25,9 +25,9 @@ from typing import BinaryIO
 
 import torch
 
+from answering import StageTimer
 from avst.answer import ask as avst_ask
 from avst.answer import load_avst, video_features, write_heatmaps
-from engine.answering import StageTimer
 from engine.errors import UserError, short
 from feat_script.decode import DecodeError, VideoInfo, probe
 from masn.answer import N_CANDIDATES, ExtractorWeights, FeatureSettings, MasnExtractors, load_masn

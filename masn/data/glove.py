@@ -18,6 +18,7 @@ import numpy as np
 
 from masn.data.text import Vocabulary
 from engine.errors import UserError
+from engine.files import atomic_write_bytes
 
 GLOVE_DIM = 300
 
@@ -88,12 +89,6 @@ def build_matrix(vocab: Vocabulary, vectors: dict[str, np.ndarray], seed: int = 
     return matrix, missing
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def load_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: int = 999,
                    log=print) -> np.ndarray:
     """The embedding matrix for ``vocab``, from ``<glove dir>/<cache_stem>.npz`` when it is current."""
@@ -121,9 +116,9 @@ def load_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: i
     try:
         buf = io.BytesIO()
         np.savez(buf, matrix=matrix)
-        _atomic_write_bytes(npz_path, buf.getvalue())
+        atomic_write_bytes(npz_path, buf.getvalue())
         meta = {"key": key, "words": vocab.words, "missing": missing}
-        _atomic_write_bytes(json_path, json.dumps(meta).encode("utf-8"))
+        atomic_write_bytes(json_path, json.dumps(meta).encode("utf-8"))
     except OSError as e:
         log(f"GloVe: could not write the cache beside {glove_path} ({e}); continuing without it")
     return matrix

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from engine.files import atomic_path, atomic_write, atomic_write_text
 from masn.data.features import LAYOUTS, OBJ_MAX
 from masn.data.tgif import csv_path
 
@@ -73,19 +74,14 @@ class _Videos:
                 "res_roi": [("image_features/", "res_obj"), ("spatial_features/", "box")],
                 "i3d_roi": [("", "i3d_obj")]}
         for role, parts in plan.items():
-            path = feat_dir / names[role]
-            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-            with h5py.File(tmp, "w") as f:
+            with atomic_path(feat_dir / names[role]) as tmp, h5py.File(tmp, "w") as f:
                 for prefix, store in parts:
                     for key, arr in self.store[store].items():
                         f.create_dataset(f"{prefix}{key}", data=arr, **opts)
-            os.replace(tmp, path)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    df.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: df.to_csv(tmp, sep="\t", index=False))
 
 
 def make_demo(out_dir: Path, seed: int = 0, n_train: int = 192, n_test: int = 48, frames: int = 4,
@@ -161,10 +157,7 @@ def make_demo(out_dir: Path, seed: int = 0, n_train: int = 192, n_test: int = 48
     vocab_dir = out_dir / "vocab"
     vocab_dir.mkdir(parents=True, exist_ok=True)
     glove = vocab_dir / "glove.42B.300d.txt"
-    tmp = glove.with_name(glove.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        for w in words:
-            f.write(w + " " + " ".join(f"{x:.4f}" for x in rng.randn(300) * 0.4) + "\n")
-    os.replace(tmp, glove)
+    lines = [w + " " + " ".join(f"{x:.4f}" for x in rng.randn(300) * 0.4) + "\n" for w in words]
+    atomic_write_text(glove, "".join(lines))
     return (f"MASN demo data (synthetic TGIF-QA): {n_train} train / {n_test} test questions per task "
             f"(Count, Action, Trans, FrameQA), {key} videos x {frames} frames, in {out_dir}")

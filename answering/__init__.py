@@ -1,4 +1,5 @@
-"""Pieces shared by the "ask a video a question" paths of MASN and AVST (``scripts/answer.py``).
+"""Pieces shared by the "ask a video a question" paths of MASN and AVST (``masn/answer.py``,
+``avst/answer.py``, ``scripts/answer.py``); kept out of the training engine, which never answers.
 
 Both models answer from a vocabulary fixed at training time; a word outside it would silently become
 padding or ``UNK``, so it is an error here that names the word and the closest known ones. Stages
@@ -50,13 +51,6 @@ def weights_file(path: Path | None, random_init: bool, names: str | Sequence[str
         return resolve_weights(args, names, source, what)
     except ValueError as err:
         raise AnswerError(str(err).replace("--weights", f"the {what} weights")) from None
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """``--amp off|bf16|fp16`` as an autocast context on ``device``."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 class StageTimer:
