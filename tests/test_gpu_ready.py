@@ -269,9 +269,9 @@ def test_loader_is_built_once_and_persistent_workers_follow_the_epoch(tmp_path):
 
     from engine.run import Run
     from engine.sampling import EpochSampler
-    from engine.trainer import Trainer
+    from engine.trainer import Task, Trainer
 
-    task = Namespace(select_metric="loss", select_mode="min")
+    task = Task()
     model = torch.nn.Linear(1, 1)
     run = Run(Namespace(run_dir=str(tmp_path), quiet=True, seed=1, resume=False), "loader")
     trainer = Trainer(run, model, torch.optim.SGD(model.parameters(), lr=0.1), task, device=torch.device("cpu"),

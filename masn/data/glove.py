@@ -18,6 +18,7 @@ import numpy as np
 
 from masn.data.text import Vocabulary
 from engine.errors import UserError
+from engine import dist
 from engine.files import atomic_write_bytes
 
 GLOVE_DIM = 300
@@ -91,8 +92,20 @@ def build_matrix(vocab: Vocabulary, vectors: dict[str, np.ndarray], seed: int = 
 
 def load_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: int = 999,
                    log=print) -> np.ndarray:
-    """The embedding matrix for ``vocab``, from ``<glove dir>/<cache_stem>.npz`` when it is current."""
-    glove_path = Path(glove_path)
+    """The embedding matrix for ``vocab``, from ``<glove dir>/<cache_stem>.npz`` when it is current.
+
+    Under torchrun rank 0 checks or writes the cache first and the other ranks then read it, so the
+    GloVe text is parsed once and the user's folder is written by one process."""
+    if dist.rank() != 0:
+        dist.barrier()
+    try:
+        return _cached_embedding(vocab, Path(glove_path), cache_stem, seed, log)
+    finally:
+        if dist.rank() == 0:
+            dist.barrier()
+
+
+def _cached_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: int, log) -> np.ndarray:
     npz_path = glove_path.with_name(cache_stem + ".npz")
     json_path = glove_path.with_name(cache_stem + ".json")
     ident = _glove_identity(glove_path) if glove_path.is_file() else None
@@ -113,6 +126,8 @@ def load_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: i
     matrix, missing = build_matrix(vocab, vectors, seed)
     log(f"GloVe: {len(vocab.words) - missing}/{len(vocab.words)} words found in {glove_path}; "
         f"cached as {npz_path.name}")
+    if dist.rank() != 0:
+        return matrix
     try:
         buf = io.BytesIO()
         np.savez(buf, matrix=matrix)
