@@ -67,3 +67,27 @@ class StageTimer:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
         if self.verbose:
             print(f"[{self.seconds[name]:7.2f} s] {name}", flush=True)
+
+
+RANDOM_NOTE = "NOTE: --random-init: the feature extractors have RANDOM weights; answers mean nothing."
+
+
+def add_extractor_args(p: argparse.ArgumentParser) -> None:
+    """The flags every "ask a video" front end shares (scripts/answer.py, the web demo): device, AMP,
+    extractor weights and MASN's sampling, with the same names and defaults everywhere."""
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
+    p.add_argument("--random-init", action="store_true", help="random extractor weights (tests and demo only)")
+    w = p.add_argument_group("extractor weights (nothing is downloaded; torchvision's cache is looked at)")
+    w.add_argument("--resnet18-weights", type=Path, default=None, help="AVST: resnet18-5c106cde.pth")
+    w.add_argument("--vggish-weights", type=Path, default=None, help="AVST: converted vggish.pt")
+    w.add_argument("--resnet152-weights", type=Path, default=None, help="MASN: resnet152-394f9c45.pth")
+    w.add_argument("--i3d-weights", type=Path, default=None, help="MASN: i3d_r50_kinetics.pth")
+    w.add_argument("--detector-weights", type=Path, default=None,
+                   help="MASN: fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
+    s = p.add_argument_group("MASN sampling (defaults: feat_script's recipe)")
+    s.add_argument("--num-clips", type=int, default=None, help="default: the checkpoint's v_max_length")
+    s.add_argument("--clip-len", type=int, default=16)
+    s.add_argument("--clip-stride", type=int, default=1)
+    s.add_argument("--det-min-size", type=int, default=800, help="detector input, shorter side")
+    s.add_argument("--det-max-size", type=int, default=1333)

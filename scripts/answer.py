@@ -20,12 +20,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from answering import AnswerError  # noqa: E402
+from answering import RANDOM_NOTE, AnswerError, add_extractor_args  # noqa: E402
 from engine.checkpoint import CheckpointError  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
-
-RANDOM_NOTE = "NOTE: --random-init: the feature extractors have RANDOM weights; the answer means nothing."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,22 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AVST: write t<second>.png overlays of the 10 sampled seconds and temporal.png here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="time each stage")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
-    p.add_argument("--random-init", action="store_true", help="random extractor weights (tests and demo only)")
-    w = p.add_argument_group("extractor weights (nothing is downloaded; torchvision's cache is looked at)")
-    w.add_argument("--resnet18-weights", type=Path, default=None, help="AVST: resnet18-5c106cde.pth")
-    w.add_argument("--vggish-weights", type=Path, default=None, help="AVST: converted vggish.pt")
-    w.add_argument("--resnet152-weights", type=Path, default=None, help="MASN: resnet152-394f9c45.pth")
-    w.add_argument("--i3d-weights", type=Path, default=None, help="MASN: i3d_r50_kinetics.pth")
-    w.add_argument("--detector-weights", type=Path, default=None,
-                   help="MASN: fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
-    s = p.add_argument_group("MASN sampling (defaults: feat_script's recipe)")
-    s.add_argument("--num-clips", type=int, default=None, help="default: the checkpoint's v_max_length")
-    s.add_argument("--clip-len", type=int, default=16)
-    s.add_argument("--clip-stride", type=int, default=1)
-    s.add_argument("--det-min-size", type=int, default=800, help="detector input, shorter side")
-    s.add_argument("--det-max-size", type=int, default=1333)
+    add_extractor_args(p)
     return p
 
 

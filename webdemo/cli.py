@@ -13,10 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
+from answering import RANDOM_NOTE, add_extractor_args
 from engine.device import resolve_device
 from engine.errors import UserError
-
-RANDOM_NOTE = "NOTE: --random-init: the feature extractors have RANDOM weights; the answers mean nothing."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,22 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="0: any free port")
     p.add_argument("--max-mb", type=float, default=100, help="largest upload accepted (MB)")
     p.add_argument("--max-seconds", type=float, default=300, help="longest video accepted (seconds)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
-    p.add_argument("--random-init", action="store_true", help="random extractor weights (tests and demo only)")
-    w = p.add_argument_group("extractor weights (as scripts/answer.py; nothing is downloaded)")
-    w.add_argument("--resnet18-weights", type=Path, default=None, help="AVST: resnet18-5c106cde.pth")
-    w.add_argument("--vggish-weights", type=Path, default=None, help="AVST: converted vggish.pt")
-    w.add_argument("--resnet152-weights", type=Path, default=None, help="MASN: resnet152-394f9c45.pth")
-    w.add_argument("--i3d-weights", type=Path, default=None, help="MASN: i3d_r50_kinetics.pth")
-    w.add_argument("--detector-weights", type=Path, default=None,
-                   help="MASN: fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
-    s = p.add_argument_group("MASN sampling (as scripts/answer.py; defaults: feat_script's recipe)")
-    s.add_argument("--num-clips", type=int, default=None, help="default: each checkpoint's v_max_length")
-    s.add_argument("--clip-len", type=int, default=16)
-    s.add_argument("--clip-stride", type=int, default=1)
-    s.add_argument("--det-min-size", type=int, default=800, help="detector input, shorter side")
-    s.add_argument("--det-max-size", type=int, default=1333)
+    add_extractor_args(p)
     return p
 
 
