@@ -23,12 +23,12 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from avst.benchmarks.evaluate import add_benchmark_args, run_tests, test_run_dir  # noqa: E402
 from avst.data.annotations import load_records  # noqa: E402
 from avst.data.dataset import AVQADataset  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
 from avst.data.vocab import Vocab, VocabError  # noqa: E402
 from avst.heatmap import frame_path, overlay, save_png  # noqa: E402
-from avst.report import per_question_lines, per_type_report, to_markdown  # noqa: E402
 from avst.tasks import AVQATask, model_inputs  # noqa: E402
 from engine.checkpoint import load_checkpoint, model_state  # noqa: E402
 from engine.cli import add_engine_args  # noqa: E402
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="packed feature store (extract_* --store packed, or scripts/pack_avst_features.py)")
     p.add_argument("--label_train", default="data/json/avqa-train.json")
     p.add_argument("--label_val", default="data/json/avqa-val.json")
-    p.add_argument("--label_test", default="data/json/avqa-test.json")
+    p.add_argument("--label_test", nargs="+", default=["data/json/avqa-test.json"],
+                   help="one or more test JSONs: one report each (and a summary), features loaded once")
     p.add_argument("--vocab_json", default="data/json/avqa-train.json",
                    help="the ORIGINAL train JSON both vocabularies come from, whatever the split")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames_dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
     p.add_argument("--log-interval", dest="log_interval", type=int, default=50, help="accepted; tqdm reports")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
+    add_benchmark_args(p)
     return add_engine_args(p, default_seed=1)
 
 
@@ -148,30 +150,12 @@ def weights_path(args) -> Path:
 
 
 def test(args, run: Run, vocab: Vocab, device: torch.device) -> dict:
-    from avst.model import load_avst_state
-
-    path = weights_path(args)
-    payload = load_checkpoint(path)
-    state = model_state(payload)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    check_checkpoint_vocab(state, payload, vocab, path)
-    model = build_model(args.model, vocab)
-    load_avst_state(model, state)
-    test_set = make_dataset(args, args.label_test, vocab, negatives=False)
-    trainer = Trainer(run, model, torch.optim.Adam(model.parameters()), AVQATask(), device=device, epochs=0,
-                      batch_size=args.eval_batch_size, num_workers=args.num_workers, amp=args.amp, seed=args.seed)
-    _, records = trainer.evaluate(test_set)
-    preds, labels = records["prediction"].tolist(), records["label"].tolist()
-    report = per_type_report(test_set.records, preds, labels, str(args.label_test))
-    report["weights"] = str(path)
-    markdown = to_markdown(report)
-    run.write_json("test_report.json", report)
-    run.write_text("test_report.md", markdown)
-    run.write_text("test_predictions.tsv", per_question_lines(test_set.records, preds, labels, vocab.answers))
-    run.log(markdown)
+    """One report per --label_test file (avst.benchmarks.evaluate), heat maps for the first."""
+    heatmaps = None
     if args.heatmaps and args.model == "avst" and run.is_main:
-        write_heatmaps(args, run, trainer.model, test_set, device)
-    return report
+        def heatmaps(model, dataset):
+            write_heatmaps(args, run, model, dataset, device)
+    return run_tests(args, run, vocab, device, weights_path(args), build_model, check_checkpoint_vocab, heatmaps)
 
 
 @torch.no_grad()
@@ -199,11 +183,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.epochs = 80 if args.model == "avst" else 20
     seed_everything(args.seed, args.deterministic)
     device = resolve_device(args.device)
-    vocab = Vocab.build(args.vocab_json)
+    vocab = Vocab.build(args.vocab_json, args.answer_file)
     if args.mode == "test":  # reports go to a subfolder: the training run's config.json stays as it was
         base = Path(args.run_dir or Path("runs") / (args.name or args.model))
         args.weights = args.weights or str(base / "checkpoints" / "best.pt")
-        args.run_dir = str(base / f"test_{Path(args.label_test).stem}")
+        args.run_dir = str(test_run_dir(base, args.label_test))
     run = Run(args, name=args.model)
     try:
         run.write_json("vocab.json", vocab.to_dict())

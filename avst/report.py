@@ -18,7 +18,7 @@ def _acc(correct: int, count: int) -> float | None:
     return round(100.0 * correct / count, 2) if count else None
 
 
-def _fmt(value: float | None) -> str:
+def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -53,9 +53,9 @@ def to_markdown(report: dict, chance: dict[str, float] | None = None) -> str:
     sep = "|---|---:|---:|---:|" + ("---:|" if chance else "")
     lines = [f"Test file: `{report['test_file']}` ({report['questions']} questions)", "", head, sep]
     for name, cell, key in rows:
-        line = f"| {name} | {cell['correct']} | {cell['count']} | {_fmt(cell['accuracy'])} |"
+        line = f"| {name} | {cell['correct']} | {cell['count']} | {fmt_pct(cell['accuracy'])} |"
         if chance:
-            line += f" {_fmt(chance.get(key))} |"
+            line += f" {fmt_pct(chance.get(key))} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -69,17 +69,31 @@ def per_question_lines(records: Sequence[QARecord], predictions: Sequence[int], 
     return "\n".join(out) + "\n"
 
 
-def majority_baseline(train: Sequence[QARecord], test: Sequence[QARecord]) -> dict[str, float | None]:
-    """Accuracy (%) of answering each test question with its type's most frequent train answer:
-    the chance level a model must beat, keyed like ``to_markdown``'s ``chance`` argument."""
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    for r in train:
-        answers = counts.setdefault((r.modality, r.qtype), {})
-        answers[r.answer] = answers.get(r.answer, 0) + 1
-    guess = {t: max(a, key=a.get) for t, a in counts.items()}
-    preds = [0 if guess.get((r.modality, r.qtype)) == r.answer else 1 for r in test]
-    report = per_type_report(test, preds, [0] * len(test), "")
+def flat_accuracies(report: dict) -> dict[str, float | None]:
+    """Accuracy (%) per type, per group and "All", keyed like ``to_markdown``'s ``chance`` argument."""
     out = {key: cell["accuracy"] for key, cell in report["types"].items()}
     out |= {m: cell["accuracy"] for m, cell in report["groups"].items()}
     out["All"] = report["overall"]["accuracy"]
     return out
+
+
+def guess_accuracies(test: Sequence[QARecord], guess: dict[tuple[str, str], str]) -> dict[str, float | None]:
+    """Accuracy (%) of answering each test question with ``guess[(modality, type)]`` (a type without a
+    guess counts as wrong), keyed like ``flat_accuracies``."""
+    preds = [0 if guess.get((r.modality, r.qtype)) == r.answer else 1 for r in test]
+    return flat_accuracies(per_type_report(test, preds, [0] * len(test), ""))
+
+
+def majority_answers(train: Sequence[QARecord]) -> dict[tuple[str, str], str]:
+    """The most frequent train answer of each question type (ties: the one seen first)."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in train:
+        answers = counts.setdefault((r.modality, r.qtype), {})
+        answers[r.answer] = answers.get(r.answer, 0) + 1
+    return {t: max(a, key=a.get) for t, a in counts.items()}
+
+
+def majority_baseline(train: Sequence[QARecord], test: Sequence[QARecord]) -> dict[str, float | None]:
+    """Accuracy (%) of answering each test question with its type's most frequent train answer:
+    the chance level a model must beat, keyed like ``to_markdown``'s ``chance`` argument."""
+    return guess_accuracies(test, majority_answers(train))
