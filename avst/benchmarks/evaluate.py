@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from avst.benchmarks.head_tail import is_head
 from avst.benchmarks.known_files import describe, identify, pairing_warning
+from avst.benchmarks.oov import oov_counts
 from avst.benchmarks.plot import bar_chart
 from avst.benchmarks.priors import prior_baselines
 from avst.benchmarks.published import published_for
@@ -70,18 +71,6 @@ class Ablated(Dataset):
         for k in self.keys:
             item[k] = torch.zeros_like(item[k])
         return item
-
-
-def oov_counts(records, vocab: Vocab) -> dict[str, dict[str, int]]:
-    """Per type: questions with an unknown word, and questions longer than 14 tokens after the policy."""
-    affected = {f"{m}/{t}": 0 for m, t in QUESTION_TYPES}
-    truncated = dict(affected)
-    for r in records:
-        unknown = vocab.unknown_words(r)
-        affected[f"{r.modality}/{r.qtype}"] += bool(unknown)
-        kept = len(r.tokens) - (len(unknown) if vocab.oov == "drop" else 0)
-        truncated[f"{r.modality}/{r.qtype}"] += kept > MAX_LEN
-    return {"affected": affected, "truncated": truncated}
 
 
 def _subset_accuracies(records, correct: list[bool], mask: list[bool]) -> dict:
