@@ -156,3 +156,38 @@ def test_git_blob_id_matches_git_and_known_files_are_recognised(tmp_path, monkey
     assert "published on the MUSIC-AVQA original test, 9,185 questions" in known_files.pairing_warning(ckpt, fake)
     update = next(k for k in known_files.KNOWN_FILES if k.key == "ckpt/avst_update")
     assert known_files.pairing_warning(update, fake) is None
+
+
+def _tgif(root, task, train, test):
+    import pandas as pd
+
+    from masn.data import tgif
+    for split, rows in (("train", train), ("test", test)):
+        pd.DataFrame(rows).to_csv(tgif.csv_path(root, task, split), sep="\t", index=False)
+
+
+def test_masn_count_prior_is_the_rounded_mean(tmp_path):
+    from masn.priors import prior
+
+    row = {"question": "how many times does the man jump", "vid_id": "v", "key": 1}
+    # train answers 0 -> 1: (1 + 2 + 4 + 6) / 4 = 3.25 -> constant 3; test answers 1, 5 -> MSE (4 + 4) / 2 = 4
+    _tgif(tmp_path, "Count", [dict(row, answer=a) for a in (0, 2, 4, 6)], [dict(row, answer=a) for a in (1, 5)])
+    out = prior("Count", tmp_path)
+    assert out["guess"] == 3 and out["mse"] == 4.0
+    assert out["mse_unrounded_mean"] == pytest.approx(((1 - 3.25) ** 2 + (5 - 3.25) ** 2) / 2)
+
+
+def test_masn_candidates_only_scorer(tmp_path):
+    from masn.priors import main, prior
+
+    def row(cands, answer):
+        return {"question": "what does the man do", **dict(zip(("a1", "a2", "a3", "a4", "a5"), cands)),
+                "answer": answer, "vid_id": "v", "key": 1}
+    # train: "jump" right 2 of 2 shown -> 3/7; "run" 0 of 2 -> 1/7; unseen words 1/5
+    train = [row(["jump", "run", "sit", "eat", "nod"], 0), row(["run", "jump", "x", "y", "z"], 1)]
+    test = [row(["run", "jump", "new", "sit", "eat"], 1),      # jump 3/7 wins: right
+            row(["run", "sit", "new", "eat", "nod"], 0)]       # unseen "new" 1/5 beats run/sit/eat/nod: wrong
+    _tgif(tmp_path, "Action", train, test)
+    out = prior("Action", tmp_path)
+    assert out["accuracy"] == 50.0 and out["chance"] == 20.0
+    assert main(["--task", "Action", "--df_dir", str(tmp_path)]) == 0
