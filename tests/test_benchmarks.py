@@ -170,8 +170,8 @@ def test_masn_count_prior_is_the_rounded_mean(tmp_path):
     from masn.priors import prior
 
     row = {"question": "how many times does the man jump", "vid_id": "v", "key": 1}
-    # train answers 0 -> 1: (1 + 2 + 4 + 6) / 4 = 3.25 -> constant 3; test answers 1, 5 -> MSE (4 + 4) / 2 = 4
-    _tgif(tmp_path, "Count", [dict(row, answer=a) for a in (0, 2, 4, 6)], [dict(row, answer=a) for a in (1, 5)])
+    # train answers 0 -> 1: (1 + 2 + 4 + 6) / 4 = 3.25 -> constant 3; test 0 -> 1, 5 -> MSE (4 + 4) / 2 = 4
+    _tgif(tmp_path, "Count", [dict(row, answer=a) for a in (0, 2, 4, 6)], [dict(row, answer=a) for a in (0, 5)])
     out = prior("Count", tmp_path)
     assert out["guess"] == 3 and out["mse"] == 4.0
     assert out["mse_unrounded_mean"] == pytest.approx(((1 - 3.25) ** 2 + (5 - 3.25) ** 2) / 2)
