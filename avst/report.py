@@ -61,11 +61,14 @@ def to_markdown(report: dict, chance: dict[str, float] | None = None) -> str:
 
 
 def per_question_lines(records: Sequence[QARecord], predictions: Sequence[int], labels: Sequence[int],
-                       answers: Sequence[str]) -> str:
-    """One tab-separated line per question: id, predicted answer, true answer, correct."""
-    out = ["question_id\tprediction\tanswer\tcorrect"]
-    for rec, pred, lab in zip(records, predictions, labels):
-        out.append(f"{rec.question_id}\t{answers[int(pred)]}\t{rec.answer}\t{int(pred) == int(lab)}")
+                       answers: Sequence[str], extra: dict[str, Sequence[int]] | None = None) -> str:
+    """One tab-separated line per question: id, predicted answer, true answer, correct, then one column
+    per ``extra`` prediction list (e.g. ``prediction_no_audio``)."""
+    extra = extra or {}
+    out = ["\t".join(["question_id", "prediction", "answer", "correct", *extra])]
+    for i, (rec, pred, lab) in enumerate(zip(records, predictions, labels)):
+        cells = [str(rec.question_id), answers[int(pred)], rec.answer, str(int(pred) == int(lab))]
+        out.append("\t".join(cells + [answers[int(p[i])] for p in extra.values()]))
     return "\n".join(out) + "\n"
 
 

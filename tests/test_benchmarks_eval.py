@@ -53,20 +53,20 @@ def args(root, *tests, run):
 
 
 @torch.no_grad()
-def direct_accuracy(root, records, zero_audio: bool, zero_visual: bool) -> float:
-    """Accuracy (%) of the checkpoint run by hand on the feature files (rows 0, 6, ..., 54)."""
+def direct_predictions(root, records, zero_audio: bool, zero_visual: bool) -> list[str]:
+    """Answers of the checkpoint run by hand on the feature files (rows 0, 6, ..., 54)."""
     vocab = Vocab.build(root / "json/avqa-train.json")
     model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
     model.load_state_dict(torch.load(root / "avst.pt", weights_only=True)["model"])
     model.eval()
-    correct = 0
+    out = []
     for r in records:
         a = torch.from_numpy(np.load(root / "feats/vggish" / f"{r.video_id}.npy")[0:60:6]).float()[None]
         v = torch.from_numpy(np.load(root / "feats/res18_14x14" / f"{r.video_id}.npy")[0:60:6]).float()[None]
         a, v = (a * 0 if zero_audio else a), (v * 0 if zero_visual else v)
         q = torch.tensor([vocab.encode_question(r)])
-        correct += int(model(a, v, None, q)[0].argmax()) == vocab.answer_index(r)
-    return round(100 * correct / len(records), 2)
+        out.append(vocab.answers[int(model(a, v, None, q)[0].argmax())])
+    return out
 
 
 def test_several_files_one_report_each_with_ablations_and_priors(demo, tmp_path):
@@ -95,9 +95,13 @@ def test_several_files_one_report_each_with_ablations_and_priors(demo, tmp_path)
     assert reports["oov"]["unknown_words"]["affected"] == {k: int(k == first) for k in reports["oov"]["types"]}
     # model and ablations against the checkpoint run by hand
     records = load_records(test_json)
-    assert reports["avqa-test"]["overall"]["accuracy"] == direct_accuracy(demo, records, False, False)
-    assert reports["avqa-test"]["ablations"]["both"]["All"] == direct_accuracy(demo, records, True, True)
-    assert reports["avqa-test"]["ablations"]["audio"]["All"] == direct_accuracy(demo, records, True, False)
+    rows = [line.split("\t") for line in (run / "avqa-test/test_predictions.tsv").read_text().splitlines()]
+    columns = {name: [row[i] for row in rows[1:]] for i, name in enumerate(rows[0])}
+    assert columns["prediction"] == direct_predictions(demo, records, False, False)
+    assert columns["prediction_no_both"] == direct_predictions(demo, records, True, True)
+    assert columns["prediction_no_audio"] == direct_predictions(demo, records, True, False)
+    hits = sum(p == r.answer for p, r in zip(columns["prediction_no_both"], records))
+    assert reports["avqa-test"]["ablations"]["both"]["All"] == round(100 * hits / len(records), 2)
     # majority prior recomputed from the raw train JSON
     train = json.loads((demo / "json/avqa-train.json").read_text())
     by_type: dict[str, Counter] = {}

@@ -82,7 +82,7 @@ def _subset_accuracies(records, correct: list[bool], mask: list[bool]) -> dict:
 
 
 def evaluate_file(path: str, trainer: Trainer, vocab: Vocab, sources: tuple, args, train_records,
-                  weights_known) -> tuple[dict, list[int], list[int], AVQADataset]:
+                  weights_known) -> tuple[dict, list[int], list[int], dict[str, list[int]], AVQADataset]:
     """The full report of one test file (see the module docstring)."""
     ann = load_annotations(path)
     identity, warnings = describe(path)
@@ -107,12 +107,13 @@ def evaluate_file(path: str, trainer: Trainer, vocab: Vocab, sources: tuple, arg
     }
     if train_records is not None:
         report["priors"] = {"from": str(args.label_train), **prior_baselines(train_records, ann.records)}
-    report["ablations"] = {}
+    report["ablations"], ablated = {}, {}
     for name in args.ablate:
         _, ab = trainer.evaluate(Ablated(dataset, ABLATIONS[name]))
-        report["ablations"][name] = flat_accuracies(per_type_report(ann.records, ab["prediction"].tolist(),
+        ablated[f"prediction_no_{name}"] = ab["prediction"].tolist()
+        report["ablations"][name] = flat_accuracies(per_type_report(ann.records, ablated[f"prediction_no_{name}"],
                                                                     labels, str(path)))
-    return report, preds, labels, dataset
+    return report, preds, labels, ablated, dataset
 
 
 def report_markdown(report: dict) -> str:
@@ -205,7 +206,7 @@ def run_tests(args, run: Run, vocab: Vocab, device: torch.device, weights: Path,
     files = list(args.label_test)
     reports = []
     for path, name in zip(files, _names(files)):
-        report, preds, labels, dataset = evaluate_file(path, trainer, vocab, sources, args, train_records,
+        report, preds, labels, ablated, dataset = evaluate_file(path, trainer, vocab, sources, args, train_records,
                                                        weights_known)
         report["weights"] = str(weights)
         report["weights_known"] = weights_known.describe() if weights_known else None
@@ -214,7 +215,7 @@ def run_tests(args, run: Run, vocab: Vocab, device: torch.device, weights: Path,
         run.write_json(f"{sub}test_report.json", report)
         run.write_text(f"{sub}test_report.md", markdown)
         run.write_text(f"{sub}test_predictions.tsv",
-                       per_question_lines(dataset.records, preds, labels, vocab.answers))
+                       per_question_lines(dataset.records, preds, labels, vocab.answers, ablated))
         if run.is_main:
             bar_chart(_series(report), f"{Path(path).name}: {report['known']}", run.dir / f"{sub}test_report.png")
         run.log(markdown)
