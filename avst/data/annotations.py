@@ -142,11 +142,6 @@ class Annotations:
     derived_ids: int              # records whose question_id was absent or unusable (see the docstring)
     extra_keys: dict[str, int]    # keys outside the MUSIC-AVQA schema -> number of records holding them
 
-    def summary(self) -> str:
-        extra = ", ".join(f"{k} {n}" for k, n in self.extra_keys.items()) or "none"
-        return (f"{len(self.records)} usable record(s), {len(self.skipped)} skipped, "
-                f"{self.derived_ids} without a question_id (id = -position), extra keys: {extra}")
-
 
 def load_annotations(path: str | Path) -> Annotations:
     """Every record of a file that can be used; the others are listed with their reason, none is lost."""
