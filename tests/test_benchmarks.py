@@ -214,3 +214,20 @@ def test_published_table_matches_the_papers_correct_counts_and_the_readme():
     section = readme.read_text(encoding="utf-8").split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
     for p in PUBLISHED:
         assert str(p.overall) in section, p
+
+
+def test_check_data_reports_variants_skips_and_unknown_words(tmp_path, capsys):
+    from avst.data.check import main as check_main
+
+    path = write(tmp_path / "test_balance.json", v2_records())
+    vocab_json = write(tmp_path / "train.json", [rec(1, "v", "How many sounding <Object> in the video？", ["erhu"],
+                                                     "two", AVC)])
+    assert check_main(["music-avqa", "--json_file", str(path), "--vocab_json", str(vocab_json), "--json",
+                       "--unknown_words", "pad"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["questions"] == 6 and len(out["skipped"]) == 3 and out["derived_question_ids"] == 3
+    assert out["known"] == "not a known file"
+    assert "named like MUSIC-AVQA v2.0 balance test" in out["warnings"][0]
+    # 5 of the 6 usable questions hold a word the one-question train file lacks; pad accepts them
+    assert sum(out["unknown_word_questions"]["affected"].values()) == 5
+    assert out["unknown_words"] == [] and len(out["problems"]) == 3 + len(out["unknown_answers"])
