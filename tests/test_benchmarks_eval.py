@@ -109,6 +109,8 @@ def test_several_files_one_report_each_with_ablations_and_priors(demo, tmp_path)
         by_type.setdefault(r["type"], Counter())[r["anser"]] += 1
     hits = sum(r["anser"] == by_type[r["type"]].most_common(1)[0][0] for r in raw if r["type"] in by_type)
     assert reports["avqa-test"]["priors"]["majority"]["All"] == round(100 * hits / len(raw), 2)
+    head, tail = reports["avqa-test"]["head_tail"]["head"], reports["avqa-test"]["head_tail"]["tail"]
+    assert head["questions"] + tail["questions"] == len(raw)
     summary = (run / "summary.md").read_text().splitlines()
     assert len(summary) == 2 + 3 and "no both %" in summary[0]
 
