@@ -1,9 +1,9 @@
 """Heat-map overlays of spatial attention, as the original visualiser draws them, in correct colours.
 
-Steps (spec §6.7): min-max normalise the 196 weights, reshape to 14x14, resize bilinearly to the
-frame size, scale by 255 / max to uint8, colour with the JET map, blend 0.4 * heat + 0.6 * frame. The
-original passed an RGB frame to OpenCV, which treats it as BGR, so its frames came out with red and
-blue swapped; here everything stays RGB. The JET table is OpenCV's (piecewise linear, written here).
+Steps (original ``grounding_gen/main_grd_gen_vis.py``): min-max normalise the 196 weights, reshape to 14x14,
+resize bilinearly to the frame size, scale by 255 / max to uint8, colour with the JET map, blend 0.4 * heat +
+0.6 * frame. The original passed an RGB frame to OpenCV, which treats it as BGR, so its frames came out with
+red and blue swapped; here everything stays RGB. The JET table is OpenCV's (piecewise linear, written here).
 """
 from __future__ import annotations
 

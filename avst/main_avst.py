@@ -5,7 +5,7 @@
     python avst/main_avst.py --mode test --run_dir runs/avst [--label_test data/json_update/avqa-test.json]
     python avst/main_avst.py --mode train --model baseline --epochs 20 ...
 
-Training follows main_avst.py (spec §4.2): Adam 1e-4, StepLR(8, 0.1) per epoch, batch 64, loss = QA +
+Training follows the original ``net_grd_avst/main_avst.py``: Adam 1e-4, StepLR(8, 0.1) per epoch, batch 64, loss = QA +
 0.5 x matching, the 14 stage-1 tensors (and their ``_pure`` copies) as initialisation, the model chosen
 on val accuracy (ties go to the later epoch). Testing writes the per-type report (JSON, Markdown and one
 line per question) into the run directory and, with ``--heatmaps N``, PNG overlays of the spatial

@@ -1,4 +1,5 @@
-"""The per-question-type test report of MUSIC-AVQA (spec §4.4), for any batch size and any test JSON.
+"""The per-question-type test report of MUSIC-AVQA (the original ``test()`` of ``net_grd_avst/main_avst.py``), for
+any batch size and any test JSON.
 
 Types come from the records of the test file actually evaluated (the original read them from a
 hard-coded ``avqa-test.json`` by batch index, which mis-assigns types on ``json_update``). Group and

@@ -26,10 +26,19 @@ def short(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 25] + f" ... ({len(line)} chars)"
 
 
+def _worker_message(text: str) -> str:
+    """A DataLoader worker's error arrives with the worker's traceback in its text: keep the message."""
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and name.replace(".", "").replace("_", "").isalnum() else last
+
+
 def _as_user_error(err: BaseException) -> str | None:
     """The one-line message for errors that are the user's environment, not our bug; else None."""
     if isinstance(err, UserError):
-        return str(err)
+        return _worker_message(str(err))
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"{err.filename or 'output'}: no space left on the device; free some space or choose another folder"
     if isinstance(err, (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError, FileExistsError)):

@@ -1,6 +1,6 @@
 """AVST's visual input: stride-1 ResNet-18 maps ``[T, 512, 14, 14]`` float32 per video.
 
-As ``extract_14x14_feat.py`` (avst spec §6.4): each frame resized to 224x224 (no aspect
+As AVST's ``feat_script/extract_visual_feat_14x14/extract_14x14_feat.py``: each frame resized to 224x224 (no aspect
 preservation, PIL bilinear), ``ToTensor``, Kinetics mean/std, ImageNet ResNet-18 with layer4 at
 stride 1 (``feat_script.models.resnet_stride1``, shared with ``avst.model``), eval mode. Frames:
 AVST's fixed-60 sampling by default (T = 60), or ``--sampling 1fps``. The original read its frames

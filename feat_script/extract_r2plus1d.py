@@ -1,6 +1,6 @@
 """R(2+1)D-18 (Kinetics-400) clip features ``[T, 512]`` per video.
 
-AVST's ``extract_3D_feat.py`` (avst spec §6.6) feeds every 1-fps frame as its own one-frame clip
+AVST's ``feat_script/extract_visual_feat/extract_3D_feat.py`` feeds every 1-fps frame as its own one-frame clip
 (``--clip-len 1``, the default): frames resized to 112x112 (PIL bilinear, no crop), ``ToTensor``,
 Kinetics mean/std, torchvision ``r2plus1d_18`` without ``fc``. ``--clip-len 16`` gives real
 temporal context: for each sampled frame, the clip of 16 frames (every ``--clip-stride``) centred on

@@ -1,6 +1,6 @@
 """Global 2D features: torchvision ResNet-18 ``[T, 512]`` or ResNet-152 ``[T, 2048]`` per video.
 
-As AVST's ``extract_rgb_feat.py`` (avst spec §6.5; pretrainedmodels' resnets are torchvision's):
+As AVST's ``feat_script/extract_visual_feat/extract_rgb_feat.py`` (pretrainedmodels' resnets are torchvision's):
 resize the shorter side to 256 and centre-crop 224 (PIL bilinear), ``ToTensor``, ImageNet mean/std,
 the network with ``fc`` = Identity (the average-pooled penultimate vector). ``--masn`` writes
 MASN's appearance-global file ``res152_avgpool.hdf5``: ResNet-152 by default, MASN sampling

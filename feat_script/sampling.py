@@ -1,6 +1,6 @@
 """Which frames each recipe takes, as 0-based frame indices into the decoded stream.
 
-- ``read_fixed60`` / ``fixed60_positions``: AVST's ``extract_frames_adaptive.py`` (avst spec §6.3):
+- ``read_fixed60`` / ``fixed60_positions``: AVST's ``feat_script/extract_visual_frames/extract_frames_adaptive.py``:
   the middle of each second, exactly ``seconds`` frames, the last second repeated for short videos.
   The original reads through moviepy 1.x, whose 1-based positions make the frame for second i the
   0-based ``round((i + 0.5) * fps) - 1`` (Python's round, ties to even), e.g. frame 14 at 30 fps;

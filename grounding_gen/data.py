@@ -1,4 +1,4 @@
-"""Stage-1 data (``grounding_gen/dataloader_grd_gen.py``, spec §2.4): (frame, audio) pairs and negatives.
+"""Stage-1 data (``grounding_gen/dataloader_grd_gen.py``): (frame, audio) pairs and negatives.
 
 Item ``idx`` is frame ``idx % 10`` (the sorted frame folder's first 10 frames, the first 10 seconds) of
 video ``idx // 10`` with VGGish row ``idx % 10``; its negative is a frame 0-9 of another video, drawn
@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
+
+from avst.data.dataset import check_features, finite
+from engine.errors import UserError
 
 FRAMES_PER_VIDEO = 10
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -27,20 +30,28 @@ frame_transform = transforms.Compose([
 ])
 
 
+class FrameError(UserError, ValueError):
+    """A frame folder that is missing, too short, or holds an image that cannot be decoded."""
+
+
 def frame_files(frames_dir: str | Path, video_id: str) -> list[Path]:
     """The first 10 frames (sorted names) of one video's 1-fps frame folder; errors name the folder."""
     folder = Path(frames_dir) / video_id
     if not folder.is_dir():
-        raise FileNotFoundError(f"frame folder not found: {folder} (make 1-fps frames with feat_script)")
+        raise FrameError(f"{folder}: frame folder not found; make 1-fps frames with feat_script.extract_frames")
     names = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(names) < FRAMES_PER_VIDEO:
-        raise ValueError(f"{folder}: {len(names)} frames, stage 1 needs the first {FRAMES_PER_VIDEO}")
+        raise FrameError(f"{folder}: {len(names)} frames, stage 1 needs the first {FRAMES_PER_VIDEO}; extract the "
+                         "frames again")
     return names[:FRAMES_PER_VIDEO]
 
 
 def load_frame(path: Path) -> torch.Tensor:
-    with Image.open(path) as img:
-        return frame_transform(img.convert("RGB"))
+    try:
+        with Image.open(path) as img:
+            return frame_transform(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:  # PIL's errors for corrupt or truncated files
+        raise FrameError(f"{path}: the image cannot be decoded ({err}); extract the frames again") from None
 
 
 class GroundingDataset(Dataset):
@@ -49,10 +60,12 @@ class GroundingDataset(Dataset):
 
     def __init__(self, videos: list[str], audio, frames_dir: str | Path, seed: int = 1) -> None:
         if len(videos) < 2:
-            raise ValueError("stage-1 negatives need at least two videos")
+            raise FrameError(f"{frames_dir}: stage-1 negatives need at least two videos, the split has "
+                             f"{len(videos)}; add questions about other videos")
         self.videos = videos
         self.audio = audio
         self.frames = {v: frame_files(frames_dir, v) for v in videos}
+        check_features(videos, {"audio": audio})
         self.seed = seed
         self.epoch = 0
 
@@ -73,7 +86,7 @@ class GroundingDataset(Dataset):
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         video, flag = self.videos[idx // FRAMES_PER_VIDEO], idx % FRAMES_PER_VIDEO
         neg_video, neg_flag = self.negative(idx)
-        row = torch.from_numpy(self.audio.read(video, np.array([flag]))).float()
+        row = finite(self.audio, "audio", video, self.audio.read(video, np.array([flag]))).float()
         visual = torch.stack((load_frame(self.frames[video][flag]), load_frame(self.frames[neg_video][neg_flag])))
         return {"audio": row.expand(2, -1).contiguous(), "visual": visual,
                 "label": torch.tensor([1, 0]), "index": torch.tensor(idx)}

@@ -1,4 +1,5 @@
-"""Stage 1: audio-visual matching ("spatial grounding") pretraining on raw 1-fps frames (spec §4.1).
+"""Stage 1: audio-visual matching ("spatial grounding") pretraining on raw 1-fps frames (original
+``grounding_gen/main_grd_gen.py``).
 
     python grounding_gen/main_grd_gen.py --audio_dir data/feats/vggish --video_dir data/frames \
         --label_train data/json/avqa-train_real.json --resnet_weights checkpoints/resnet18-5c106cde.pth

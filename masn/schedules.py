@@ -1,4 +1,5 @@
-"""The original's five ``--change_lr`` schedules with its epoch semantics (spec §4.2), per epoch.
+"""The original's five ``--change_lr`` schedules with its epoch semantics (``main.py`` with ``warmup_scheduler.py``),
+per epoch.
 
 * ``none``: constant ``lr``.
 * ``step``: MultiStepLR(``lr_list``, 0.1) stepped after each epoch: epoch e runs at lr * 0.1^#{m <= e}.

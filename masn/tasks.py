@@ -1,4 +1,5 @@
-"""Engine tasks for MASN: the original's loss, predictions and metrics per task (spec §4).
+"""Engine tasks for MASN: the original's loss, predictions and metrics per task (``main.py`` train/eval loops,
+``embed_loss.py``).
 
 Count: MSE on the raw output for training; reported ``mse`` on clamp(round(out), 1, 10) against the
 answers (0 already mapped to 1), selected with mode ``min``; ``acc`` is exact match, as printed by

@@ -1,7 +1,8 @@
 """Import the original MUSIC-AVQA nets from a checkout, for the parity check and the step benchmark.
 
 The original nets call ``resnet18(pretrained=True)``, which reads a hard-coded ImageNet file; here
-``pretrained`` is forced off (spec §3.8). Nothing from the checkout is copied into this repository.
+``pretrained`` is forced off (the original's ``visual_net.resnet18(pretrained=True)`` would download ImageNet
+weights). Nothing from the checkout is copied into this repository.
 """
 
 from __future__ import annotations

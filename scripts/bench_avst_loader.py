@@ -26,7 +26,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avst.data.annotations import load_records  # noqa: E402
+from avst.data.annotations import load_records, make_record  # noqa: E402
 from avst.data.dataset import AVQADataset  # noqa: E402
 from avst.data.features import NpyFeatures, PackedFeatures  # noqa: E402
 from avst.data.packing import pack  # noqa: E402
@@ -44,10 +44,8 @@ def make_videos(work: Path, n_videos: int) -> Path:
         np.save(work / "audio" / f"{vid}.npy", rng.random((60, 128), dtype=np.float32))
         np.save(work / "visual" / f"{vid}.npy", rng.random((60, 512, 14, 14), dtype=np.float32))
         for k, obj in enumerate(("piano", "violin")):
-            records.append({"video_id": vid, "question_id": 2 * v + k, "type": '["Audio", "Counting"]',
-                            "question_content": "Is there a <Object> sound?",
-                            "templ_values": json.dumps([obj]),
-                            "question_deleted": 0, "anser": ("yes", "no")[k]})
+            records.append(make_record(vid, 2 * v + k, "Audio", "Counting", "Is there a <Object> sound?", [obj],
+                                       ("yes", "no")[k]))
     label = work / "data/json/avqa-train.json"
     label.write_text(json.dumps(records))
     return label

@@ -29,6 +29,7 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from avst.data.annotations import make_record  # noqa: E402
 from feat_script.synthetic_video import Shape, make_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,8 +91,7 @@ def avst_labels(folder: Path) -> Path:
     for key, n in enumerate(COUNTS, start=1):
         for content, values, answer in AVST_QUESTIONS:
             qid += 1
-            records.append({"video_id": str(key), "question_id": qid, "type": json.dumps(["Audio-Visual", "Counting"]),
-                            "question_content": content, "templ_values": json.dumps(values), "anser": answer(n)})
+            records.append(make_record(str(key), qid, "Audio-Visual", "Counting", content, values, answer(n)))
     path = folder / "avqa-demo.json"
     path.write_text(json.dumps(records), encoding="utf-8")
     return path

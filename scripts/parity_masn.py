@@ -1,6 +1,6 @@
 """Side-by-side check of MASN against the original code, for all five heads.
 
-The original is built with seed 999 (as in its main.py), every parameter is perturbed (spec section 7,
+The original is built with seed 999 (as in its main.py), every parameter is perturbed (as a reference harness would,
 so that a_2/b_2, weight-norm gains and outputs are not at their trivial values), it runs once in eval
 mode (its state_dict then has the 4 transient compress_*.weight keys, 180 in all) and that state_dict
 is loaded strictly into ours. Inputs: batch 4 with videos of 20/7/13/1 frames and questions (or

@@ -1,4 +1,5 @@
-"""The weight recipe of the AVST spec's test vector (spec/avst.md §3.8), shared by the model tests."""
+"""Seeded weights for AVST's reference vector (they run the original's code on CPU too), shared by the model
+tests."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import nn
 
 
 def fill_spec_weights(model: nn.Module) -> nn.Module:
-    """Entry j of the state_dict (in order) <- RandomState(j) normals, scaled as the spec says; eval mode."""
+    """Entry j of the state_dict (in order) <- RandomState(j) normals, scaled per tensor kind; eval mode."""
     filled = {}
     for j, (key, value) in enumerate(model.state_dict().items()):
         if key.endswith("num_batches_tracked"):

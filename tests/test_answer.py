@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from avst.data.annotations import make_record
 from avst.data.vocab import Vocab
 from avst.main_avst import vocab_meta
 from engine.answering import AnswerError, StageTimer, unknown_words
@@ -104,12 +105,10 @@ def test_avst_authors_weights_only_checkpoint_with_vocab_json(media):
     d = media["dir"]
     theirs = torch.load(media["avst"], weights_only=True)["model"]
     torch.save({f"module.{k}": v for k, v in theirs.items()}, d / "authors_avst.pt")
-    records = [{"video_id": "v", "question_id": 1, "type": '["Audio-Visual", "Existential"]',
-                "question_content": "Is the <Object> in the video always playing?", "templ_values": '["violin"]',
-                "question_deleted": 0, "anser": a} for a in ("yes", "no")]
-    records += [{"video_id": "v", "question_id": 2 + i, "type": '["Audio-Visual", "Counting"]',
-                 "question_content": "How many instruments are sounding in the video?", "templ_values": "[]",
-                 "question_deleted": 0, "anser": a} for i, a in enumerate(("one", "two", "three", "six"))]
+    records = [make_record("v", 1, "Audio-Visual", "Existential", "Is the <Object> in the video always playing?",
+                           ["violin"], a) for a in ("yes", "no")]
+    records += [make_record("v", 2 + i, "Audio-Visual", "Counting", "How many instruments are sounding in the video?",
+                            [], a) for i, a in enumerate(("one", "two", "three", "six"))]
     (d / "train.json").write_text(json.dumps(records))
     assert Vocab.build(d / "train.json").words == AVST_WORDS, "the original rule rebuilds the same vocabulary"
     q = "Is the <Object> in the video always playing?"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avst.data.annotations import AnnotationError, load_records, question_tokens
+from avst.data.annotations import AnnotationError, load_records, make_record, question_tokens
 from avst.data.check import main as check_main
 from avst.data.dataset import AVQADataset
 from avst.data.features import FeatureError, NpyFeatures, PackedFeatures
@@ -17,8 +17,7 @@ from avst.report import per_type_report, to_markdown
 
 
 def rec(qid, video, content, values, answer, typ=("Audio", "Counting")):
-    return {"video_id": video, "question_id": qid, "type": json.dumps(list(typ)), "question_content": content,
-            "templ_values": json.dumps(values), "question_deleted": 0, "anser": answer}
+    return make_record(video, qid, *typ, content, values, answer)
 
 
 def write_json(path: Path, records: list[dict]) -> Path:
@@ -161,7 +160,7 @@ def test_check_data_json_and_exit_status(features, capsys):
 
 
 def test_report_reproduces_the_papers_exp1_table():
-    """The spec's exp1 correct counts (AVST, 9,185 questions) must give the paper's figures."""
+    """The original's figs/exp1.png correct counts (AVST, 9,185 questions) must give the paper's figures."""
     cells = {("Audio", "Counting"): (799, 1022), ("Audio", "Comparative"): (403, 601),
              ("Visual", "Counting"): (858, 1199), ("Visual", "Location"): (938, 1228),
              ("Audio-Visual", "Existential"): (814, 995), ("Audio-Visual", "Location"): (598, 927),

@@ -12,7 +12,7 @@ from avst.model import AVST, AVSTBaseline, init_from_grounding, load_avst_state,
 from avst.model.grounding import spatial_grounding
 from grounding_gen.model import GroundingNet
 
-# Non-visual_net modules of AVST in registration order (spec §3.6).
+# Non-visual_net modules of AVST in registration order (original net_grd_avst/net_avst.py, AVQA_Fusion_Net.__init__).
 AVST_MODULE_ORDER = [
     "fc_a1", "fc_a2", "fc_a1_pure", "fc_a2_pure", "visual_net", "fc_v", "fc_st", "fc_fusion", "fc",
     "fc_aq", "fc_vq", "linear11", "linear12", "linear21", "linear22", "norm1", "norm2", "norm3",
@@ -162,7 +162,8 @@ def test_attention_maps_and_default_outputs(random_avst):
 
 
 def literal_grounding(visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spec §3.3 step 3 as written: avgpool, normalise regions and audio, cosine, softmax, weighted sum."""
+    """The original AVQA_Fusion_Net.forward's grounding step as written: avgpool, normalise regions and audio,
+    cosine, softmax, weighted sum."""
     n, c, h, w = visual.shape
     g = F.adaptive_avg_pool2d(visual, 1).reshape(n, c)
     regions = F.normalize(visual.reshape(n, c, h * w).permute(0, 2, 1), dim=2)

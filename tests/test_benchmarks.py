@@ -198,7 +198,7 @@ def test_published_table_matches_the_papers_correct_counts_and_the_readme():
 
     from avst.benchmarks.published import PUBLISHED, published_for
 
-    # correct / count per type behind the exp1 and exp3 tables (spec §4.4: 6,569/9,185 and 6,535/9,129)
+    # correct / count per type behind the exp1 and exp3 tables (6,569/9,185 and 6,535/9,129 in all)
     counts = {"music-avqa/test": ((799, 1022), (403, 601), (858, 1199), (938, 1228), (814, 995), (598, 927),
                                   (902, 1274), (736, 1115), (521, 824)),
               "music-avqa-update/test": ((791, 1017), (399, 594), (880, 1197), (922, 1225), (815, 988),

@@ -64,7 +64,7 @@ def test_14x14_npy_and_packed_match_the_originals_recipe(tmp_path, videos):
             transforms.ToTensor(),
             transforms.Normalize(KINETICS_MEAN, KINETICS_STD),
         ]
-    )  # avst spec §6.4
+    )  # AVST extract_14x14_feat.py
     packed = np.load(tmp_path / "pk" / "res18_14x14.npy", mmap_mode="r")
     index = json.loads((tmp_path / "pk" / "res18_14x14.index.json").read_text())
     for vid, ext in (("odd", ".mp4"), ("anim", ".gif")):
@@ -160,7 +160,7 @@ def test_resnet18_global_matches_torchvision_transforms(tmp_path, videos):
             transforms.ToTensor(),
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
-    )  # avst spec §6.5
+    )  # AVST extract_rgb_feat.py
     video = videos / "odd.mp4"
     with torch.no_grad():
         want = model(torch.stack([tf(im) for im in pil_frames(video, masn_frame_indices(75, 3))])).numpy()

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from avst.data.annotations import make_record
 from avst.data.features import NpyFeatures
 from avst.heatmap import jet, overlay
 from grounding_gen.data import KINETICS_MEAN, KINETICS_STD, GroundingDataset, GroundingTask
@@ -85,9 +86,8 @@ def test_stage1_trains_and_the_visualiser_draws(frames, tmp_path):
     from grounding_gen.main_grd_gen_vis import main as vis
 
     label = tmp_path / "train.json"
-    label.write_text(json.dumps([{"video_id": v, "question_id": i, "type": '["Audio", "Counting"]',
-                                  "question_content": "Is there a voiceover?", "templ_values": "[]",
-                                  "question_deleted": 0, "anser": "no"} for i, v in enumerate(["v0", "v2"])]))
+    label.write_text(json.dumps([make_record(v, i, "Audio", "Counting", "Is there a voiceover?", [], "no")
+                                 for i, v in enumerate(["v0", "v2"])]))
     run = tmp_path / "run"
     result = train(["--audio_dir", str(frames / "audio"), "--video_dir", str(frames / "frames"),
                     "--label_train", str(label), "--epochs", "1", "--batch-size", "10", "--num_workers", "0",

@@ -26,7 +26,8 @@ def quiet(*_):
 # --- text ----------------------------------------------------------------------------------------------
 
 def test_tokenizer_keeps_the_backslash_quirk():
-    # spec §2.4: ( ) ? become the literal tokens \( \) \?; . and - vanish; clitics split off
+    # the original's clean_str (data_utils/data_util.py): ( ) ? become the literal tokens \( \) \?; . and - vanish;
+    # clitics split off
     assert tokenize("What (is) the man's dog-toy doing?") == \
         ["what", "\\(", "is", "\\)", "the", "man", "'s", "dog", "toy", "doing", "\\?"]
     assert clean_str("Don't stop, now!") == "do n't stop , now !"
@@ -112,7 +113,8 @@ def test_count_answers_zero_to_one_and_val_split(tgif_count):
     assert [tuple(x.shape) for x in batch] == [(3, 20, 2048), (3, 20, 2048), (3, 20, 10, 2048), (3, 20, 10, 6),
                                                 (3, 20, 10, 2048), (3,), (3, 20), (3,), (3,)]
     assert [x.dtype for x in batch[5:]] == [torch.int64, torch.int64, torch.int64, torch.float32]
-    assert random_val_split(26839, 0.1, 999)[1].__len__() == 2683  # spec §2.1: Count 24,156 / 2,683
+    # the original's random_split in main.py: Count 24,156 / 2,683
+    assert random_val_split(26839, 0.1, 999)[1].__len__() == 2683
 
 
 def test_action_candidates_encoding(tmp_path):

@@ -1,5 +1,5 @@
-"""MASN model: structure against spec section 3.5, numbers against a plain float64 re-derivation of
-the spec formulas (section 3.3), and the properties the original is known to have."""
+"""MASN model: structure against the original model/masn.py (names, shapes, order), numbers against a plain
+float64 re-derivation of its formulas, and the properties the original is known to have."""
 from __future__ import annotations
 
 import math
@@ -23,7 +23,7 @@ def tiny(answers=None, v_max_len=6, dtype=torch.float64, perturb=True, seed=0, h
     emb = np.random.RandomState(seed).normal(size=(V, 300))
     model = MASN(V, 1, emb, FEAT, FEAT, hidden, dropout_p=0.3, answer_vocab_size=answers, q_max_len=8,
                  v_max_len=v_max_len).to(dtype).eval()
-    if perturb:  # spec section 7: spread the outputs (and move a_2, b_2, g away from their init)
+    if perturb:  # as the reference harness: spread the outputs (and move a_2, b_2, g away from their init)
         g = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
             for p in model.parameters():
@@ -54,7 +54,7 @@ def sentences(lens, width=8, seed=0):
     return tok, lens
 
 
-# ---------------------------------------------------------------- plain float64 reference (spec 3.3)
+# ---------------------------------------------------------------- plain float64 reference (model_block)
 def ref_mask(width, lengths):
     m = torch.ones(len(lengths), width, dtype=torch.float64)
     for i, l in enumerate(lengths.tolist()):
@@ -93,7 +93,7 @@ def wn(s, key, per_row):
 
 
 def ref_model_block(s, vid, tok, qlen):
-    """One pass of the original model_block, from the formulas of spec 3.2-3.3 (float64)."""
+    """One pass of the original model_block, from the formulas of model/masn.py and its modules (float64)."""
     ra, ia, ro, bb, io, vlen = vid
     B, T, N = ro.shape[:3]
     D = s["embedding_proj.1.weight"].shape[0]
@@ -179,7 +179,7 @@ def ref_model_block(s, vid, tok, qlen):
 
 # ---------------------------------------------------------------- structure
 def spec_keys(T, n_out):
-    """The 176 state_dict entries of spec 3.5, in order."""
+    """The 176 state_dict entries of the original MASN, in order."""
     keys = [(f"compress_{n}.weight_raw", (512, 2048)) for n in
             ("appr_local", "motion_local", "appr_global", "motion_global")]
     keys += [("glove.weight", (100, 300)), ("embedding_proj.1.weight", (512, 300))]
@@ -423,7 +423,7 @@ def expected_single(score, target):
 
 # ---------------------------------------------------------------- the original's own numbers
 def spec_harness_inputs(task, B=4, T=20, N=10, QL=20, V=100, seed=1):
-    """The inputs of the spec section 7 harness (same generator calls, same order)."""
+    """The inputs of the reference harness (same generator calls, same order)."""
     g = torch.Generator().manual_seed(seed)
     ra, ia = torch.randn(B, T, 2048, generator=g), torch.randn(B, T, 2048, generator=g)
     ro = torch.randn(B, T, N, 2048, generator=g)

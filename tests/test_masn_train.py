@@ -71,7 +71,8 @@ def lrs(mode, metrics, max_epoch=100, lr_list=(10, 20)):
 
 
 def test_schedules_follow_the_original_epoch_semantics():
-    # cos: spec §4.2 [verified on the original]: 2e-5, 3.6e-5, 5.2e-5, 6.8e-5, 8.4e-5, 1e-4, 1e-4, 9.99e-5
+    # cos: the original's GradualWarmupScheduler + CosineAnnealingLR (main.py) [verified on the original]: 2e-5,
+    # 3.6e-5, 5.2e-5, 6.8e-5, 8.4e-5, 1e-4, 1e-4, 9.99e-5
     assert lrs("cos", [0] * 8) == pytest.approx([2e-5, 3.6e-5, 5.2e-5, 6.8e-5, 8.4e-5, 1e-4, 1e-4, 9.990e-5],
                                                 rel=1e-3)
     # acc/loss: what the original GradualWarmupScheduler + ReduceLROnPlateau(patience 3) gave when driven

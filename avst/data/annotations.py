@@ -1,18 +1,19 @@
 """MUSIC-AVQA annotation records: parsing, template filling and question types.
 
 The original ``data/json`` files, the ``json_update`` ones, MUSIC-AVQA v2.0 and MUSIC-AVQA-R share one
-record format (spec §1.2): ``type`` is a *string* holding a list literal, ``templ_values`` a string
-holding one (v2.0 also stores plain lists), the answer key is spelled ``anser``. v2.0 records may lack
-``question_id`` (or hold ``null`` or a float such as ``47859.0``) and ``question_deleted``, and carry
-extra keys (``audio_instrument``, ``unmatch_audio``, ``video_instrument``, ``person``), which are
-ignored. A record without a usable ``question_id`` gets ``-(its 1-based position in the file)``: unique,
-never equal to a real id (those are >= 0), the same on every read of the same file; file order is kept.
+record format (seven keys in the original files): ``type`` is a *string* holding a list literal,
+``templ_values`` a string holding one (v2.0 also stores plain lists), the answer key is spelled ``anser``.
+v2.0 records may lack ``question_id`` (or hold ``null``; QA-TIGER's copies hold floats such as
+``47859.0``) and ``question_deleted``, and carry extra keys (``audio_instrument``, ``unmatch_audio``,
+``video_instrument``, ``person``), which are ignored. A record without a ``question_id`` (absent or
+``null``) gets ``-(its 1-based position in the file)``: unique, never equal to a real id (those are
+>= 0), the same on every read of the same file; file order is kept.
 
-Tokenisation follows the original dataloaders to the letter (spec §1.6): strip trailing spaces, split on
-single spaces, drop the last character of the last token ('?' or the full-width '？'), then replace each
-token containing '<' by the next filler. A question without any placeholder keeps its words whatever
-``templ_values`` holds (MUSIC-AVQA-R's rephrased questions are already filled in, as its loader assumes).
-The 14-token limit is checked when a question is encoded (``Vocab``), not here.
+Tokenisation follows the original dataloaders to the letter (``net_grd_avst/dataloader_avst.py``): strip
+trailing spaces, split on single spaces, drop the last character of the last token ('?' or the full-width
+'？'), then replace each token containing '<' by the next filler. A question without any placeholder keeps
+its words whatever ``templ_values`` holds (MUSIC-AVQA-R's rephrased questions are already filled in, as
+its loader assumes). The 14-token limit is checked when a question is encoded (``Vocab``), not here.
 """
 from __future__ import annotations
 
@@ -85,20 +86,26 @@ def question_tokens(content: str, templ_values: list[str], where: str,
     return tokens
 
 
-def given_question_id(raw: dict) -> int | None:
-    """The record's own integer ``question_id`` (``47859.0`` counts), or None when absent or unusable."""
+def given_question_id(raw: dict, where: str = "") -> int | None:
+    """The record's own ``question_id`` as an int (``47859.0`` and ``"7"`` count), None when absent or
+    ``null``; any other value (``"q7"``, ``3.5``, ``true``) is an error."""
     qid = raw.get("question_id")
-    if isinstance(qid, bool) or not isinstance(qid, (int, float)) or qid != qid or int(qid) != qid:
+    if qid is None:
         return None
+    if isinstance(qid, float) and qid.is_integer():
+        return int(qid)
+    if isinstance(qid, bool) or not isinstance(qid, (int, str)) or not str(qid).lstrip("-").isdigit():
+        raise AnnotationError(f"{where}: question_id must be an integer, got {qid!r}")
     return int(qid)
 
 
 def parse_record(raw: dict, source: str | Path, position: int | None = None) -> QARecord:
     """One record; ``position`` (1-based, in the file) names it and derives its id when it has none."""
-    qid = given_question_id(raw) if isinstance(raw, dict) else None
-    where = f"{source}: " + (f"question_id {qid}" if qid is not None else f"record {position or '?'}")
+    shown = raw.get("question_id") if isinstance(raw, dict) else None
+    where = f"{source}: " + (f"question_id {shown}" if shown is not None else f"record {position or '?'}")
     if not isinstance(raw, dict):
         raise AnnotationError(f"{where}: record is not an object")
+    qid = given_question_id(raw, where)
     missing = [k for k in RECORD_KEYS if k not in raw]
     if qid is None and position is None:
         missing.append("question_id")
@@ -129,8 +136,12 @@ def load_raw(path: str | Path) -> list:
 
 
 def load_records(path: str | Path) -> list[QARecord]:
-    """All records of a MUSIC-AVQA JSON file, in file order; the first unusable one is an error."""
-    return [parse_record(r, path, i) for i, r in enumerate(load_raw(path), 1)]
+    """All records of a MUSIC-AVQA JSON file, in file order; the first unusable one is an error, and a file
+    without any is refused."""
+    records = [parse_record(r, path, i) for i, r in enumerate(load_raw(path), 1)]
+    if not records:
+        raise AnnotationError(f"{path}: holds no question, so there is nothing to train or evaluate on")
+    return records
 
 
 @dataclass(frozen=True)
@@ -153,11 +164,22 @@ def load_annotations(path: str | Path) -> Annotations:
             skipped.append(str(err))
             continue
         records.append(rec)
-        derived += given_question_id(raw) is None
+        derived += raw.get("question_id") is None
         extra.update(k for k in raw if k not in KNOWN_KEYS)
+    if not records:
+        raise AnnotationError(f"{path}: holds no usable question ({len(skipped)} record(s), none usable"
+                              + (f"; the first: {skipped[0]})" if skipped else ")"))
     return Annotations(str(path), records, skipped, derived, dict(sorted(extra.items())))
 
 
 def video_list(records: list[QARecord]) -> list[str]:
     """Distinct video ids in first-appearance order (the original's ``video_list``)."""
     return list(dict.fromkeys(r.video_id for r in records))
+
+
+def make_record(video_id: str, question_id: int, modality: str, qtype: str, content: str,
+                values: list[str], answer: str, deleted: int = 0) -> dict:
+    """One raw record in the authors' format (list literals as strings, the ``anser`` key), for writers."""
+    return {"video_id": video_id, "question_id": question_id, "type": json.dumps([modality, qtype]),
+            "question_content": content, "templ_values": json.dumps(values), "question_deleted": deleted,
+            "anser": answer}

@@ -4,10 +4,12 @@ Reports what the file is (known files registry: "json_update test, 9,129 questio
 known problem or a file named like a known one with other content), the number of questions, counts per
 (modality, type), records that cannot be used (each with its reason), ids derived for records without
 one, extra keys, the vocabulary sizes, unknown words per type under the unknown-word policy, unknown
-answers, duplicate question ids and, with features, missing, unreadable, mis-shaped or short files.
-MUSIC-AVQA v2.0 and -R files are read as well as the original ones. The exit status is 1 on any
-problem (short files are padded, and words that ``--unknown_words pad|drop`` accepts are counted: both
-are reported but are not problems).
+answers, duplicate question ids and, with features, what the loaders refuse (missing, unreadable,
+mis-shaped or non-float files, a packed index with bad ranges), NaN / inf anywhere in the features
+(every row is read, a few at a time), short files and videos whose audio and visual row counts differ.
+MUSIC-AVQA v2.0 and -R files are read as well as the original ones. The exit status is 1 on any problem
+(short files are padded, duplicate question ids and differing row counts occur in the released data,
+and words that ``--unknown_words pad|drop`` accepts are counted: those are reported but not problems).
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from avst.benchmarks.known_files import describe
 from avst.benchmarks.oov import oov_counts
 from avst.data.annotations import MODALITIES, QUESTION_TYPES, AnnotationError, load_annotations, video_list
-from avst.data.features import ROWS, FeatureError, open_features
+from avst.data.features import ROWS, FeatureError, feature_problems, nonfinite_error, open_features
 from avst.data.vocab import OOV_POLICIES, Vocab, VocabError
 from engine.errors import run_cli
 
@@ -96,8 +100,10 @@ def check(args: argparse.Namespace) -> dict:
 
 
 def _check_features(args: argparse.Namespace, videos: list[str], report: dict) -> None:
+    """The loaders' own check (``feature_problems``), then a full NaN / inf scan and the row counts."""
     dirs = {"audio": args.audio_dir, "visual": args.video_res14x14_dir}
     report["missing_files"], report["bad_files"], report["short_videos"] = [], [], {}
+    report["nonfinite"], rows = [], {}
     for kind, directory in dirs.items():
         if directory is None and args.packed is None:
             continue
@@ -106,16 +112,44 @@ def _check_features(args: argparse.Namespace, videos: list[str], report: dict) -
         except FeatureError as err:
             report["problems"].append(str(err))
             continue
-        short = 0
-        for v in videos:
-            try:
-                short += src.num_rows(v) < ROWS
-            except FeatureError as err:
-                target = report["missing_files"] if "not found" in str(err) or "not in" in str(err) \
-                    else report["bad_files"]
-                target.append(str(err))
-        report["short_videos"][kind] = short
-    report["problems"] += report["missing_files"][:20] + report["bad_files"][:20]
+        for err in feature_problems(videos, {kind: src}):
+            target = report["missing_files"] if "not found" in err or "not in" in err else report["bad_files"]
+            target.append(err)
+        rows[kind] = _row_counts(src, videos)
+        report["short_videos"][kind] = sum(n < ROWS for n in rows[kind].values())
+        report["nonfinite"] += nonfinite_videos(src, kind, rows[kind])
+    report["rows_differ"] = _rows_differ(rows)
+    report["problems"] += report["missing_files"][:20] + report["bad_files"][:20] + report["nonfinite"][:20]
+
+
+def _row_counts(src, videos: list[str]) -> dict[str, int]:
+    """Rows per readable video (unreadable ones are reported by ``feature_problems``)."""
+    out = {}
+    for v in videos:
+        try:
+            out[v] = src.num_rows(v)
+        except FeatureError:
+            pass
+    return out
+
+
+def nonfinite_videos(src, kind: str, rows: dict[str, int], chunk: int = 8) -> list[str]:
+    """Every row of every video read ``chunk`` rows at a time (bounded memory); videos holding NaN / inf."""
+    found = []
+    for video, n in rows.items():
+        for start in range(0, n, chunk):
+            if not np.isfinite(src.read(video, np.arange(start, min(n, start + chunk)))).all():
+                found.append(str(nonfinite_error(kind, video, src.path(video))))
+                break
+    return found
+
+
+def _rows_differ(rows: dict[str, dict[str, int]]) -> int:
+    """Videos whose audio and visual row counts differ. Not a problem: both are seconds from the start and
+    short ones are padded with their last row (older VGGish files hold the wav's true length)."""
+    if len(rows) < 2:
+        return 0
+    return sum(rows["audio"][v] != rows["visual"][v] for v in rows["audio"].keys() & rows["visual"].keys())
 
 
 def _print_text(report: dict) -> None:
@@ -140,7 +174,8 @@ def _print_text(report: dict) -> None:
               + "".join(f"; {k} {n}" for k, n in oov["affected"].items() if n))
     if "missing_files" in report:
         print(f"features: {len(report['missing_files'])} missing, {len(report['bad_files'])} bad, "
-              f"short (padded) videos {report['short_videos']}")
+              f"{len(report['nonfinite'])} with NaN/inf, short (padded) videos {report['short_videos']}, "
+              f"audio and visual row counts differ for {report['rows_differ']} videos")
     for p in report["problems"]:
         print(f"PROBLEM: {p}")
     print("OK" if not report["problems"] else f"{len(report['problems'])} problem(s) shown")

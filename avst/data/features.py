@@ -1,12 +1,13 @@
 """Per-video feature readers that touch only the rows a sample needs.
 
-Two layouts hold the same arrays (spec §2.1): the original one ``.npy`` per video (VGGish ``[60,128]``,
-ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (feat_script's ``packed-v1``: per kind one
-memory-mappable ``<kind>.npy`` with every video's rows stacked, plus ``<kind>.index.json`` giving each
-video's row range), written by ``feat_script.extract_vggish/extract_14x14 --store packed`` or by
-``scripts/pack_avst_features.py`` from per-video files. Both are opened with ``mmap_mode='r'``: fancy-indexing 10 rows reads 10 rows, where the
-original loaded every whole file (11 per sample). Videos with fewer than 60 rows are padded by repeating
-the last row, as the authors advise (MUSIC-AVQA issue #3): a row index past the end reads the last row.
+Two layouts hold the same arrays (what ``net_grd_avst/dataloader_avst.py`` reads): the original one ``.npy``
+per video (VGGish ``[60,128]``, ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (feat_script's
+``packed-v1``: per kind one memory-mappable ``<kind>.npy`` with every video's rows stacked, plus
+``<kind>.index.json`` giving each video's row range), written by ``feat_script.extract_vggish/extract_14x14
+--store packed`` or by ``scripts/pack_avst_features.py`` from per-video files. Both are opened with
+``mmap_mode='r'``: fancy-indexing 10 rows reads 10 rows, where the original loaded every whole file (11 per
+sample). Videos with fewer than 60 rows are padded by repeating the last row, as the authors advise
+(MUSIC-AVQA issue #3): a row index past the end reads the last row.
 """
 from __future__ import annotations
 
@@ -31,15 +32,59 @@ class FeatureError(UserError, ValueError):
 
 
 def open_npy(path: Path, row_shape: tuple[int, ...]) -> np.ndarray:
-    """Memory-map one feature file and check its row shape (rows may be fewer than 60)."""
+    """Memory-map one feature file and check its dtype (floating point) and row shape (rows may be < 60)."""
     if not path.is_file():
         raise FeatureError(f"feature file not found: {path}")
     try:
-        arr = np.load(path, mmap_mode="r")
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
-        raise FeatureError(f"{path}: unreadable or truncated .npy ({err})") from None
+        raise FeatureError(f"{path}: unreadable or truncated .npy ({err}); extract it again") from None
+    if arr.dtype.kind != "f":
+        raise FeatureError(f"{path}: dtype {arr.dtype}, expected floating point features; extract it again")
     _check_shape(path, tuple(arr.shape), row_shape)
     return arr
+
+
+def nonfinite_error(kind: str, video_id: str, source: Path) -> FeatureError:
+    return FeatureError(f"{source}: the {kind} features of video {video_id!r} hold NaN or inf values; extract "
+                        "them again (scripts/check_data.py music-avqa lists every such video)")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``json.load`` hook: a video listed twice would silently keep only its last range."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise FeatureError(f"video {key!r} is listed twice")
+        seen[key] = value
+    return seen
+
+
+def index_problems(ranges: dict, rows: int) -> list[str]:
+    """Entries of a packed index that would read another video's rows or past the end (empty if none).
+
+    Each range ``[start, stop]`` must be two integers with ``0 <= start < stop <= rows``, and no two may
+    overlap: every video owns its rows, as ``scripts/pack_avst_features.py`` and ``--store packed`` write them.
+    """
+    bad, spans = [], []
+    for video, span in ranges.items():
+        ok = (isinstance(span, list) and len(span) == 2
+              and all(isinstance(x, int) and not isinstance(x, bool) for x in span))
+        if not ok:
+            bad.append(f"{video}: {span!r} is not [start, stop]")
+        elif not 0 <= span[0] < span[1] <= rows:
+            why = ("empty" if span[0] == span[1] else "reversed" if span[0] > span[1]
+                   else "negative" if span[0] < 0 else f"past the end ({rows} rows)")
+            bad.append(f"{video}: {span} {why}")
+        else:
+            spans.append((span[0], span[1], video))
+    reach, owner = 0, ""
+    for start, stop, video in sorted(spans):
+        if start < reach:
+            bad.append(f"{video}: overlaps {owner}")
+        if stop > reach:
+            reach, owner = stop, video
+    return bad
 
 
 def _check_shape(path: Path, shape: tuple[int, ...], row_shape: tuple[int, ...]) -> None:
@@ -73,8 +118,8 @@ class NpyFeatures:
         path = self.path(video_id)
         arr = open_npy(path, self.row_shape)
         shape, dtype, offset = tuple(arr.shape), arr.dtype, arr.offset
-        if not arr.flags.c_contiguous or dtype.kind != "f":
-            raise FeatureError(f"{path}: expected a C-ordered float array, got dtype {dtype}")
+        if not arr.flags.c_contiguous:
+            raise FeatureError(f"{path}: stored in Fortran order; save it C-ordered (np.save of the array)")
         del arr
         size = offset + int(np.prod(shape)) * dtype.itemsize
         if path.stat().st_size < size:
@@ -121,15 +166,28 @@ class PackedFeatures:
         if not index_path.is_file():
             raise FeatureError(f"packed store index not found: {index_path} (write it with "
                                f"feat_script's --store packed or scripts/pack_avst_features.py)")
-        with open(index_path, encoding="utf-8") as f:
-            index = json.load(f)
-        if index.get("format") != PACKED_FORMAT:
-            raise FeatureError(f"{index_path}: format {index.get('format')!r}, expected {PACKED_FORMAT!r}")
-        self.ranges = {v: (int(a), int(b)) for v, (a, b) in index["videos"].items()}
         self.array = open_npy(self.root / f"{stem}.npy", self.row_shape)
-        if self.array.shape[0] != index["rows"]:
-            raise FeatureError(f"{self.path('')}: {self.array.shape[0]} rows, its index says {index['rows']}")
+        self.ranges = self._read_index(index_path, self.array.shape[0])
         self.bytes_read = 0
+
+    def _read_index(self, index_path: Path, rows: int) -> dict[str, tuple[int, int]]:
+        """The whole index checked when the store is opened, not when a bad entry is first read."""
+        fix = "; write the store again (scripts/pack_avst_features.py or the extractor's --store packed)"
+        try:
+            with open(index_path, encoding="utf-8") as f:
+                index = json.load(f, object_pairs_hook=_unique_keys)
+        except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError and a video listed twice
+            raise FeatureError(f"{index_path}: not a valid packed index ({err}){fix}") from None
+        if not isinstance(index, dict) or index.get("format") != PACKED_FORMAT:
+            got = index.get("format") if isinstance(index, dict) else type(index).__name__
+            raise FeatureError(f"{index_path}: format {got!r}, expected {PACKED_FORMAT!r}{fix}")
+        if not isinstance(index.get("videos"), dict) or index.get("rows") != rows:
+            raise FeatureError(f"{index_path}: says {index.get('rows')!r} rows and lists "
+                               f"{type(index.get('videos')).__name__} videos; {self.path('')} has {rows} rows{fix}")
+        bad = index_problems(index["videos"], rows)
+        if bad:
+            raise FeatureError(f"{index_path}: {len(bad)} bad row range(s): {'; '.join(bad[:3])}{fix}")
+        return {v: (a, b) for v, (a, b) in index["videos"].items()}
 
     def path(self, video_id: str) -> Path:
         return self.root / f"{PACKED_STEMS[self.kind]}.npy"
@@ -156,6 +214,21 @@ class PackedFeatures:
         out = self.array[np.array(index)]
         self.bytes_read += len(index) * self.array[0].nbytes
         return out
+
+
+def feature_problems(videos: list[str], sources: dict) -> list[str]:
+    """Why some videos cannot be read, one message per (kind, video): absent, unreadable, wrong dtype or shape.
+
+    Cheap (file headers or the packed index, no feature rows), so every split is checked before training.
+    """
+    problems = []
+    for src in sources.values():
+        for video in videos:
+            try:
+                src.num_rows(video)
+            except FeatureError as err:
+                problems.append(str(err))
+    return problems
 
 
 def open_features(kind: str, directory: str | Path | None, packed: str | Path | None):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from avst.data.annotations import load_records
+from avst.data.annotations import load_records, make_record
 from avst.data.features import AUDIO_SHAPE, ROWS, VISUAL_SHAPE
 from avst.data.vocab import Vocab
 
@@ -25,12 +25,6 @@ POSITIONS = ("left", "middle", "right")
 NUMBERS = ("zero", "one", "two", "three")
 COLUMNS = {"left": slice(0, 4), "middle": slice(5, 9), "right": slice(10, 14)}
 COLOURS = ((230, 40, 40), (40, 200, 40), (40, 60, 230), (230, 200, 30), (200, 40, 220), (30, 210, 220))
-
-
-def _record(video: str, qid: int, mod: str, qtype: str, content: str, values: list[str], answer: str) -> dict:
-    return {"video_id": video, "question_id": qid, "type": json.dumps([mod, qtype]),
-            "question_content": content, "templ_values": json.dumps(values), "question_deleted": 0,
-            "anser": answer}
 
 
 def _questions(video: str, scene: dict, rng: np.random.Generator) -> list[tuple]:
@@ -110,7 +104,7 @@ def make_dataset(out_dir: str | Path, seed: int = 0, n_videos: int = 24, n_frame
         for _ in range(rounds):
             records += [(video, q) for q in _questions(video, scene, rng)]
     order = rng.permutation(len(records))
-    records = [_record(video, qid + 1, *records[k][1]) for qid, k in enumerate(order) for video in
+    records = [make_record(video, qid + 1, *records[k][1]) for qid, k in enumerate(order) for video in
                [records[k][0]]]
     n_val = n_test = len(records) // 6
     splits = {"val": records[:n_val], "test": records[n_val:n_val + n_test], "train": records[n_val + n_test:]}

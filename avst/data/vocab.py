@@ -1,8 +1,9 @@
 """Question and answer vocabularies, built exactly as the original dataloaders build them.
 
-Both lists follow first appearance in the *original* train JSON (``data/json/avqa-train.json``),
-whatever split is trained or tested, with ``<pad>`` = 0 for words (spec §1.6). Checkpoints are tied to
-that order, so the vocabulary is saved as JSON next to every run and inside every checkpoint.
+Both lists follow first appearance in the *original* train JSON (``data/json/avqa-train.json``), whatever
+split is trained or tested, with ``<pad>`` = 0 for words (original ``net_grd_avst/dataloader_avst.py``).
+Checkpoints are tied to that order, so the vocabulary is saved as JSON next to every run and inside every
+checkpoint.
 An answer-order file (``answer2idx.json`` as QA-TIGER ships it for MUSIC-AVQA v2.0, 42 answers with
 ``ten``) replaces the first-appearance answer order when given.
 

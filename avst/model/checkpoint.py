@@ -103,7 +103,8 @@ def load_avst_state(model: nn.Module, source: StateSource) -> None:
 
 @torch.no_grad()
 def init_from_grounding(model: nn.Module, source: StateSource) -> list[str]:
-    """Stage-2 initialisation (spec §4.2): copy the 14 stage-1 head tensors into ``model``.
+    """Stage-2 initialisation (original ``net_grd_avst/main_avst.py``, its ``pretrained_file`` block): copy the 14
+    stage-1 head tensors into ``model``.
 
     ``fc_a1``/``fc_a2`` also go to ``fc_a1_pure``/``fc_a2_pure`` when the model has them, as the
     original does. Unlike the original (which silently skips keys it does not find), every tensor

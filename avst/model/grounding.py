@@ -1,4 +1,5 @@
-"""Audio-guided spatial grounding and the audio-visual matching head (spec §3.3 steps 3-4).
+"""Audio-guided spatial grounding and the audio-visual matching head (original ``net_grd_avst/net_avst.py``,
+``AVQA_Fusion_Net.forward``).
 
 Shared by AVST and the stage-1 grounding net. The original materialises the L2-normalised
 region tensor [N, 196, 512] and average-pools separately; here the normalisation is folded into

@@ -33,15 +33,25 @@ class QAData:
 
 
 def random_val_split(n: int, val_ratio: float, seed: int) -> tuple[list[int], list[int]]:
-    """``torch.utils.data.random_split`` of the original (global RNG seeded with 999 by default)."""
+    """``torch.utils.data.random_split`` of the original (global RNG seeded with 999 by default).
+
+    A ratio of 0 or less leaves nothing to validate on, 1 or more nothing to train on: refused here.
+    """
+    if not 0 < val_ratio < 1:
+        raise tgif.DataError(f"--val_ratio {val_ratio} leaves {'no validation' if val_ratio <= 0 else 'no training'} "
+                             "question; choose a value between 0 and 1 (the original's is 0.1)")
     n_val = int(val_ratio * n)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return perm[: n - n_val], perm[n - n_val:]
 
 
-def check_missing(features: VideoFeatures, video_ids, allow_missing: bool, log) -> dict[str, list[str]]:
-    missing = features.missing(video_ids)
+def check_features(features: VideoFeatures, video_ids, allow_missing: bool, log) -> dict[str, list[str]]:
+    """Every split's videos, before the first step: unusable arrays are refused; missing ones unless allowed."""
+    missing, bad = features.check_videos(video_ids)
     features.close()
+    if bad:
+        raise FeatureError(f"{len(bad)} video(s) have unusable features, the first: {bad[0]} "
+                           "(scripts/check_data.py lists them all)")
     if not missing:
         return missing
     all_lost = sorted({k for keys in missing.values() for k in keys})
@@ -52,6 +62,13 @@ def check_missing(features: VideoFeatures, video_ids, allow_missing: bool, log) 
     log(f"WARNING: {len(all_lost)} videos have no features and are read as zeros "
         f"(--allow-missing-features): {detail}")
     return missing
+
+
+def require_questions(split: str, n: int, source: Path) -> None:
+    """A split with no question leaves nothing to train or evaluate."""
+    if n == 0:
+        raise tgif.DataError(f"{source}: the {split} split holds no question (after --max_n_videos); "
+                             "check the file and the options")
 
 
 def _glove_path(glove: Path | None, vc_dir: Path) -> Path:
@@ -77,10 +94,12 @@ def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path
     ans2idx = {a: i for i, a in enumerate(answers)} if task == "FrameQA" else None
     if max_n_videos is not None:
         train_df, test_df = train_df[:max_n_videos], test_df[:max_n_videos]
+    tgif.check_keys({tgif.csv_path(df_dir, task, "train"): train_df, tgif.csv_path(df_dir, task, "test"): test_df})
     features = VideoFeatures(resolve_feature_files(feat_dir, "tgif-qa"), "", v_max_length, allow_missing)
     datasets = {}
     for split, df, path in (("train", train_df, tgif.csv_path(df_dir, task, "train")),
                             ("test", test_df, tgif.csv_path(df_dir, task, "test"))):
+        require_questions(split, len(df), path)
         fields = tgif.encode(df, task, vocab, q_max_length, ans2idx)
         empty = tgif.empty_encodings(fields, task)
         if len(empty):
@@ -88,8 +107,8 @@ def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path
                                  f"(vid_id {', '.join(df['vid_id'].iloc[empty[:5]].astype(str))})")
         datasets[split] = QADataset(task, df["key"].to_numpy(dtype=np.int64), fields, features,
                                     df["vid_id"].astype(str).tolist())
-    missing = check_missing(features, np.concatenate([train_df["key"], test_df["key"]]), allow_missing, log)
     train_idx, val_idx = random_val_split(len(datasets["train"]), val_ratio, split_seed)
+    missing = check_features(features, np.concatenate([train_df["key"], test_df["key"]]), allow_missing, log)
     splits = {"train": Subset(datasets["train"], train_idx), "val": Subset(datasets["train"], val_idx),
               "test": datasets["test"]}
     return QAData("tgif-qa", task, vocab, matrix, answers, splits, missing)
@@ -114,6 +133,7 @@ def load_msqa(dataset: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: P
     for split, df in dfs.items():
         if max_n_videos is not None:
             df = df[:max_n_videos]
+        require_questions(split, len(df), msqa.json_path(df_dir, split))
         fields = tgif.encode(df, "MS-QA", vocab, q_max_length, ans2idx)
         empty = tgif.empty_encodings(fields, "MS-QA")
         if len(empty):
@@ -121,5 +141,5 @@ def load_msqa(dataset: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: P
                                  f"after cleaning (records {empty[:5].tolist()})")
         splits[split] = QADataset("MS-QA", df["video_id"].to_numpy(dtype=np.int64), fields, features)
         dfs[split] = df
-    missing = check_missing(features, np.concatenate([d["video_id"] for d in dfs.values()]), allow_missing, log)
+    missing = check_features(features, np.concatenate([d["video_id"] for d in dfs.values()]), allow_missing, log)
     return QAData(dataset, "MS-QA", vocab, matrix, answers, splits, missing)

@@ -15,15 +15,7 @@ import numpy as np
 
 from masn.answer_index import frameqa_order, top_k_order
 from masn.data import msqa, tgif
-from masn.data.features import (
-    EXPECTED_TAIL,
-    LAYOUTS,
-    FeatureError,
-    VideoFeatures,
-    container_label,
-    resolve_feature_files,
-    shape_problem,
-)
+from masn.data.features import LAYOUTS, FeatureError, VideoFeatures, container_label, resolve_feature_files
 from masn.data.glove import GloveError, read_glove_vectors
 from masn.data.text import Vocabulary
 
@@ -42,39 +34,42 @@ def _parser(dataset: str) -> argparse.ArgumentParser:
 
 
 def _check_features(dataset: str, feat_dir: Path, video_ids: np.ndarray, report: dict, problems: list) -> None:
+    """The loader's own checks (``VideoFeatures.check_videos``) over every video, then a full NaN / inf scan."""
     try:
-        paths = resolve_feature_files(feat_dir, dataset)
-        features = VideoFeatures(paths, LAYOUTS[dataset].key_prefix, 1)
-        missing = features.missing(video_ids)
-        data = features._data()
+        features = VideoFeatures(resolve_feature_files(feat_dir, dataset), LAYOUTS[dataset].key_prefix, 1)
+        try:
+            missing, bad = features.check_videos(video_ids)
+            nonfinite = nonfinite_videos(features, video_ids)
+        finally:
+            features.close()
     except FeatureError as e:
         problems.append(str(e))
         report["features"] = {"error": str(e)}
         return
     keys = sorted({features.key(v) for v in video_ids})
-    out = {"videos": len(keys), "files": {}}
-    for name, container in data.items():
-        label = container_label(paths, name)
-        lost = missing.get(label, [])
-        bad = []
-        frames = []
-        for k in keys:
-            if k in container:
-                shape = container[k].shape
-                why = shape_problem(name, shape)
-                if why:
-                    bad.append(f"{k}: {why}")
-                else:
-                    frames.append(shape[0])
-        out["files"][label] = {"missing": len(lost), "missing_examples": lost[:10], "shape_errors": len(bad),
-                               "shape_error_examples": bad[:10],
-                               "frames": [min(frames), max(frames)] if frames else None}
-        if lost:
-            problems.append(f"{label}: {len(lost)} of {len(keys)} videos missing (e.g. {', '.join(lost[:5])})")
-        if bad:
-            problems.append(f"{label}: {len(bad)} arrays of the wrong shape (e.g. {bad[0]}); expected "
-                            f"(T, {', '.join('<=10' if t is None else str(t) for t in EXPECTED_TAIL[name])})")
+    out = {"videos": len(keys), "files": {}, "unusable": len(bad), "unusable_examples": bad[:10],
+           "nonfinite": len(nonfinite), "nonfinite_examples": nonfinite[:10]}
+    for label, lost in missing.items():
+        out["files"][label] = {"missing": len(lost), "missing_examples": lost[:10]}
+        problems.append(f"{label}: {len(lost)} of {len(keys)} videos missing (e.g. {', '.join(lost[:5])})")
+    problems += bad[:20] + nonfinite[:20]
     report["features"] = out
+
+
+def nonfinite_videos(features: VideoFeatures, video_ids) -> list[str]:
+    """Every usable video's arrays read whole, one at a time (memory bounded by one video): NaN / inf found."""
+    data = features._data()
+    found = []
+    for key in sorted({features.key(v) for v in video_ids}):
+        try:
+            arrays = features.video_arrays(data, key) or {}
+            for name, ds in arrays.items():
+                if not np.isfinite(ds[()]).all():
+                    found.append(f"{container_label(features.paths, name)}: video {key!r} ({name}) holds NaN or "
+                                 "inf values")
+        except (FeatureError, OSError, RuntimeError):
+            continue  # unusable or unreadable: reported by check_videos
+    return found
 
 
 def _check_glove(path: Path, vocab: Vocabulary, report: dict, problems: list) -> None:
@@ -108,6 +103,11 @@ def check(dataset: str, args: argparse.Namespace) -> dict:
             report["splits"][split] = {"error": str(e), "path": str(path)}
             problems.append(str(e))
     task = report["task"]
+    if dataset == "tgif-qa" and frames:
+        try:
+            tgif.check_keys({split_paths[s]: df for s, df in frames.items()})
+        except tgif.DataError as e:
+            problems.append(str(e))
     vocab = None
     if "train" in frames:
         sentences = (tgif.vocab_sentences(frames["train"], task) if dataset == "tgif-qa"
@@ -168,9 +168,10 @@ def main(argv: list[str]) -> int:
               + (f", {report['answer_classes']} answer classes" if "answer_classes" in report else ""))
         for split, info in report["splits"].items():
             print(f"  {split}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-        for label, info in report.get("features", {}).get("files", {}).items():
-            print(f"  {label}: {info['missing']} missing, {info['shape_errors']} shape errors, "
-                  f"frames {info['frames']}")
+        feats = report.get("features", {})
+        if "videos" in feats:
+            print(f"  features: {feats['videos']} videos, {sum(i['missing'] for i in feats['files'].values())} "
+                  f"missing entries, {feats['unusable']} unusable, {feats['nonfinite']} with NaN/inf")
         if "glove" in report:
             print(f"  glove: {report['glove']}")
         for p in report["problems"]:

@@ -1,6 +1,6 @@
 """One Dataset for every MASN task: encoded text in memory, video features read per item.
 
-Items are the original's tuples (spec §2.7), so default collation gives the batches
+Items are the original's tuples (``data_utils/dataset.py``, ``__getitem__``), so default collation gives the batches
 ``model(task, *batch)`` expects.
 """
 from __future__ import annotations

@@ -1,9 +1,15 @@
 """The four MASN HDF5 feature files: names, layouts, and a reader that pads like the original.
 
-Layout per video key (spec §2.2): appearance global ``<key>`` (T, 2048); motion global ``<key>``
-(T, 2048); appearance local ``image_features/<key>`` (T, 10, 2048) and ``spatial_features/<key>``
-(T, 10, 6); motion local ``<key>`` (T, 10, 2048). Files are opened lazily, once per process (i.e. per
-DataLoader worker), and only the first ``v_max_length`` rows are read.
+Layout per video key (the original ``data_utils/dataset.py`` reads the ``feat_r6_vsync2`` files): appearance
+global ``<key>`` (T, 2048); motion global ``<key>`` (T, 2048); appearance local ``image_features/<key>`` (T,
+10, 2048) and ``spatial_features/<key>`` (T, 10, 6); motion local ``<key>`` (T, 10, 2048). Files are opened
+lazily, once per process (i.e. per DataLoader worker), and only the first ``v_max_length`` rows are read.
+
+One set of rules decides whether a video's entries can be used (``VideoFeatures.video_arrays``): each is a
+floating-point array (not a group, string, integer or complex), of the expected shape, and the five agree on T
+(row t of every file is the same moment: the original indexes all five with one frame index, and the
+extractors write them so) and on the objects per frame. ``check_videos`` applies them to every video before
+training (``build.py``) and in ``check_data.py``; ``read`` applies them per item and also refuses NaN / inf.
 """
 from __future__ import annotations
 
@@ -84,7 +90,7 @@ def _datasets(files: dict[str, h5py.File]) -> dict[str, h5py.Group]:
     """The five containers keyed by video: res_avg, i3d_avg, res_roi, bbox, i3d_roi."""
     roi = files["res_roi"]
     for group in ("image_features", "spatial_features"):
-        if group not in roi:
+        if not isinstance(roi.get(group), h5py.Group):
             raise FeatureError(f"{roi.filename}: has no '{group}' group (expected the tgif_btup_f_obj10 layout)")
     return {"res_avg": files["res_avg"], "i3d_avg": files["i3d_avg"], "res_roi": roi["image_features"],
             "bbox": roi["spatial_features"], "i3d_roi": files["i3d_roi"]}
@@ -105,6 +111,25 @@ def shape_problem(name: str, shape: tuple[int, ...]) -> str | None:
         return f"shape {shape}: {shape[1]} objects per frame, expected 1..{OBJ_MAX}"
     if shape[-1] != tail[-1]:
         return f"shape {shape}: last dimension {shape[-1]}, expected {tail[-1]}"
+    return None
+
+
+def array_problem(name: str, entry) -> str | None:
+    """Why one stored entry cannot be read as ``name``: a group, a non-float dtype, a wrong shape."""
+    if not isinstance(entry, h5py.Dataset):
+        return "is an HDF5 group, not an array"
+    if entry.dtype.kind != "f":
+        return f"dtype {entry.dtype}, expected floating point"
+    return shape_problem(name, entry.shape)
+
+
+def streams_problem(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why the five arrays of one video disagree (frame counts, or objects per frame); None if they agree."""
+    frames = {name: shape[0] for name, shape in shapes.items()}
+    objects = {name: shape[1] for name, shape in shapes.items() if len(shape) == 3}
+    for what, counts in (("frame counts", frames), ("objects per frame", objects)):
+        if len(set(counts.values())) > 1:
+            return f"{what} differ between the files ({', '.join(f'{n} {c}' for n, c in counts.items())})"
     return None
 
 
@@ -151,34 +176,75 @@ class VideoFeatures:
         keys = sorted({self.key(v) for v in video_ids})
         out: dict[str, list[str]] = {}
         for name, container in data.items():
-            present = set(container.keys())
+            try:
+                present = set(container.keys())
+            except (OSError, RuntimeError) as err:
+                raise FeatureError(f"{container_label(self.paths, name)}: its list of videos cannot be read ({err}); "
+                                   "the file is corrupt or truncated: extract or download it again") from None
             lost = [k for k in keys if k not in present]
             if lost:
                 out[container_label(self.paths, name)] = lost
         return out
 
+    def _corrupt(self, name: str, key: str, err: Exception) -> FeatureError:
+        return FeatureError(f"{container_label(self.paths, name)}: video {key!r} cannot be read ({err}); the file "
+                            "is corrupt or truncated: extract or download it again")
+
+    def video_arrays(self, data: dict[str, h5py.Group], key: str) -> dict[str, h5py.Dataset] | None:
+        """The five checked arrays of one video; None when a container lacks the key; else FeatureError."""
+        raw = {}
+        for name, container in data.items():
+            try:
+                if key not in container:
+                    return None
+                raw[name] = container[key]
+            except (OSError, RuntimeError, KeyError, ValueError) as err:
+                raise self._corrupt(name, key, err) from None
+        for name, entry in raw.items():
+            problem = array_problem(name, entry)
+            if problem:
+                raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) {problem}; "
+                                   "extract it again (see masn/README.md for the layout)")
+        problem = streams_problem({name: ds.shape for name, ds in raw.items()})
+        if problem:
+            raise FeatureError(f"{self.paths['res_avg'].parent}: video {key!r}: {problem}; row t of every file "
+                               "must describe the same moment: extract the four files with the same sampling")
+        return raw
+
+    def check_videos(self, video_ids) -> tuple[dict[str, list[str]], list[str]]:
+        """Before any work: (container -> keys it lacks, one message per unusable video) over ``video_ids``."""
+        data = self._data()
+        keys = sorted({self.key(v) for v in video_ids})
+        bad = []
+        for key in keys:
+            try:
+                self.video_arrays(data, key)
+            except FeatureError as err:
+                bad.append(str(err))
+        return self.missing(video_ids), bad
+
     def read(self, video_id) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """(res_avg (T,2048), i3d_avg, res_roi (T,10,2048), bbox (T,10,6), i3d_roi, video_length)."""
-        data = self._data()
         key = self.key(video_id)
         t_max = self.v_max_length
-        try:
-            raw = {name: container[key] for name, container in data.items()}
-        except KeyError:
-            if not self.allow_missing:
-                raise FeatureError(f"video {key!r} is missing from the feature files") from None
-            raw = None
+        raw = self.video_arrays(self._data(), key)
+        if raw is None and not self.allow_missing:
+            raise FeatureError(f"video {key!r} is missing from the feature files")
         if raw is None:
             length = 1
             arrays = {name: np.zeros((1,) + tuple(OBJ_MAX if t is None else t for t in tail), np.float32)
                       for name, tail in EXPECTED_TAIL.items()}
         else:
-            for name, ds in raw.items():
-                problem = shape_problem(name, ds.shape)
-                if problem:
-                    raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}): {problem}")
             length = raw["res_avg"].shape[0]
-            arrays = {name: ds[:t_max] for name, ds in raw.items()}
+            arrays = {}
+            for name, ds in raw.items():
+                try:
+                    arrays[name] = ds[:t_max]
+                except (OSError, RuntimeError, ValueError) as err:
+                    raise self._corrupt(name, key, err) from None
+                if not np.isfinite(arrays[name]).all():
+                    raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
+                                       "inf values; extract it again (scripts/check_data.py lists every such video)")
         out = []
         for name in ("res_avg", "i3d_avg", "res_roi", "bbox", "i3d_roi"):
             a = arrays[name]

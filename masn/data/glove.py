@@ -62,9 +62,13 @@ def read_glove_vectors(path: Path, wanted: set[str], dim: int = GLOVE_DIM) -> di
             if len(values) != dim:
                 raise GloveError(f"{path}: line {n_lines} ({head[0]!r}) has {len(values)} values, expected {dim}")
             try:
-                found[word] = np.array([float(v) for v in values], dtype=np.float64)
+                vector = np.array([float(v) for v in values], dtype=np.float64)
             except ValueError as e:
                 raise GloveError(f"{path}: line {n_lines} ({head[0]!r}) has a non-numeric value: {e}") from None
+            if not np.isfinite(vector).all():
+                raise GloveError(f"{path}: line {n_lines}: the vector of {word!r} holds NaN or inf; "
+                                 "use an intact copy of the GloVe file")
+            found[word] = vector
     if n_lines == 0:
         raise GloveError(f"{path}: the file is empty")
     return found
@@ -106,7 +110,7 @@ def load_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: i
             if same_vocab and (ident is None or cached["glove"] == ident):
                 with np.load(npz_path, allow_pickle=False) as z:
                     matrix = z["matrix"]
-                if matrix.shape == (len(vocab), GLOVE_DIM):
+                if matrix.shape == (len(vocab), GLOVE_DIM) and np.isfinite(matrix).all():
                     return matrix
         except (ValueError, KeyError, TypeError, OSError):
             pass

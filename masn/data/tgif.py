@@ -1,4 +1,5 @@
-"""TGIF-QA: the tab-separated CSVs of the four tasks, encoded exactly as the original (spec §2).
+"""TGIF-QA: the tab-separated CSVs of the four tasks, encoded exactly as the original (``data_utils/dataset.py`` and
+``data_util.py``).
 
 Count answers 0 -> 1; Action/Trans encode ``question.strip() + ' ' + candidate.strip()`` for the five
 candidates into a (5, q_max_length) matrix; FrameQA maps answers through the answer index (unknown
@@ -71,7 +72,37 @@ def read_csv(path: Path, task: str) -> pd.DataFrame:
             raise DataError(f"{path}: 'answer' must be the candidate index 0..4")
     if task == "FrameQA" and df["answer"].isna().any():
         raise DataError(f"{path}: empty answer(s)")
+    label_ranges = {"Count": ("answer", 0, None), "FrameQA": ("type", 0, len(FRAMEQA_TYPES) - 1)}
+    if task in label_ranges:
+        col, low, high = label_ranges[task]
+        bad = (df[col] < low) | (df[col] > high if high is not None else False)
+        if bad.any():
+            lines = (np.flatnonzero(bad.to_numpy()) + 2).tolist()
+            allowed = f"{low}..{high}" if high is not None else f">= {low}"
+            raise DataError(f"{path}: {len(lines)} {col!r} value(s) outside {allowed} (line(s) {lines[:10]}, "
+                            f"e.g. {df[col][bad].iloc[0]}); correct the file")
     return df
+
+
+def check_keys(frames: dict[Path, pd.DataFrame]) -> None:
+    """Identifiers: ``vid_id`` names one question of its file (the per-question reports use it), and across
+    the files a feature ``key`` belongs to one GIF (``gif_name``), else two GIFs would read the same features.
+
+    One GIF may appear under several keys (harmless), as it does in no released file.
+    """
+    rows = pd.concat([df.assign(file=str(path), line=np.arange(len(df)) + 2) for path, df in frames.items()],
+                     ignore_index=True)
+    checks = [("vid_id", "question id(s) (vid_id) used twice in a file",
+               rows.duplicated(["file", "vid_id"], keep=False))]
+    if "gif_name" in rows.columns:
+        checks.append(("key", "feature key(s) given to more than one gif_name",
+                       rows.groupby("key")["gif_name"].transform("nunique") > 1))
+    for col, what, clash in checks:
+        if clash.any():
+            value = rows[col][clash].iloc[0]
+            seen = "; ".join(f"{r.file}: line {r.line}" for r in rows[clash & (rows[col] == value)].head(3).itertuples())
+            raise DataError(f"{rows[col][clash].nunique()} {what}, e.g. {col} '{value}' at {seen}; give each "
+                            "its own value")
 
 
 def vocab_sentences(df: pd.DataFrame, task: str) -> list[str]:
@@ -87,7 +118,8 @@ def build_vocabulary(train_df: pd.DataFrame, task: str) -> Vocabulary:
 
 def encode(df: pd.DataFrame, task: str, vocab: Vocabulary, q_max_length: int,
            ans2idx: dict[str, int] | None = None) -> list[np.ndarray]:
-    """The per-question fields that follow the video in the original's tuple (spec §2.7)."""
+    """The per-question fields that follow the video in the original's tuple (``data_utils/dataset.py``,
+    ``__getitem__``)."""
     n = len(df)
     if task in ("Action", "Trans"):
         cands = np.zeros((n, 5, q_max_length), dtype=np.int64)
