@@ -24,12 +24,12 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from avst.benchmarks.evaluate import TestFile, add_benchmark_args, load_test_files, run_tests, test_label  # noqa: E402
 from avst.data.annotations import load_records  # noqa: E402
 from avst.data.dataset import AVQADataset  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
 from avst.data.vocab import Vocab, VocabError  # noqa: E402
 from avst.heatmap import frame_path, overlay, save_png  # noqa: E402
-from avst.report import per_question_lines, per_type_report, to_markdown  # noqa: E402
 from avst.tasks import AVQATask, model_inputs  # noqa: E402
 from engine.checkpoint import load_checkpoint, model_state, save_checkpoint  # noqa: E402
 from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
@@ -37,7 +37,7 @@ from engine.device import training_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
 from engine.run import Run, check_start, evaluation_dir, run_dir  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer, evaluate, require_samples  # noqa: E402
+from engine.trainer import Trainer, require_samples  # noqa: E402
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("model_save_dir", "checkpoint", "weights", "heatmaps", "frames_dir", "label_test")
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="packed feature store (extract_* --store packed, or scripts/pack_avst_features.py)")
     p.add_argument("--label_train", default="data/json/avqa-train.json")
     p.add_argument("--label_val", default="data/json/avqa-val.json")
-    p.add_argument("--label_test", default="data/json/avqa-test.json")
+    p.add_argument("--label_test", nargs="+", default=["data/json/avqa-test.json"],
+                   help="one or more test JSONs: one report each (and a summary), features loaded once")
     p.add_argument("--vocab_json", default="data/json/avqa-train.json",
                    help="the ORIGINAL train JSON both vocabularies come from, whatever the split")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames_dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
     p.add_argument("--log-interval", dest="log_interval", type=int, default=50, help="accepted; tqdm reports")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
+    add_benchmark_args(p)
     return add_engine_args(p, default_seed=1)
 
 
@@ -162,8 +164,8 @@ def weights_path(args) -> Path:
     return Path(args.weights)
 
 
-def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, Path]:
-    """The checked model and the test split, built before the report folder is touched."""
+def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, list[TestFile], Path]:
+    """The checked model and every test file's dataset, built before the report folder is touched."""
     from avst.model import load_avst_state
 
     path = weights_path(args)
@@ -173,28 +175,17 @@ def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, Path
     check_checkpoint_vocab(state, payload, vocab, path)
     model = build_model(args.model, vocab)
     load_avst_state(model, state)
-    test_set = make_dataset(args, args.label_test, vocab, negatives=False)
-    require_samples({"test": test_set})
-    test_set.short_videos()  # every feature file opened before the report folder is made
-    return model, test_set, path
+    return model, load_test_files(args, vocab), path
 
 
 def test(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -> dict:
-    model, test_set, path = prepared
-    model.to(device)
-    _, records = evaluate(model, AVQATask(), test_set, device=device, batch_size=args.eval_batch_size,
-                          num_workers=args.num_workers, amp=args.amp, seed=args.seed, quiet=run.quiet)
-    preds, labels = records["prediction"].tolist(), records["label"].tolist()
-    report = per_type_report(test_set.records, preds, labels, str(args.label_test))
-    report["weights"] = str(path)
-    markdown = to_markdown(report)
-    run.write_json("test_report.json", report)
-    run.write_text("test_report.md", markdown)
-    run.write_text("test_predictions.tsv", per_question_lines(test_set.records, preds, labels, vocab.answers))
-    run.log(markdown)
+    """One report per --label_test file (avst.benchmarks.evaluate), heat maps for the first."""
+    model, files, path = prepared
+    heatmaps = None
     if args.heatmaps and args.model == "avst" and run.is_main:
-        write_heatmaps(args, run, model, test_set, device)
-    return report
+        def heatmaps(model, dataset):
+            write_heatmaps(args, run, model, dataset, device)
+    return run_tests(args, run, vocab, device, model.to(device), path, files, heatmaps)
 
 
 @torch.no_grad()
@@ -222,10 +213,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.epochs = 80 if args.model == "avst" else 20
     seed_everything(args.seed, args.deterministic)
     device = training_device(args.device)
-    vocab = Vocab.build(args.vocab_json)
+    vocab = Vocab.build(args.vocab_json, args.answer_file)
     if args.mode == "test":  # reports go to a subfolder: the training run's config.json stays as it was
         args.weights = args.weights or str(run_dir(args, args.model) / "checkpoints" / "best.pt")
-        args.run_dir = str(evaluation_dir(args, args.model, Path(args.label_test).stem))
+        args.run_dir = str(evaluation_dir(args, args.model, test_label(args.label_test)))
     check_start(args, args.model, harmless=HARMLESS)
     prepared = prepare_training(args, vocab) if args.mode == "train" else prepare_test(args, vocab)
     run = Run(args, name=args.model, harmless=HARMLESS)

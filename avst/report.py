@@ -19,7 +19,7 @@ def _acc(correct: int, count: int) -> float | None:
     return round(100.0 * correct / count, 2) if count else None
 
 
-def _fmt(value: float | None) -> str:
+def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -54,33 +54,50 @@ def to_markdown(report: dict, chance: dict[str, float] | None = None) -> str:
     sep = "|---|---:|---:|---:|" + ("---:|" if chance else "")
     lines = [f"Test file: `{report['test_file']}` ({report['questions']} questions)", "", head, sep]
     for name, cell, key in rows:
-        line = f"| {name} | {cell['correct']} | {cell['count']} | {_fmt(cell['accuracy'])} |"
+        line = f"| {name} | {cell['correct']} | {cell['count']} | {fmt_pct(cell['accuracy'])} |"
         if chance:
-            line += f" {_fmt(chance.get(key))} |"
+            line += f" {fmt_pct(chance.get(key))} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
 
 def per_question_lines(records: Sequence[QARecord], predictions: Sequence[int], labels: Sequence[int],
-                       answers: Sequence[str]) -> str:
-    """One tab-separated line per question: id, predicted answer, true answer, correct."""
-    out = ["question_id\tprediction\tanswer\tcorrect"]
-    for rec, pred, lab in zip(records, predictions, labels):
-        out.append(f"{rec.question_id}\t{answers[int(pred)]}\t{rec.answer}\t{int(pred) == int(lab)}")
+                       answers: Sequence[str], extra: dict[str, Sequence[int]] | None = None) -> str:
+    """One tab-separated line per question: id, predicted answer, true answer, correct, then one column
+    per ``extra`` prediction list (e.g. ``prediction_no_audio``)."""
+    extra = extra or {}
+    out = ["\t".join(["question_id", "prediction", "answer", "correct", *extra])]
+    for i, (rec, pred, lab) in enumerate(zip(records, predictions, labels)):
+        cells = [str(rec.question_id), answers[int(pred)], rec.answer, str(int(pred) == int(lab))]
+        out.append("\t".join(cells + [answers[int(p[i])] for p in extra.values()]))
     return "\n".join(out) + "\n"
+
+
+def flat_accuracies(report: dict) -> dict[str, float | None]:
+    """Accuracy (%) per type, per group and "All", keyed like ``to_markdown``'s ``chance`` argument."""
+    out = {key: cell["accuracy"] for key, cell in report["types"].items()}
+    out |= {m: cell["accuracy"] for m, cell in report["groups"].items()}
+    out["All"] = report["overall"]["accuracy"]
+    return out
+
+
+def guess_accuracies(test: Sequence[QARecord], guess: dict[tuple[str, str], str]) -> dict[str, float | None]:
+    """Accuracy (%) of answering each test question with ``guess[(modality, type)]`` (a type without a
+    guess counts as wrong), keyed like ``flat_accuracies``."""
+    preds = [0 if guess.get((r.modality, r.qtype)) == r.answer else 1 for r in test]
+    return flat_accuracies(per_type_report(test, preds, [0] * len(test), ""))
+
+
+def majority_answers(train: Sequence[QARecord]) -> dict[tuple[str, str], str]:
+    """The most frequent train answer of each question type (ties: the one seen first)."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in train:
+        answers = counts.setdefault((r.modality, r.qtype), {})
+        answers[r.answer] = answers.get(r.answer, 0) + 1
+    return {t: max(a, key=a.get) for t, a in counts.items()}
 
 
 def majority_baseline(train: Sequence[QARecord], test: Sequence[QARecord]) -> dict[str, float | None]:
     """Accuracy (%) of answering each test question with its type's most frequent train answer:
     the chance level a model must beat, keyed like ``to_markdown``'s ``chance`` argument."""
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    for r in train:
-        answers = counts.setdefault((r.modality, r.qtype), {})
-        answers[r.answer] = answers.get(r.answer, 0) + 1
-    guess = {t: max(a, key=a.get) for t, a in counts.items()}
-    preds = [0 if guess.get((r.modality, r.qtype)) == r.answer else 1 for r in test]
-    report = per_type_report(test, preds, [0] * len(test), "")
-    out = {key: cell["accuracy"] for key, cell in report["types"].items()}
-    out |= {m: cell["accuracy"] for m, cell in report["groups"].items()}
-    out["All"] = report["overall"]["accuracy"]
-    return out
+    return guess_accuracies(test, majority_answers(train))

@@ -1,11 +1,15 @@
 """``check_data.py music-avqa``: check one split before a long run.
 
-Reports the number of questions, counts per (modality, type), the vocabulary sizes, unknown words and
+Reports what the file is (known files registry: "json_update test, 9,129 questions", with a warning for a
+known problem or a file named like a known one with other content), the number of questions, counts per
+(modality, type), records that cannot be used (each with its reason), ids derived for records without
+one, extra keys, the vocabulary sizes, unknown words per type under the unknown-word policy, unknown
 answers, duplicate question ids and, with features, what the loaders refuse (missing, unreadable,
 mis-shaped or non-float files, a packed index with bad ranges), NaN / inf anywhere in the features
 (every row is read, a few at a time), short files and videos whose audio and visual row counts differ.
-The exit status is 1 on any problem (short files are padded, and duplicate question ids and differing
-row counts occur in the released data, so those are reported but not a problem).
+MUSIC-AVQA v2.0 and -R files are read as well as the original ones. The exit status is 1 on any problem
+(short files are padded, duplicate question ids and differing row counts occur in the released data,
+and words that ``--unknown_words pad|drop`` accepts are counted: those are reported but not problems).
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from avst.data.annotations import MODALITIES, QUESTION_TYPES, AnnotationError, load_records, video_list
+from avst.benchmarks.known_files import describe
+from avst.benchmarks.oov import oov_counts
+from avst.data.annotations import MODALITIES, QUESTION_TYPES, AnnotationError, load_annotations, video_list
 from avst.data.features import ROWS, FeatureError, feature_problems, nonfinite_error, open_features
-from avst.data.vocab import Vocab, VocabError
+from avst.data.vocab import OOV_POLICIES, Vocab, VocabError
 from engine.errors import run_cli
 
 DEFAULT_VOCAB_JSON = "data/json/avqa-train.json"
@@ -29,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json_file", required=True, help="the split to check (MUSIC-AVQA JSON)")
     p.add_argument("--vocab_json", default=DEFAULT_VOCAB_JSON,
                    help="original train JSON the vocabularies come from (default %(default)s)")
+    p.add_argument("--answer_file", help="answer order file (answer2idx.json, e.g. MUSIC-AVQA v2.0's 42 answers)")
+    p.add_argument("--unknown_words", choices=OOV_POLICIES, default="error",
+                   help="as avst/main_avst.py: error (a problem), pad or drop (counted, not a problem)")
     p.add_argument("--audio_dir", help="VGGish [60,128] .npy per video")
     p.add_argument("--video_res14x14_dir", help="ResNet-18 [60,512,14,14] .npy per video")
     p.add_argument("--packed", help="packed feature store (instead of the two directories)")
@@ -40,10 +49,15 @@ def check(args: argparse.Namespace) -> dict:
     report: dict = {"json_file": str(args.json_file), "problems": []}
     problems = report["problems"]
     try:
-        records = load_records(args.json_file)
+        ann = load_annotations(args.json_file)
     except (AnnotationError, FileNotFoundError) as err:
         problems.append(str(err))
         return report
+    records = ann.records
+    report["known"], report["warnings"] = describe(args.json_file)
+    report["skipped"], report["derived_question_ids"] = ann.skipped, ann.derived_ids
+    report["extra_keys"] = ann.extra_keys
+    problems += ann.skipped[:20]
     report["questions"] = len(records)
     counts = Counter((r.modality, r.qtype) for r in records)
     report["types"] = {m: {t: counts[(m, t)] for mm, t in QUESTION_TYPES if mm == m} for m in MODALITIES}
@@ -51,11 +65,19 @@ def check(args: argparse.Namespace) -> dict:
     dup = [q for q, n in Counter(r.question_id for r in records).items() if n > 1]
     report["duplicate_question_ids"] = len(dup)
     try:
-        vocab = Vocab.build(args.vocab_json)
-    except (AnnotationError, FileNotFoundError) as err:
+        vocab = Vocab.build(args.vocab_json, args.answer_file).with_oov(args.unknown_words)
+    except (AnnotationError, FileNotFoundError, VocabError) as err:
         problems.append(f"vocabulary: {err}")
         vocab = None
     if vocab is not None:
+        known, warnings = describe(args.vocab_json)[0], []
+        if "train" not in known and known != "not a known file":
+            warnings.append(f"{args.vocab_json}: the vocabulary comes from the {known}, not a train file; the "
+                            "authors' checkpoints need the original train JSON's word and answer order")
+        report["warnings"] += warnings
+        report["vocab_known"] = known
+        report["unknown_word_policy"] = vocab.oov
+        report["unknown_word_questions"] = oov_counts(records, vocab)
         report["vocab_json"] = str(args.vocab_json)
         report["vocab_size"] = len(vocab.words)
         report["answers"] = len(vocab.answers)
@@ -131,16 +153,25 @@ def _rows_differ(rows: dict[str, dict[str, int]]) -> int:
 
 
 def _print_text(report: dict) -> None:
-    print(f"file: {report['json_file']}")
+    print(f"file: {report['json_file']}" + (f" ({report['known']})" if "known" in report else ""))
+    for w in report.get("warnings", []):
+        print(f"WARNING: {w}")
     if "questions" in report:
-        print(f"questions: {report['questions']} ({report['videos']} videos, "
-              f"{report['duplicate_question_ids']} duplicated question ids)")
+        print(f"questions: {report['questions']} usable ({report['videos']} videos, "
+              f"{report['duplicate_question_ids']} duplicated question ids), {len(report['skipped'])} skipped, "
+              f"{report['derived_question_ids']} without a question_id (id = -position in the file)")
+        if report["extra_keys"]:
+            print("extra keys (ignored): " + ", ".join(f"{k} in {n}" for k, n in report["extra_keys"].items()))
         for m, types in report["types"].items():
             print(f"  {m:<13} " + ", ".join(f"{t} {n}" for t, n in types.items()) + f"  (total {sum(types.values())})")
     if "vocab_size" in report:
         print(f"vocabulary ({report['vocab_json']}): {report['vocab_size']} words incl. <pad>, "
               f"{report['answers']} answers; unknown words {len(report['unknown_words'])}, "
               f"unknown answers {len(report['unknown_answers'])}")
+        oov = report["unknown_word_questions"]
+        print(f"unknown-word policy {report['unknown_word_policy']}: questions with unknown words "
+              f"{sum(oov['affected'].values())}, longer than 14 tokens {sum(oov['truncated'].values())}"
+              + "".join(f"; {k} {n}" for k, n in oov["affected"].items() if n))
     if "missing_files" in report:
         print(f"features: {len(report['missing_files'])} missing, {len(report['bad_files'])} bad, "
               f"{len(report['nonfinite'])} with NaN/inf, short (padded) videos {report['short_videos']}, "
