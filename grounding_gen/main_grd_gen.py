@@ -98,5 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
         run.close()
 
 
+def cli() -> int:
+    """Console entry point (pyproject [project.scripts])."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(cli())

@@ -69,3 +69,16 @@ def test_errors_raised_in_a_dataloader_worker_keep_one_line(capsys):
 
     assert run_cli(main) == 2
     assert capsys.readouterr().err == "error: feats/v0.npy: holds NaN; re-extract it\n"
+
+
+def test_console_entry_points_name_callables():
+    """Every [project.scripts] entry imports and is callable (a renamed cli() would break the install)."""
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts
+    for target in scripts.values():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func)), target

@@ -1,4 +1,3 @@
-from engine.errors import run_cli
-from webdemo.cli import main
+from webdemo.cli import cli
 
-raise SystemExit(run_cli(main))
+raise SystemExit(cli())

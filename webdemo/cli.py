@@ -15,7 +15,7 @@ from pathlib import Path
 
 from answering import RANDOM_NOTE, add_extractor_args
 from engine.device import resolve_device
-from engine.errors import UserError
+from engine.errors import UserError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,3 +92,8 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def cli() -> int:
+    """Console entry point (pyproject [project.scripts]) and ``python -m webdemo``."""
+    return run_cli(main)
