@@ -74,8 +74,9 @@ def test_errors_raised_in_a_dataloader_worker_keep_one_line(capsys):
 def test_console_entry_points_name_callables():
     """Every [project.scripts] entry imports and is callable (a renamed cli() would break the install)."""
     import importlib
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts
