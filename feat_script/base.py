@@ -43,6 +43,7 @@ from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
+from feat_script.weights import load_into
 
 VIDEO_EXTENSIONS = (
     ".mp4",
@@ -198,18 +199,8 @@ def resolve_weights(args: argparse.Namespace, filenames: str | Sequence[str], so
 
 
 def load_weights(model: torch.nn.Module, path: Path | None, what: str) -> torch.nn.Module:
-    """Load a plain state_dict strictly (a DataParallel ``module.`` prefix is dropped)."""
-    if path is None:
-        return model
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ConfigError(f"--weights {path} is not a {what} state_dict: {err}") from err
-    return model
+    """Load a state_dict file strictly (``feat_script.weights``: nothing is unpickled)."""
+    return model if path is None else load_into(model, path, what)
 
 
 def add_common_args(

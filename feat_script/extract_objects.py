@@ -157,6 +157,8 @@ class ObjectsExtractor(Extractor):
                 if not cached.is_file():
                     raise ConfigError(f"detector weights needed: --detector-weights PATH. {DETECTOR_HELP}")
                 args.detector_weights = cached
+            if args.random_init and args.detector_weights is not None:
+                raise ConfigError(f"--detector-weights {args.detector_weights} and --random-init: give one")
             self.detector_path = None if args.random_init else args.detector_weights
             if self.detector_path is not None and not self.detector_path.is_file():
                 raise ConfigError(f"--detector-weights {self.detector_path}: no such file. {DETECTOR_HELP}")

@@ -21,6 +21,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops import roi_align
 
 from feat_script.boxes import OBJECTS_PER_FRAME, spatial_features
+from feat_script.weights import load_into
 
 DETECTOR_HELP = (
     "Get torchvision's COCO Faster R-CNN weights fasterrcnn_resnet50_fpn_coco-258fb6c6.pth "
@@ -30,18 +31,11 @@ DETECTOR_HELP = (
 
 def faster_rcnn(weights: str | Path | None = None, min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
     """torchvision's Faster R-CNN ResNet-50 FPN (COCO) in eval mode; random init when ``weights`` is None."""
-    if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"Faster R-CNN weights not found: {weights}. {DETECTOR_HELP}")
     model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, min_size=min_size,
                                     max_size=max_size, box_score_thresh=0.0,
                                     box_detections_per_img=OBJECTS_PER_FRAME)
     if weights is not None:
-        path = Path(weights)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(f"{path} is not a fasterrcnn_resnet50_fpn state_dict: {err}") from err
+        load_into(model, weights, "fasterrcnn_resnet50_fpn", DETECTOR_HELP)
     return model.eval()
 
 

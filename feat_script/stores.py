@@ -119,7 +119,7 @@ def _pid_alive(pid: int) -> bool:
 def npy_opens(path: Path, row_shape: tuple[int, ...] | None = None) -> bool:
     """True when ``path`` is a complete ``.npy`` (header and data size agree) of the expected rows."""
     try:
-        array = np.load(path, mmap_mode="r")
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return False
     return row_shape is None or tuple(array.shape[1:]) == tuple(row_shape)
@@ -157,7 +157,7 @@ class NpyDirStore:
             save_npy_atomic(self.file(video_id, key), payload[key])
 
     def read(self, video_id: str, key: str = "") -> np.ndarray:
-        return np.load(self.file(video_id, key))
+        return np.load(self.file(video_id, key), allow_pickle=False)
 
     def remove(self, video_id: str) -> None:
         for key in self.keys:
