@@ -11,18 +11,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-from feat_script.stores import write_json_atomic
-
-
-def sidecar(out: Path, suffix: str) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + suffix)
+from feat_script.stores import append_line, sidecar, write_json_atomic
 
 
 @functools.lru_cache(maxsize=8)
@@ -74,13 +68,7 @@ def record_failure(out: Path, video: Path, video_id: str, reason: str) -> None:
             "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
-    path = sidecar(out, ".failures.jsonl")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+    append_line(sidecar(out, ".failures.jsonl"), line)
 
 
 def read_failures(out: Path) -> list[dict]:
