@@ -310,3 +310,26 @@ def test_vggish_converter_bad_input_is_one_line(bad, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(src) in lines[0], lines
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("bad", ["binary", "out-is-folder", "empty-csv-dir", "tsv-is-folder"])
+def test_butd_converter_bad_input_is_one_line(bad, tmp_path, capsys):
+    from engine.errors import run_cli
+    from feat_script import convert_butd_tsv
+
+    tsv, out, csv_dir = tmp_path / "in.tsv", tmp_path / "obj.hdf5", tmp_path / "csv"
+    tsv.write_bytes(b"gif/f0\t320\t240\t0\t\t\n" + (os.urandom(64) if bad == "binary" else b""))
+    argv = [str(tsv), "--out", str(out)]
+    if bad == "out-is-folder":
+        out.mkdir()
+    elif bad == "empty-csv-dir":
+        csv_dir.mkdir()
+        argv += ["--csv_dir", str(csv_dir)]
+    elif bad == "tsv-is-folder":
+        tsv.unlink()
+        tsv.mkdir()
+    before = snapshot(tmp_path)
+    assert run_cli(convert_butd_tsv.main, argv) == 2
+    named = {"binary": tsv, "out-is-folder": out, "empty-csv-dir": csv_dir, "tsv-is-folder": tsv}[bad]
+    one_error_line(capsys, named)
+    assert snapshot(tmp_path) == before

@@ -39,15 +39,19 @@ def from_tf_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         import tensorflow as tf
     except ImportError as err:
-        raise ImportError("reading a .ckpt needs tensorflow (pip install tensorflow-cpu)") from err
-    reader = tf.train.load_checkpoint(str(path))
+        raise WeightsError(f"{path}: reading a TensorFlow .ckpt needs tensorflow (pip install tensorflow-cpu), "
+                           "or convert torchvggish's .pth instead") from err
+    try:
+        reader = tf.train.load_checkpoint(str(path))
+    except (tf.errors.OpError, ValueError) as err:
+        raise WeightsError(f"{path}: not a readable TensorFlow checkpoint ({str(err).splitlines()[0]})") from err
     available = reader.get_variable_to_shape_map()
     state = {}
     for ours, scope in TF_SCOPES.items():
         names = (f"vggish/{scope}/weights", f"vggish/{scope}/biases")
         missing = [n for n in names if n not in available]
         if missing:
-            raise ValueError(f"{path} is not a VGGish checkpoint: missing {missing}")
+            raise WeightsError(f"{path} is not a VGGish checkpoint: missing {missing}")
         weight = torch.from_numpy(reader.get_tensor(names[0]).copy())
         weight = weight.permute(3, 2, 0, 1) if ours in CONV_NAMES else weight.T
         state[f"{ours}.weight"] = weight.contiguous().float()
