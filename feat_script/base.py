@@ -46,6 +46,7 @@ from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
+from feat_script.streams import rechunk
 from feat_script.weights import load_into
 
 VIDEO_EXTENSIONS = (
@@ -325,17 +326,19 @@ class Extractor:
     def compute(
         self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
     ) -> dict[str, np.ndarray]:
-        """Default: run ``forward`` over ``item[batched_input]`` in chunks; output key ``""``."""
+        """Default: run ``forward`` over ``item[batched_input]`` (an array, or a ``RowStream`` of a long
+        video) in chunks of ``--batch-size`` rows; output key ``""``."""
         if model is None:
             return {"": item[self.batched_input]}
-        rows = torch.from_numpy(np.ascontiguousarray(item[self.batched_input]))
         outs = []
-        for start in range(0, len(rows), self.args.batch_size):
-            chunk = rows[start : start + self.args.batch_size].to(device, non_blocking=True)
+        for rows in rechunk(item[self.batched_input], self.args.batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(rows)).to(device, non_blocking=True)
             if self.memory_format is not None and chunk.dim() in (4, 5):
                 chunk = chunk.contiguous(memory_format=self.memory_format)
             with self.autocast(device):
                 outs.append(self.forward(model, chunk).float().cpu())
+        if not outs:
+            raise DecodeError(f"no {self.batched_input} could be decoded")
         return {"": torch.cat(outs).numpy()}
 
     def autocast(self, device: torch.device):

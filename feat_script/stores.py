@@ -47,6 +47,8 @@ from typing import Protocol
 import numpy as np
 
 from engine.errors import UserError
+from feat_script.decode import DecodeError
+from feat_script.streams import iter_blocks, iter_rows
 
 Payload = Mapping[str, np.ndarray]
 
@@ -474,7 +476,7 @@ class FramesStore:
         tmp = _tmp_name(final)
         tmp.mkdir(parents=True)
         try:
-            for i, frame in enumerate(payload[""], start=1):
+            for i, frame in enumerate(iter_rows(payload[""]), start=1):
                 Image.fromarray(frame).save(tmp / f"{i:0{self.digits}d}.jpg", quality=self.quality)
             if final.exists():
                 shutil.rmtree(final)
@@ -525,13 +527,24 @@ class WavStore:
         return ids, strays
 
     def write(self, video_id: str, payload: Payload) -> None:
-        samples = np.ascontiguousarray(payload[""], dtype="<i2")
         self.ledger.add(video_id)
-        with atomic_file(self.file(video_id)) as tmp, wave.open(str(tmp), "wb") as w:
-            w.setnchannels(samples.shape[1])
-            w.setsampwidth(2)
-            w.setframerate(self.rate)
-            w.writeframes(samples.tobytes())
+        with atomic_file(self.file(video_id)) as tmp:
+            written = 0
+            with wave.open(str(tmp), "wb") as w:
+                for block in iter_blocks(payload[""]):
+                    samples = np.ascontiguousarray(block, dtype="<i2")
+                    if not written:
+                        w.setnchannels(samples.shape[1])
+                        w.setsampwidth(2)
+                        w.setframerate(self.rate)
+                    w.writeframes(samples.tobytes())
+                    written += len(samples)
+                if not written:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(self.rate)
+            if not written:
+                raise DecodeError(f"{video_id}: the audio track is empty")
 
     def finalize(self) -> None:
         return None
