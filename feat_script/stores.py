@@ -66,7 +66,11 @@ class Store(Protocol):
 
     def done(self) -> set[str]: ...
 
-    def foreign(self) -> tuple[set[str], list[Path]]: ...
+    def foreign(self) -> tuple[set[str], list[Path]]:
+        """(ids present but not in the ledger, other files). The output is listed *before* the ledger
+        is read: a concurrent shard appends to the ledger before its rename, so whatever the listing
+        saw is already in the ledger read after it."""
+        ...
 
     def write(self, video_id: str, payload: Payload) -> None: ...
 
@@ -218,17 +222,16 @@ class NpyDirStore:
         return set.intersection(*per_key) if per_key else set()
 
     def foreign(self) -> tuple[set[str], list[Path]]:
-        owned, ids, strays = self.ledger.ids(), set(), []
+        ids, strays = set(), []
         key_dirs = {self.path / k for k in self.keys if k}
         for key in self.keys:
             folder = self._folder(key)
             for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
                 if entry.suffix == ".npy" and entry.is_file():
-                    if entry.stem not in owned:
-                        ids.add(entry.stem)
+                    ids.add(entry.stem)
                 elif entry not in key_dirs and not _is_ours(entry):
                     strays.append(entry)
-        return ids, strays
+        return ids - self.ledger.ids(), strays  # the ledger is read after the listing: see ``foreign``
 
     def write(self, video_id: str, payload: Payload) -> None:
         self.ledger.add(video_id)
@@ -292,8 +295,9 @@ class Hdf5Store:
         return (self._final_ids() & self.ledger.ids()) | self.staging.done()
 
     def foreign(self) -> tuple[set[str], list[Path]]:
+        final = self._final_ids()
         ids, strays = self.staging.foreign()
-        return ids | (self._final_ids() - self.ledger.ids()), strays
+        return ids | (final - self.ledger.ids()), strays
 
     def write(self, video_id: str, payload: Payload) -> None:
         self.staging.write(video_id, payload)
@@ -376,7 +380,7 @@ class PackedStore:
             taken = sorted(str(f) for f in packed if f.exists())
             raise StoreError(f"--out {self.path} holds {', '.join(taken)}, not written by this extractor, which "
                              "would rewrite them; nothing was touched. Choose another --out")
-        ids |= set().union(*[self.index(key)["videos"] for key in self.keys]) - self.ledger.ids()
+        ids |= set().union(*[self.index(key)["videos"] for key in self.keys]) - self.ledger.ids()  # index before ledger
         ours = {self.path / "parts"} | packed
         strays = [e for e in sorted(self.path.iterdir()) if e not in ours and not _is_ours(e)] \
             if self.path.is_dir() else []
@@ -459,14 +463,13 @@ class FramesStore:
         return ids
 
     def foreign(self) -> tuple[set[str], list[Path]]:
-        owned, ids, strays = self.ledger.ids(), set(), []
+        ids, strays = set(), []
         for entry in sorted(self.path.iterdir()) if self.path.is_dir() else ():
             if entry.is_dir() and not _is_ours(entry):
-                if entry.name not in owned:
-                    ids.add(entry.name)
+                ids.add(entry.name)
             elif not _is_ours(entry):
                 strays.append(entry)
-        return ids, strays
+        return ids - self.ledger.ids(), strays
 
     def write(self, video_id: str, payload: Payload) -> None:
         from PIL import Image
@@ -517,14 +520,13 @@ class WavStore:
         return ids
 
     def foreign(self) -> tuple[set[str], list[Path]]:
-        owned, ids, strays = self.ledger.ids(), set(), []
+        ids, strays = set(), []
         for entry in sorted(self.path.iterdir()) if self.path.is_dir() else ():
             if entry.suffix == ".wav" and entry.is_file():
-                if entry.stem not in owned:
-                    ids.add(entry.stem)
+                ids.add(entry.stem)
             elif not _is_ours(entry):
                 strays.append(entry)
-        return ids, strays
+        return ids - self.ledger.ids(), strays
 
     def write(self, video_id: str, payload: Payload) -> None:
         self.ledger.add(video_id)
