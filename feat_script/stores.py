@@ -102,11 +102,23 @@ class Ledger:
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single O_APPEND write (whole lines across concurrent shards)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    with _naming(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError that names no file (ENOSPC from a write) is re-raised naming ``path``."""
     try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
+        raise
 
 
 def _is_ours(entry: Path) -> bool:
@@ -132,18 +144,15 @@ def atomic_file(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(final)
     try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except OSError as err:
-        if err.filename is None and err.errno:  # e.g. ENOSPC from a write: say which file
-            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(final)) from err
-        raise
+        with _naming(final):
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -479,11 +488,12 @@ class FramesStore:
         tmp = _tmp_name(final)
         tmp.mkdir(parents=True)
         try:
-            for i, frame in enumerate(iter_rows(payload[""]), start=1):
-                Image.fromarray(frame).save(tmp / f"{i:0{self.digits}d}.jpg", quality=self.quality)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            with _naming(final):
+                for i, frame in enumerate(iter_rows(payload[""]), start=1):
+                    Image.fromarray(frame).save(tmp / f"{i:0{self.digits}d}.jpg", quality=self.quality)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)

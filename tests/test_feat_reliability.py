@@ -333,3 +333,16 @@ def test_butd_converter_bad_input_is_one_line(bad, tmp_path, capsys):
     named = {"binary": tsv, "out-is-folder": out, "empty-csv-dir": csv_dir, "tsv-is-folder": tsv}[bad]
     one_error_line(capsys, named)
     assert snapshot(tmp_path) == before
+
+
+def test_disk_full_while_writing_frames_names_the_folder(tmp_path, videos, capsys, monkeypatch):
+    from PIL import Image
+
+    def full(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    out = tmp_path / "frames"
+    assert cli(Frames, videos, out) == 2
+    one_error_line(capsys, out / "a", "no space left")
+    assert [p.name for p in out.iterdir()] == []  # the temporary folder is gone
