@@ -46,7 +46,7 @@ from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
-from feat_script.streams import rechunk
+from feat_script.streams import bound_heap_growth, rechunk
 from feat_script.weights import load_into
 
 VIDEO_EXTENSIONS = (
@@ -488,6 +488,7 @@ def run(extractor: Extractor) -> int:
     args = extractor.args
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
+    bound_heap_growth()
     videos, unmapped = list_videos(args.videos), 0
     if args.id_map:
         videos, unmapped = apply_id_map(videos, merge_id_maps(args.id_map))
