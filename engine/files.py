@@ -29,12 +29,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``."""
+def atomic_path(path: str | Path, tmp: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (``tmp`` if given); on success fsync it and rename it over
+    ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Named, not created: some writers need to create the file themselves (h5py mode "a").
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    tmp = tmp or path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
     try:
         yield tmp
         with open(tmp, "rb") as f:

@@ -28,8 +28,10 @@ keys in ``outputs`` (``""`` is the main one; see ``feat_script.stores`` for the 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
+from feat_script.streams import bound_heap_growth, rechunk
+from feat_script.weights import load_into
 
 VIDEO_EXTENSIONS = (
     ".mp4",
@@ -191,18 +195,8 @@ def resolve_weights(args: argparse.Namespace, filenames: str | Sequence[str], so
 
 
 def load_weights(model: torch.nn.Module, path: Path | None, what: str) -> torch.nn.Module:
-    """Load a plain state_dict strictly (a DataParallel ``module.`` prefix is dropped)."""
-    if path is None:
-        return model
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ConfigError(f"--weights {path} is not a {what} state_dict: {err}") from err
-    return model
+    """Load a state_dict file strictly (``feat_script.weights``: nothing is unpickled)."""
+    return model if path is None else load_into(model, path, what)
 
 
 def add_common_args(
@@ -218,6 +212,13 @@ def add_common_args(
     )
     parser.add_argument("--weights", type=Path, default=None, help="model weights (.pth)")
     parser.add_argument("--random-init", action="store_true", help="random weights: tests and demo only")
+    parser.add_argument("--seed", type=int, default=0, help="with --random-init: the seed of the random weights")
+    parser.add_argument(
+        "--allow-foreign",
+        action="store_true",
+        help="write into an --out that holds files this extractor did not write (they are left untouched; "
+        "videos whose output name is taken are listed as failures)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=default_batch_size, help="rows per forward pass")
     parser.add_argument(
@@ -313,17 +314,19 @@ class Extractor:
     def compute(
         self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
     ) -> dict[str, np.ndarray]:
-        """Default: run ``forward`` over ``item[batched_input]`` in chunks; output key ``""``."""
+        """Default: run ``forward`` over ``item[batched_input]`` (an array, or a ``RowStream`` of a long
+        video) in chunks of ``--batch-size`` rows; output key ``""``."""
         if model is None:
             return {"": item[self.batched_input]}
-        rows = torch.from_numpy(np.ascontiguousarray(item[self.batched_input]))
         outs = []
-        for start in range(0, len(rows), self.args.batch_size):
-            chunk = rows[start : start + self.args.batch_size].to(device, non_blocking=True)
+        for rows in rechunk(item[self.batched_input], self.args.batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(rows)).to(device, non_blocking=True)
             if self.memory_format is not None and chunk.dim() in (4, 5):
                 chunk = chunk.contiguous(memory_format=self.memory_format)
             with self.autocast(device):
                 outs.append(self.forward(model, chunk).float().cpu())
+        if not outs:
+            raise DecodeError(f"no {self.batched_input} could be decoded")
         return {"": torch.cat(outs).numpy()}
 
     def autocast(self, device: torch.device):
@@ -375,19 +378,33 @@ class _Decoded(Dataset):
             return i, None, f"{path}: {type(err).__name__}: {err}"
 
 
-def _manifest_fields(extractor: Extractor, status: str, counts: dict, has_model: bool) -> dict:
-    weights = extractor.weights_path
-    return {
+def _settings(extractor: Extractor, has_model: bool) -> dict:
+    """What decides the numbers in the output: a resumed run must have the same (``check_resume``)."""
+    args, weights = extractor.args, extractor.weights_path
+    settings = {
         "extractor": extractor.name,
-        "store": extractor.args.store,
+        "store": args.store,
         "outputs": list(extractor.outputs),
         "row_shapes": {k: list(v) for k, v in extractor.row_shapes().items()},
         "dtype": extractor.output_dtype,
         "model": extractor.model_info(),
-        "weights": "random-init" if weights is None else {"path": str(weights), "sha256": sha256_file(weights)},
         "sampling": extractor.sampling(),
-        "amp": extractor.args.amp,
-        "inference": extractor.inference_info() if has_model else None,
+    }
+    if has_model:
+        settings.update(
+            weights={"random_init_seed": args.seed} if weights is None else {"sha256": sha256_file(weights)},
+            amp=args.amp,
+            inference=extractor.inference_info(),
+        )
+    return json.loads(json.dumps(settings))
+
+
+def _manifest_fields(extractor: Extractor, settings: dict, status: str, counts: dict) -> dict:
+    weights = extractor.weights_path
+    return {
+        **settings,
+        "weights": "random-init" if weights is None else {"path": str(weights), "sha256": sha256_file(weights)},
+        "settings": settings,
         "status": status,
         "shard": extractor.args.shard,
         "id_map": [str(p) for p in extractor.args.id_map or []],
@@ -395,24 +412,99 @@ def _manifest_fields(extractor: Extractor, status: str, counts: dict, has_model:
     }
 
 
+def check_out(out: Path, folder: bool) -> None:
+    """Refuse an ``--out`` of the wrong kind or where nothing can be written, before anything is."""
+    if out.exists() and out.is_dir() != folder:
+        want, got = ("a folder", "a file") if folder else ("a file", "a folder")
+        raise ConfigError(f"--out {out}: is {got}; this store writes {want}. Choose another --out")
+    places = [out] if folder and out.is_dir() else []
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    for place in [*places, parent]:
+        if not place.is_dir():
+            raise ConfigError(f"--out {out}: {place} is not a folder. Choose another --out")
+        try:
+            tempfile.TemporaryFile(dir=place).close()
+        except OSError as err:
+            raise ConfigError(f"--out {out}: cannot write in {place} ({err.strerror}). Choose a writable --out") \
+                from err
+
+
+def check_ids(videos: list[tuple[str, Path]], outputs: Sequence[str]) -> None:
+    """Every video id must name one output of its own: no path separators, no hidden names, no
+    output key (an HDF5 group), so that two inputs can never land on one output."""
+    for vid, path in videos:
+        if not vid or vid.startswith(".") or any(c in vid for c in "/\\\0") or vid in outputs:
+            raise ConfigError(f"{path}: video id {vid!r} cannot name an output (empty, hidden, a path or an "
+                              f"output key {[k for k in outputs if k]}); rename the file or map it with --id-map")
+
+
+def check_resume(out: Path, settings: dict, written: set[str]) -> None:
+    """Resume only with the settings the existing outputs were made with; else say what differs."""
+    if not written:
+        return
+    manifest = sidecar(out, ".manifest.json")
+    try:
+        old = json.loads(manifest.read_text())["settings"]
+    except FileNotFoundError:
+        raise ConfigError(f"{manifest}: missing, so the {len(written)} outputs already in --out {out} cannot be "
+                          "checked against this run's settings; choose another --out") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{manifest}: unreadable ({err}); choose another --out") from err
+    differ = settings_diff(old, settings)
+    if differ:
+        raise ConfigError(f"--out {out} was written with other settings ({'; '.join(differ)}); resume with "
+                          "the same settings or choose another --out")
+
+
+def settings_diff(old: Any, new: Any, name: str = "") -> list[str]:
+    """``name: old -> new`` for every leaf that differs (dotted names)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new))
+                for d in settings_diff(old.get(k), new.get(k), f"{name}.{k}" if name else k)]
+    return [] if old == new else [f"{name}: {str(old)[:60]} -> {str(new)[:60]}"]
+
+
 def run(extractor: Extractor) -> int:
-    """Extract every not-yet-done video of this shard; return 0 (failures are listed, not fatal)."""
+    """Extract every not-yet-done video of this shard; return 0 (failures are listed, not fatal).
+
+    Before anything is written: the flags, the video ids, ``--out`` (kind, writable), the weights,
+    the settings of what ``--out`` already holds and its foreign entries are checked."""
     args = extractor.args
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
+    bound_heap_growth()
     videos, unmapped = list_videos(args.videos), 0
     if args.id_map:
         videos, unmapped = apply_id_map(videos, merge_id_maps(args.id_map))
         if not videos:
             raise ConfigError(f"--id-map names none of the videos in {args.videos}")
+    check_ids(videos, extractor.outputs)
     videos = take_shard(videos, parse_shard(args.shard))
     device = resolve_device(args.device)
-    store = extractor.make_store()
-    done = store.done()
-    todo = [(vid, path) for vid, path in videos if vid not in done]
+    check_out(args.out, folder=args.store != "hdf5")
+    if args.random_init:
+        torch.manual_seed(args.seed)
     model = extractor.build_model()
-    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo), "not_in_id_map": unmapped}
-    write_manifest(args.out, _manifest_fields(extractor, "running", counts, model is not None))
+    settings = _settings(extractor, model is not None)
+    store = extractor.make_store()
+    check_resume(args.out, settings, store.ledger.ids())
+    foreign, strays = store.foreign()
+    if (foreign or strays) and not args.allow_foreign:
+        names = [str(p) for p in strays[:3]] + sorted(foreign)[:3]
+        raise ConfigError(f"--out {args.out} holds {len(foreign) + len(strays)} entries this extractor did not "
+                          f"write (e.g. {', '.join(names)}); nothing was touched. Choose a new --out, or pass "
+                          "--allow-foreign to leave them as they are and write beside them")
+    done = store.done()
+    clashing = [(vid, path) for vid, path in videos if vid in foreign]
+    todo = [(vid, path) for vid, path in videos if vid not in done and vid not in foreign]
+    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo) - len(clashing),
+              "not_in_id_map": unmapped, "foreign_in_out": len(clashing)}
+    write_manifest(args.out, _manifest_fields(extractor, settings, "running", counts))
+    for vid, path in clashing:
+        record_failure(args.out, path, vid, f"--out {args.out} already holds an output for {vid!r} that this "
+                       "extractor did not write (--allow-foreign); left untouched")
     if model is not None:
         model = extractor.optimise(model.eval()).to(device)
     loader = DataLoader(
@@ -440,12 +532,15 @@ def run(extractor: Extractor) -> int:
             bar.update(1)
             bar.set_postfix(failed=failed)
     bar.close()
+    if written + failed != len(todo):
+        raise RuntimeError(f"{len(todo)} videos to do, {written} written and {failed} failed: a video was lost")
     store.finalize()
+    failed += len(clashing)
     counts.update(written=written, failed=failed, done_total=len(store.done()))
-    write_manifest(args.out, _manifest_fields(extractor, "complete", counts, model is not None))
+    write_manifest(args.out, _manifest_fields(extractor, settings, "complete", counts))
     if failed and not args.quiet:
         print(
-            f"{failed} of {len(todo)} videos failed; see {sidecar(args.out, '.failures.jsonl')}",
+            f"{failed} of {len(todo) + len(clashing)} videos failed; see {sidecar(args.out, '.failures.jsonl')}",
             file=sys.stderr,
         )
     return 0

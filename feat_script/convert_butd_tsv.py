@@ -60,9 +60,14 @@ def _decode(field: str, count: int, width: int, where: str, name: str) -> np.nda
 
 def read_frames(path: Path) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
     """Yield ``(gif_name, frame_name, features [10, 2048], spatial [10, 6])`` line by line."""
-    with open(path, encoding="ascii", newline="\n") as tsv:
-        for number, line in enumerate(tsv, start=1):
+    with open(path, "rb") as tsv:
+        for number, raw in enumerate(tsv, start=1):
             where = f"{path}:{number}"
+            try:
+                line = raw.decode("ascii")
+            except UnicodeDecodeError as err:
+                raise TsvError(f"{where}: not an ASCII TSV line ({err.reason} at byte {err.start}); "
+                               "give the TSV files of bottom-up-attention's generate_tsv.py") from None
             parts = line.rstrip("\r\n").split("\t")
             if parts == [""]:
                 continue
@@ -87,7 +92,7 @@ def read_keys(csv_dir: Path) -> dict[str, str]:
     """gif_name -> str(key) from every TGIF-QA ``*.csv`` (tab separated) in ``csv_dir``."""
     files = sorted(csv_dir.glob("*.csv"))
     if not files:
-        raise FileNotFoundError(f"no TGIF-QA *.csv files in {csv_dir}")
+        raise TsvError(f"--csv_dir {csv_dir}: no TGIF-QA *.csv files there")
     return merge_id_maps(files)
 
 
@@ -113,7 +118,7 @@ def _stage(tsv_paths: list[Path], staging: h5py.File) -> dict[str, list[tuple[st
 
     count = 0
     for path in tsv_paths:
-        for gif, frame, feat, spat in tqdm(read_frames(path), desc=path.name, unit="frame"):
+        for gif, frame, feat, spat in tqdm(read_frames(path), desc=path.name, unit="frame", disable=None):
             if (gif, frame) in seen:
                 continue
             seen.add((gif, frame))
@@ -141,6 +146,8 @@ def convert(tsv_paths: list[Path], out: Path, keys: dict[str, str] | None = None
     for path in tsv_paths:
         if not path.is_file():
             raise FileNotFoundError(f"TSV not found: {path}")
+    if out.is_dir():
+        raise TsvError(f"--out {out}: is a folder; give the HDF5 file to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, staging_path = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".staging")
     os.close(fd)
@@ -157,7 +164,8 @@ def convert(tsv_paths: list[Path], out: Path, keys: dict[str, str] | None = None
                         stats["skipped_gifs"] += 1
                         continue
                     if key in image_group:
-                        raise ValueError(f"two GIFs map to the HDF5 key {key} (second: {gif})")
+                        raise TsvError(f"--csv_dir: two GIFs map to the HDF5 key {key} (second: {gif}); "
+                                       "fix the CSVs")
                     ordered = [row for _, row in sorted(rows[gif], key=lambda fr: natural_key(fr[0]))]
                     image_group[key] = _take_rows(staging["features"], ordered)
                     spatial_group[key] = _take_rows(staging["spatial"], ordered)
@@ -176,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv_dir", type=Path, help="TGIF-QA CSVs: key the output by their 'key' column")
     args = parser.parse_args(argv)
     keys = read_keys(args.csv_dir) if args.csv_dir else None
-    try:
-        stats = convert(args.tsv, args.out, keys)
-    except TsvError as err:
-        parser.exit(1, f"error: {err}\n")
+    stats = convert(args.tsv, args.out, keys)
     print(f"wrote {args.out}: {stats['videos']} videos, {stats['frames']} frames, "
           f"{stats['skipped_gifs']} GIFs not in the CSVs skipped")
     return 0

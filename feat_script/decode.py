@@ -15,6 +15,8 @@ import functools
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +156,57 @@ def _run_raw(stream: ffmpeg.nodes.OutputStream, path: Path) -> bytes:
     return proc.stdout
 
 
+def stream_raw(stream: ffmpeg.nodes.OutputStream, path: Path, unit: int, units: int = 1) -> Iterator[bytes]:
+    """Run ffmpeg and yield its output ``units * unit`` bytes at a time (the last block may be shorter,
+    always a multiple of ``unit``): memory holds one block whatever the input's length. Closing the
+    generator early stops ffmpeg; a failure of ffmpeg is a DecodeError once its output ends."""
+    cmd = stream.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=ffmpeg_exe())
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        try:
+            while True:
+                block = proc.stdout.read(unit * units)
+                usable = len(block) - len(block) % unit
+                if usable:
+                    yield block[:usable]
+                if len(block) < unit * units:
+                    break
+            if proc.wait() != 0:
+                errors.seek(0)
+                raise DecodeError(f"{path}: ffmpeg failed ({_tail(errors.read().decode(errors='replace'))})")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+
+
+def stream_frames(path: str | Path, *, rate: float, info: VideoInfo | None = None,
+                  block: int = 16) -> Iterator[np.ndarray]:
+    """``read_frames(path, rate=rate)`` in blocks of up to ``block`` frames ``[b, H, W, 3]``, decoded as
+    they are consumed (the same ffmpeg command, so the same frames)."""
+    path = Path(path)
+    info = info or probe(path)
+    stream = ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", r=rate)
+    frame_bytes = info.width * info.height * 3
+    count = 0
+    for raw in stream_raw(stream, path, frame_bytes, block):
+        frames = np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)
+        count += len(frames)
+        yield frames
+    if count == 0:
+        raise DecodeError(f"{path}: no frame could be decoded")
+
+
+def stream_audio(path: str | Path, *, rate: int, channels: int, block: int = 1 << 16) -> Iterator[np.ndarray]:
+    """``read_audio(path, rate=rate, channels=channels)`` as int16 ``[b, channels]`` blocks of up to
+    ``block`` samples, decoded as they are consumed."""
+    path = Path(path)
+    stream = ffmpeg.input(str(path))["a:0"].output("pipe:", format="s16le", acodec="pcm_s16le", ac=channels, ar=rate)
+    for raw in stream_raw(stream, path, 2 * channels, block):
+        yield np.frombuffer(raw, np.int16).reshape(-1, channels)
+
+
 def _select_expr(unique: np.ndarray) -> str:
     """``select`` expression for sorted unique indices, runs of consecutive ones as one ``between``."""
     breaks = np.flatnonzero(np.diff(unique) != 1) + 1
@@ -263,9 +316,4 @@ def read_audio(path: str | Path, *, rate: int = 16000, channels: int | None = No
     if not info.has_audio:
         raise DecodeError(f"{path}: no audio track")
     channels = channels or info.audio_channels or 2
-    stream = ffmpeg.input(str(path))["a:0"].output(
-        "pipe:", format="s16le", acodec="pcm_s16le", ac=channels, ar=rate
-    )
-    raw = _run_raw(stream, path)
-    samples = np.frombuffer(raw, np.int16)
-    return samples[: len(samples) // channels * channels].reshape(-1, channels)
+    return np.concatenate([np.zeros((0, channels), np.int16), *stream_audio(path, rate=rate, channels=channels)])

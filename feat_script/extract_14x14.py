@@ -12,6 +12,7 @@ memory, so its features are reproduced exactly (``0`` skips it). Output: ``<out>
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,17 @@ from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, main, resol
 from feat_script.models.resnet_stride1 import resnet18_stride1
 from feat_script.preprocess import jpeg_roundtrip, normalise, resize_frames
 from feat_script.sampling import sample_frames
+from feat_script.streams import one_fps
 
 WEIGHTS = ("resnet18-5c106cde.pth", "resnet18-f37072fd.pth")
 SOURCE = "https://download.pytorch.org/models/resnet18-5c106cde.pth (torchvision ImageNet ResNet-18)"
+
+
+def _prepare(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
+    """uint8 frames -> the network's input: optional JPEG round trip, 224x224, Kinetics mean/std."""
+    if jpeg_quality:
+        frames = jpeg_roundtrip(frames, jpeg_quality)
+    return normalise(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)
 
 
 class Res18x14(Extractor):
@@ -62,10 +71,10 @@ class Res18x14(Extractor):
         return {"arch": "resnet18, layer4 stride 1", "output": "layer4 (after ReLU)"}
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        frames = sample_frames(video, self.args.sampling, seconds=self.args.seconds)
-        if self.args.jpeg_quality:
-            frames = jpeg_roundtrip(frames, self.args.jpeg_quality)
-        return {"frames": normalise(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)}
+        prepare = functools.partial(_prepare, jpeg_quality=self.args.jpeg_quality)
+        if self.args.sampling == "1fps":
+            return {"frames": one_fps(video, prepare)}
+        return {"frames": prepare(sample_frames(video, self.args.sampling, seconds=self.args.seconds))}
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = resolve_weights(self.args, WEIGHTS, SOURCE, "ImageNet ResNet-18")

@@ -11,32 +11,73 @@ track is a failure (listed), not a crash. Output: ``<out>/<video_id>.wav``.
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from feat_script.base import Extractor, main
-from feat_script.decode import DecodeError, probe, read_audio
+from feat_script.decode import DecodeError, probe, stream_audio
 from feat_script.stores import WavStore
+from feat_script.streams import RowStream, is_long
 
 MOVIEPY_READ_RATE = 44100
 
 
-def load_audio_16k(video: str | Path, rate: int = 16000) -> np.ndarray:
-    """The audio track as moviepy's ``write_audiofile(fps=rate)`` writes it: int16 ``[n, 2]``."""
+def iter_audio_16k(video: str | Path, rate: int = 16000, block: int = 1 << 16) -> Iterator[np.ndarray]:
+    """The audio track as moviepy's ``write_audiofile(fps=rate)`` writes it, int16 ``[b, 2]`` blocks of
+    up to ``block`` samples, decoded as they are consumed (memory holds one block of each rate).
+
+    Output sample k is source sample ``round(44100 * k / rate)`` (0 past the source's end), over
+    ``int(rate * duration)`` samples: per sample the same float64 arithmetic as moviepy's whole-array
+    code, so the samples are identical. Stop iterating to stop decoding."""
     info = probe(video)
     if not info.has_audio:
         raise DecodeError(f"{video}: no audio track")
-    source = read_audio(video, rate=MOVIEPY_READ_RATE, channels=2)
     n = int(rate * info.duration)
-    t = (1.0 / rate) * np.arange(n)
-    idx = np.round(MOVIEPY_READ_RATE * t).astype(np.int64)
-    inside = (t < info.duration) & (idx < len(source))
-    out = np.zeros((n, 2), np.float64)
-    out[inside] = source[idx[inside]] / 32768
-    return (32768 * np.clip(out, -0.99, 0.99)).astype(np.int16)
+    source = stream_audio(video, rate=MOVIEPY_READ_RATE, channels=2)
+    held, start, total = np.zeros((0, 2), np.int16), 0, None  # held = source[start:start + len(held)]
+    try:
+        for k0 in range(0, n, block):
+            t = (1.0 / rate) * np.arange(k0, min(n, k0 + block))
+            idx = np.round(MOVIEPY_READ_RATE * t).astype(np.int64)
+            while total is None and start + len(held) <= idx[-1]:
+                more = next(source, None)
+                if more is None:
+                    total = start + len(held)
+                else:
+                    held = np.concatenate([held, more])
+            inside = (t < info.duration) & (idx < (start + len(held) if total is None else total))
+            out = np.zeros((len(t), 2), np.float64)
+            out[inside] = held[idx[inside] - start] / 32768
+            yield (32768 * np.clip(out, -0.99, 0.99)).astype(np.int16)
+            drop = min(int(idx[-1]) - start, len(held))
+            held, start = held[drop:], start + drop
+    finally:
+        source.close()
+
+
+def load_audio_16k(video: str | Path, rate: int = 16000) -> np.ndarray:
+    """The whole track of ``iter_audio_16k`` as one int16 ``[n, 2]`` array."""
+    return np.concatenate([np.zeros((0, 2), np.int16), *iter_audio_16k(video, rate)])
+
+
+def first_seconds_16k(video: str | Path, seconds: int, rate: int = 16000) -> np.ndarray:
+    """The first ``seconds`` of ``load_audio_16k`` (fewer when shorter); decoding stops there."""
+    blocks, count = [np.zeros((0, 2), np.int16)], 0
+    stream = iter_audio_16k(video, rate)
+    try:
+        for block in stream:
+            blocks.append(block[: seconds * rate - count])
+            count += len(blocks[-1])
+            if count >= seconds * rate:
+                break
+    finally:
+        stream.close()
+    return np.concatenate(blocks)
 
 
 def load_audio_moviepy(video: str | Path, rate: int = 16000) -> np.ndarray:
@@ -80,7 +121,11 @@ class Audio(Extractor):
             "method": "moviepy: ffmpeg 44.1 kHz stereo, nearest sample, clip +-0.99",
         }
 
-    def load(self, video: Path) -> dict[str, np.ndarray]:
+    def load(self, video: Path) -> dict[str, np.ndarray | RowStream]:
+        if self.args.backend == "memory" and is_long(video):
+            if not probe(video).has_audio:
+                raise DecodeError(f"{video}: no audio track")
+            return {"audio": RowStream(functools.partial(iter_audio_16k, video, self.args.rate))}
         loader = load_audio_16k if self.args.backend == "memory" else load_audio_moviepy
         audio = loader(video, self.args.rate)
         if len(audio) == 0:

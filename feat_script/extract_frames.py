@@ -17,6 +17,7 @@ import numpy as np
 from feat_script.base import Extractor, main
 from feat_script.sampling import sample_frames
 from feat_script.stores import FramesStore
+from feat_script.streams import one_fps
 
 
 class Frames(Extractor):
@@ -41,6 +42,8 @@ class Frames(Extractor):
         }
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
+        if self.args.mode == "1fps":
+            return {"frames": one_fps(video)}
         return {"frames": sample_frames(video, self.args.mode, seconds=self.args.seconds)}
 
     def make_store(self) -> FramesStore:

@@ -74,11 +74,15 @@ class ObjectsExtractor(Extractor):
                             help="motion: read boxes from this file's spatial_features instead of detecting")
         parser.add_argument("--det-min-size", type=int, default=800, help="detector input: shorter side")
         parser.add_argument("--det-max-size", type=int, default=1333, help="detector input: longer side cap")
+        parser.add_argument("--det-batch-size", type=int, default=1,
+                            help="frames per detector forward (about 0.5 GB each on CPU at 800 pixels)")
         parser.add_argument("--roi-size", type=int, default=7, help="RoIAlign bins per side (then averaged)")
         add_clip_args(parser)
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
+        if args.det_batch_size < 1:
+            raise ConfigError("--det-batch-size must be >= 1")
         if args.boxes is not None and args.stream != "motion":
             raise ConfigError("--boxes is for --stream motion (appearance detects the boxes it writes)")
         if args.boxes is not None and not args.boxes.is_file():
@@ -157,6 +161,8 @@ class ObjectsExtractor(Extractor):
                 if not cached.is_file():
                     raise ConfigError(f"detector weights needed: --detector-weights PATH. {DETECTOR_HELP}")
                 args.detector_weights = cached
+            if args.random_init and args.detector_weights is not None:
+                raise ConfigError(f"--detector-weights {args.detector_weights} and --random-init: give one")
             self.detector_path = None if args.random_init else args.detector_weights
             if self.detector_path is not None and not self.detector_path.is_file():
                 raise ConfigError(f"--detector-weights {self.detector_path}: no such file. {DETECTOR_HELP}")
@@ -171,7 +177,8 @@ class ObjectsExtractor(Extractor):
             counts = box_counts(spatial)
         else:
             with self.autocast(device):
-                spatial, counts = detect(model["detector"], torch.from_numpy(item["frames"]))
+                spatial, counts = detect(model["detector"], torch.from_numpy(item["frames"]),
+                                         self.args.det_batch_size)
         rows = torch.from_numpy(item["input"])
         maps = []
         for start in range(0, len(rows), self.args.batch_size):

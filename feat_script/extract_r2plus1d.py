@@ -27,9 +27,23 @@ from feat_script.sampling import (
     one_fps_indices,
     sample_frames,
 )
+from feat_script.streams import one_fps
 
 WEIGHTS = ("r2plus1d_18-91a641e6.pth",)
 SOURCE = "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth (torchvision Kinetics-400 R(2+1)D-18)"
+
+
+def _prepare(clips: np.ndarray) -> np.ndarray:
+    """uint8 clips [T, L, H, W, 3] -> [T, 3, L, 112, 112], Kinetics mean/std."""
+    t, length = clips.shape[:2]
+    x = normalise(
+        resize_frames(clips.reshape(t * length, *clips.shape[2:]), 112, 112), KINETICS_MEAN, KINETICS_STD
+    )
+    return np.ascontiguousarray(x.reshape(t, length, 3, 112, 112).transpose(0, 2, 1, 3, 4))
+
+
+def _one_frame_clips(frames: np.ndarray) -> np.ndarray:
+    return _prepare(frames[:, None])
 
 
 class R2Plus1D(Extractor):
@@ -83,12 +97,9 @@ class R2Plus1D(Extractor):
         )
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        clips = self._clips(video)
-        t, length = clips.shape[:2]
-        x = normalise(
-            resize_frames(clips.reshape(t * length, *clips.shape[2:]), 112, 112), KINETICS_MEAN, KINETICS_STD
-        )
-        return {"frames": np.ascontiguousarray(x.reshape(t, length, 3, 112, 112).transpose(0, 2, 1, 3, 4))}
+        if self.args.clip_len == 1 and self.args.sampling == "1fps":
+            return {"frames": one_fps(video, _one_frame_clips)}
+        return {"frames": _prepare(self._clips(video))}
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = resolve_weights(self.args, WEIGHTS, SOURCE, "Kinetics R(2+1)D-18")

@@ -20,12 +20,18 @@ import torchvision
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, Extractor, load_weights, main, resolve_weights
 from feat_script.preprocess import normalise, resize_short_centre_crop
 from feat_script.sampling import MASN_NUM_CLIPS, sample_frames
+from feat_script.streams import one_fps
 
 WEIGHTS = {
     "resnet18": ("resnet18-5c106cde.pth", "resnet18-f37072fd.pth"),
     "resnet152": ("resnet152-b121ed2d.pth", "resnet152-394f9c45.pth"),
 }
 DIMS = {"resnet18": 512, "resnet152": 2048}
+
+
+def _prepare(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames -> Resize(256), CenterCrop(224), ImageNet mean/std."""
+    return normalise(resize_short_centre_crop(frames, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
 
 
 class ResNetGlobal(Extractor):
@@ -86,10 +92,11 @@ class ResNetGlobal(Extractor):
         return {"arch": f"torchvision {self.args.arch}", "output": "avgpool (fc = Identity)"}
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        frames = sample_frames(
+        if self.args.sampling == "1fps":
+            return {"frames": one_fps(video, _prepare)}
+        return {"frames": _prepare(sample_frames(
             video, self.args.sampling, seconds=self.args.seconds, num_clips=self.args.num_clips
-        )
-        return {"frames": normalise(resize_short_centre_crop(frames, 256, 224), IMAGENET_MEAN, IMAGENET_STD)}
+        ))}
 
     def build_model(self) -> torch.nn.Module:
         arch = self.args.arch

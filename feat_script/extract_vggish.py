@@ -15,6 +15,8 @@ moviepy's ``write_audiofile(fps=16000)`` gives, the WAV the original read), aver
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,23 @@ import torch
 
 from feat_script.base import ConfigError, Extractor, load_weights, main, resolve_weights
 from feat_script.decode import DecodeError
-from feat_script.extract_audio import load_audio_16k
+from feat_script.extract_audio import first_seconds_16k, iter_audio_16k, load_audio_16k
+from feat_script.manifest import sha256_file
+from feat_script.streams import RowStream, is_long
 from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples
 from feat_script.vggish.mel import SAMPLE_RATE
 from feat_script.vggish.model import WEIGHTS_HELP
+from feat_script.vggish.recipes import standard_examples_stream
+
+
+def standard_example_blocks(video: Path) -> Iterator[np.ndarray]:
+    """The standard recipe's examples of a long video, float32 blocks, from its streamed waveform."""
+    try:
+        waves = (block / 32768.0 for block in iter_audio_16k(video, SAMPLE_RATE))
+        for examples in standard_examples_stream(waves):
+            yield examples.float().numpy()
+    except ValueError as err:
+        raise DecodeError(f"{video}: {err}") from err
 
 
 class VggishExtractor(Extractor):
@@ -58,7 +73,7 @@ class VggishExtractor(Extractor):
         if self.args.recipe == "avst":
             recipe.update(num_secs=self.args.num_secs, short_audio="last complete second repeated")
         else:
-            recipe.update(hop_frames=96, pca=str(self.args.pca) if self.pca is not None else None,
+            recipe.update(hop_frames=96, pca={"sha256": sha256_file(self.args.pca)} if self.pca is not None else None,
                           quantized=self.pca is not None and not self.args.no_quantize)
         return recipe
 
@@ -68,13 +83,15 @@ class VggishExtractor(Extractor):
     def model_info(self) -> dict[str, Any]:
         return {"arch": "vggish", "layer": "fc2 embedding after ReLU"}
 
-    def load(self, video: Path) -> dict[str, np.ndarray]:
-        wave = load_audio_16k(video, SAMPLE_RATE) / 32768.0
+    def load(self, video: Path) -> dict[str, np.ndarray | RowStream]:
+        if self.args.recipe == "standard" and is_long(video):
+            return {"examples": RowStream(functools.partial(standard_example_blocks, video))}
         try:
             if self.args.recipe == "avst":
+                wave = first_seconds_16k(video, self.args.num_secs, SAMPLE_RATE) / 32768.0
                 examples = avst_examples(wave, SAMPLE_RATE, self.args.num_secs)
             else:
-                examples = standard_examples(wave, SAMPLE_RATE)
+                examples = standard_examples(load_audio_16k(video, SAMPLE_RATE) / 32768.0, SAMPLE_RATE)
         except ValueError as err:
             raise DecodeError(f"{video}: {err}") from err
         return {"examples": examples.float().numpy()}

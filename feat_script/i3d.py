@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from feat_script.weights import load_into
+
 I3D_MEAN = 114.75
 I3D_STD = 57.375
 WEIGHTS_HELP = (
@@ -140,13 +142,5 @@ def i3d_r50(weights: str | Path | None = None, num_classes: int = 400, nonlocal_
     ``nonlocal_blocks``, ``i3d_r50_nl_kinetics.pth`` (None: random init)."""
     model = I3Res50(num_classes=num_classes, nonlocal_blocks=nonlocal_blocks)
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"I3D weights not found: {path}. {WEIGHTS_HELP}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(f"{path} is not an i3d_r50 state_dict: {err}") from err
+        load_into(model, weights, "i3d_r50", WEIGHTS_HELP)
     return model.eval()

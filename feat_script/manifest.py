@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 from engine.files import sha256_file as engine_sha256_file
-from feat_script.stores import write_json_atomic
-
-
-def sidecar(out: Path, suffix: str) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + suffix)
-
+from feat_script.stores import append_line, sidecar, write_json_atomic
 
 sha256_file = functools.lru_cache(maxsize=8)(engine_sha256_file)  # the weights are hashed once per run
 
@@ -68,13 +61,7 @@ def record_failure(out: Path, video: Path, video_id: str, reason: str) -> None:
             "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
-    path = sidecar(out, ".failures.jsonl")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+    append_line(sidecar(out, ".failures.jsonl"), line)
 
 
 def read_failures(out: Path) -> list[dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 
 from engine.errors import run_cli
-from feat_script.convert_butd_tsv import read_keys
+from feat_script.convert_butd_tsv import TsvError, read_keys
 from feat_script.stores import atomic_file
 
 
@@ -31,7 +31,7 @@ def _copy_renamed(src: h5py.Group, dst: h5py.Group, keys: dict[str, str], stats:
             stats["dropped"] += 1
             continue
         if new in dst:
-            raise ValueError(f"{src.file.filename}: two entries map to the key {new} (one is {name})")
+            raise TsvError(f"{src.file.filename}: two entries map to the key {new} (one is {name})")
         src.copy(item, dst, name=new)
         stats["renamed" if new != name else "kept"] += 1
 

@@ -4,6 +4,12 @@ Every store answers ``done()`` (the ids already complete and verified to open), 
 payload)`` (atomic: written to a temporary name, fsynced, renamed) and ``finalize()``.
 A payload maps an output key to an array; the key ``""`` is the extractor's main output.
 
+Ownership. A store only ever removes or replaces what it wrote: each id is appended to the ledger
+``<out>.written.jsonl`` before its output is renamed into place, and ``done()`` verifies (and removes
+when broken) only ledger ids. ``foreign()`` lists what the output location holds that the ledger
+does not name (other ids, other files); the pipeline refuses such an output unless told otherwise,
+and never touches those entries.
+
 Crash safety. A killed run leaves at most temporary files (named ``.<name>.<host>-<pid>.tmp*``,
 removed by the next run on the same host once that pid is gone), never a half-written entry.
 HDF5 files are not crash-safe while open for writing (a kill can corrupt the whole file), so the
@@ -40,7 +46,10 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.files import atomic_path as atomic_file
+from engine.errors import UserError
+from engine.files import atomic_path
+from feat_script.decode import DecodeError
+from feat_script.streams import iter_blocks, iter_rows
 
 Payload = Mapping[str, np.ndarray]
 
@@ -49,18 +58,85 @@ _HOST = socket.gethostname().replace(".", "_")
 PACKED_FORMAT = "packed-v1"
 
 
+class StoreError(UserError, RuntimeError):
+    """An existing output the store cannot read or may not touch; the message says what to do."""
+
+
 class Store(Protocol):
     path: Path
 
     def done(self) -> set[str]: ...
+
+    def foreign(self) -> tuple[set[str], list[Path]]:
+        """(ids present but not in the ledger, other files). The output is listed *before* the ledger
+        is read: a concurrent shard appends to the ledger before its rename, so whatever the listing
+        saw is already in the ledger read after it."""
+        ...
 
     def write(self, video_id: str, payload: Payload) -> None: ...
 
     def finalize(self) -> None: ...
 
 
+def sidecar(out: Path, suffix: str) -> Path:
+    """``<out><suffix>``, beside the output (``feat.manifest.json`` for ``feat/`` or ``feat.h5``)."""
+    out = Path(out)
+    return out.with_name(out.name + suffix)
+
+
+class Ledger:
+    """``<out>.written.jsonl``: one JSON line per id a store wrote (appended before the rename, so
+    every output of ours is named here, whatever kill came in between)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = sidecar(out, ".written.jsonl")
+
+    def ids(self) -> set[str]:
+        if not self.path.is_file():
+            return set()
+        return {json.loads(line)["id"] for line in self.path.read_text().splitlines() if line.strip()}
+
+    def add(self, video_id: str) -> None:
+        append_line(self.path, json.dumps({"id": video_id}))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single O_APPEND write (whole lines across concurrent shards)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _naming(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError that names no file (ENOSPC from a write) is re-raised naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
+        raise
+
+
+def _is_ours(entry: Path) -> bool:
+    """Temporaries (``.<name>.<host>-<pid>.tmp``) and lock files of any store."""
+    return entry.name == ".lock" or (entry.name.startswith(".") and ".tmp" in entry.name and "-" in entry.name)
+
+
 def _tmp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.{_HOST}-{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """``engine.files.atomic_path`` with a host-and-pid temporary name (so a later run can tell a dead
+    writer's leftovers from a live shard's) and errors naming ``final`` rather than its temporary."""
+    with _naming(final), atomic_path(final, _tmp_name(final)) as tmp:
+        yield tmp
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
@@ -94,7 +170,7 @@ def _pid_alive(pid: int) -> bool:
 def npy_opens(path: Path, row_shape: tuple[int, ...] | None = None) -> bool:
     """True when ``path`` is a complete ``.npy`` (header and data size agree) of the expected rows."""
     try:
-        array = np.load(path, mmap_mode="r")
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return False
     return row_shape is None or tuple(array.shape[1:]) == tuple(row_shape)
@@ -104,35 +180,56 @@ class NpyDirStore:
     """One ``.npy`` per video and key (the layout AVST's loaders read)."""
 
     def __init__(
-        self, path: Path, keys: tuple[str, ...] = ("",), row_shapes: Mapping[str, tuple] | None = None
+        self,
+        path: Path,
+        keys: tuple[str, ...] = ("",),
+        row_shapes: Mapping[str, tuple] | None = None,
+        ledger: Ledger | None = None,
     ):
         self.path = Path(path)
         self.keys = keys
         self.row_shapes = dict(row_shapes or {})
+        self.ledger = ledger or Ledger(self.path)
 
     def file(self, video_id: str, key: str = "") -> Path:
         return (self.path / key if key else self.path) / f"{video_id}.npy"
 
+    def _folder(self, key: str) -> Path:
+        return self.path / key if key else self.path
+
     def done(self) -> set[str]:
-        per_key = []
+        owned, per_key = self.ledger.ids(), []
         for key in self.keys:
-            folder = self.path / key if key else self.path
-            remove_stale_temps(folder)
+            remove_stale_temps(self._folder(key))
             ids = set()
-            for f in folder.glob("*.npy") if folder.is_dir() else ():
+            for vid in owned:
+                f = self.file(vid, key)
                 if npy_opens(f, self.row_shapes.get(key)):
-                    ids.add(f.stem)
-                else:
+                    ids.add(vid)
+                elif f.exists():
                     f.unlink()
             per_key.append(ids)
         return set.intersection(*per_key) if per_key else set()
 
+    def foreign(self) -> tuple[set[str], list[Path]]:
+        ids, strays = set(), []
+        key_dirs = {self.path / k for k in self.keys if k}
+        for key in self.keys:
+            folder = self._folder(key)
+            for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
+                if entry.suffix == ".npy" and entry.is_file():
+                    ids.add(entry.stem)
+                elif entry not in key_dirs and not _is_ours(entry):
+                    strays.append(entry)
+        return ids - self.ledger.ids(), strays  # the ledger is read after the listing: see ``foreign``
+
     def write(self, video_id: str, payload: Payload) -> None:
+        self.ledger.add(video_id)
         for key in self.keys:
             save_npy_atomic(self.file(video_id, key), payload[key])
 
     def read(self, video_id: str, key: str = "") -> np.ndarray:
-        return np.load(self.file(video_id, key))
+        return np.load(self.file(video_id, key), allow_pickle=False)
 
     def remove(self, video_id: str) -> None:
         for key in self.keys:
@@ -161,7 +258,8 @@ class Hdf5Store:
     ):
         self.path = Path(path)
         self.keys = keys
-        self.staging = NpyDirStore(self.path.with_name(self.path.name + ".parts"), keys, row_shapes)
+        self.ledger = Ledger(self.path)
+        self.staging = NpyDirStore(sidecar(self.path, ".parts"), keys, row_shapes, self.ledger)
 
     def _final_ids(self) -> set[str]:
         import h5py
@@ -175,8 +273,8 @@ class Hdf5Store:
                     for key in self.keys
                 ]
         except OSError as err:
-            raise RuntimeError(
-                f"{self.path}: existing HDF5 output does not open ({err}); move it away"
+            raise StoreError(
+                f"{self.path}: the existing HDF5 output does not open ({err}); move it away or choose another --out"
             ) from err
         if "" in self.keys:
             sets[self.keys.index("")] -= {k for k in self.keys if k}
@@ -184,7 +282,12 @@ class Hdf5Store:
 
     def done(self) -> set[str]:
         remove_stale_temps(self.path.parent)
-        return self._final_ids() | self.staging.done()
+        return (self._final_ids() & self.ledger.ids()) | self.staging.done()
+
+    def foreign(self) -> tuple[set[str], list[Path]]:
+        final = self._final_ids()
+        ids, strays = self.staging.foreign()
+        return ids | (final - self.ledger.ids()), strays
 
     def write(self, video_id: str, payload: Payload) -> None:
         self.staging.write(video_id, payload)
@@ -228,7 +331,8 @@ class PackedStore:
         self.path = Path(path)
         self.keys = keys
         self.default_kind = default_kind
-        self.staging = NpyDirStore(self.path / "parts", keys, row_shapes)
+        self.ledger = Ledger(self.path)
+        self.staging = NpyDirStore(self.path / "parts", keys, row_shapes, self.ledger)
 
     def kind(self, key: str) -> str:
         return key or self.default_kind
@@ -244,14 +348,33 @@ class PackedStore:
         if not f.exists():
             return {"format": PACKED_FORMAT, "rows": 0, "videos": {}}
         try:
-            return json.loads(f.read_text())
-        except json.JSONDecodeError as err:
-            raise RuntimeError(f"{f}: packed index is not valid JSON ({err})") from err
+            index = json.loads(f.read_text())
+            if index.get("format") != PACKED_FORMAT or not isinstance(index.get("videos"), dict):
+                raise ValueError(f"not a {PACKED_FORMAT} index")
+            return index
+        except (ValueError, UnicodeDecodeError, AttributeError) as err:
+            raise StoreError(f"{f}: not a valid packed index ({err}); move the folder away or choose "
+                             "another --out") from err
+
+    def _packed_ids(self) -> set[str]:
+        return set.intersection(*[set(self.index(key)["videos"]) for key in self.keys])
 
     def done(self) -> set[str]:
         remove_stale_temps(self.path)
-        packed = set.intersection(*[set(self.index(key)["videos"]) for key in self.keys])
-        return packed | self.staging.done()
+        return (self._packed_ids() & self.ledger.ids()) | self.staging.done()
+
+    def foreign(self) -> tuple[set[str], list[Path]]:
+        ids, _ = self.staging.foreign()
+        packed = {f(k) for k in self.keys for f in (self.array_file, self.index_file)}
+        if not self.ledger.ids() and any(f.exists() for f in packed):
+            taken = sorted(str(f) for f in packed if f.exists())
+            raise StoreError(f"--out {self.path} holds {', '.join(taken)}, not written by this extractor, which "
+                             "would rewrite them; nothing was touched. Choose another --out")
+        ids |= set().union(*[self.index(key)["videos"] for key in self.keys]) - self.ledger.ids()  # index before ledger
+        ours = {self.path / "parts"} | packed
+        strays = [e for e in sorted(self.path.iterdir()) if e not in ours and not _is_ours(e)] \
+            if self.path.is_dir() else []
+        return ids, strays
 
     def write(self, video_id: str, payload: Payload) -> None:
         self.staging.write(video_id, payload)
@@ -310,36 +433,48 @@ class FramesStore:
         self.path = Path(path)
         self.digits = digits
         self.quality = quality
+        self.ledger = Ledger(self.path)
 
     def done(self) -> set[str]:
         from PIL import Image
 
         remove_stale_temps(self.path)
         ids = set()
-        for folder in self.path.iterdir() if self.path.is_dir() else ():
-            if folder.name.startswith(".") or not folder.is_dir():
-                continue
-            jpgs = sorted(folder.glob("*.jpg"))
+        for vid in self.ledger.ids():
+            folder = self.path / vid
+            jpgs = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
             try:
                 with Image.open(jpgs[-1]) as im:
                     im.verify()
-                ids.add(folder.name)
+                ids.add(vid)
             except (IndexError, OSError, SyntaxError):
-                shutil.rmtree(folder)
+                if folder.is_dir():
+                    shutil.rmtree(folder)
         return ids
+
+    def foreign(self) -> tuple[set[str], list[Path]]:
+        ids, strays = set(), []
+        for entry in sorted(self.path.iterdir()) if self.path.is_dir() else ():
+            if entry.is_dir() and not _is_ours(entry):
+                ids.add(entry.name)
+            elif not _is_ours(entry):
+                strays.append(entry)
+        return ids - self.ledger.ids(), strays
 
     def write(self, video_id: str, payload: Payload) -> None:
         from PIL import Image
 
+        self.ledger.add(video_id)
         final = self.path / video_id
         tmp = _tmp_name(final)
         tmp.mkdir(parents=True)
         try:
-            for i, frame in enumerate(payload[""], start=1):
-                Image.fromarray(frame).save(tmp / f"{i:0{self.digits}d}.jpg", quality=self.quality)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            with _naming(final):
+                for i, frame in enumerate(iter_rows(payload[""]), start=1):
+                    Image.fromarray(frame).save(tmp / f"{i:0{self.digits}d}.jpg", quality=self.quality)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
@@ -354,29 +489,55 @@ class WavStore:
     def __init__(self, path: Path, rate: int = 16000):
         self.path = Path(path)
         self.rate = rate
+        self.ledger = Ledger(self.path)
+
+    def file(self, video_id: str) -> Path:
+        return self.path / f"{video_id}.wav"
 
     def done(self) -> set[str]:
         remove_stale_temps(self.path)
         ids = set()
-        for f in self.path.glob("*.wav") if self.path.is_dir() else ():
+        for vid in self.ledger.ids():
+            f = self.file(vid)
             try:
                 with wave.open(str(f)) as w:
                     ok = w.getnframes() > 0 and w.getframerate() == self.rate
             except (wave.Error, EOFError, OSError):
                 ok = False
             if ok:
-                ids.add(f.stem)
-            else:
+                ids.add(vid)
+            elif f.exists():
                 f.unlink()
         return ids
 
+    def foreign(self) -> tuple[set[str], list[Path]]:
+        ids, strays = set(), []
+        for entry in sorted(self.path.iterdir()) if self.path.is_dir() else ():
+            if entry.suffix == ".wav" and entry.is_file():
+                ids.add(entry.stem)
+            elif not _is_ours(entry):
+                strays.append(entry)
+        return ids - self.ledger.ids(), strays
+
     def write(self, video_id: str, payload: Payload) -> None:
-        samples = np.ascontiguousarray(payload[""], dtype="<i2")
-        with atomic_file(self.path / f"{video_id}.wav") as tmp, wave.open(str(tmp), "wb") as w:
-            w.setnchannels(samples.shape[1])
-            w.setsampwidth(2)
-            w.setframerate(self.rate)
-            w.writeframes(samples.tobytes())
+        self.ledger.add(video_id)
+        with atomic_file(self.file(video_id)) as tmp:
+            written = 0
+            with wave.open(str(tmp), "wb") as w:
+                for block in iter_blocks(payload[""]):
+                    samples = np.ascontiguousarray(block, dtype="<i2")
+                    if not written:
+                        w.setnchannels(samples.shape[1])
+                        w.setsampwidth(2)
+                        w.setframerate(self.rate)
+                    w.writeframes(samples.tobytes())
+                    written += len(samples)
+                if not written:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(self.rate)
+            if not written:
+                raise DecodeError(f"{video_id}: the audio track is empty")
 
     def finalize(self) -> None:
         return None

@@ -163,7 +163,8 @@ def test_motion_boxes_are_looked_up_by_the_mapped_id(tmp_path):
         f["spatial_features/tumblr_b"] = spatial[:2]
     id_map = tmp_path / "Total_count_question.csv"
     id_map.write_text("gif_name\tquestion\tanswer\tvid_id\tkey\ntumblr_a\thow many ?\t3\tCOUNT1\t52\n")
-    args = argparse.Namespace(stream="motion", boxes=boxes, id_map=[id_map], num_clips=3)  # --id-map appends
+    args = argparse.Namespace(stream="motion", boxes=boxes, id_map=[id_map], num_clips=3,  # --id-map appends
+                              det_batch_size=1)
     extractor = ObjectsExtractor(args)
     np.testing.assert_array_equal(extractor._stored_boxes(tmp_path / "tumblr_a.gif"), spatial)
     with pytest.raises(DecodeError, match="expected \\(3, 10, 6\\)"):

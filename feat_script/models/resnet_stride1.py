@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
+from feat_script.weights import load_into
+
 
 def _layer(inplanes: int, planes: int, stride: int) -> nn.Sequential:
     downsample = None
@@ -59,15 +61,6 @@ def resnet18_stride1(weights: str | Path | None = None, modal: str = "vision") -
     """
     model = ResNet18Stride1(modal=modal)
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ResNet-18 weights not found: {path}. Get torchvision's ImageNet file "
-                "resnet18-5c106cde.pth (or resnet18-f37072fd.pth) and pass its path."
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or set(missing) - {"conv1_a.weight"}:
-            raise ValueError(f"{path} is not a ResNet-18 state_dict: missing {missing}, unexpected {unexpected}")
+        load_into(model, weights, "ResNet-18", "Get torchvision's ImageNet file resnet18-5c106cde.pth "
+                  "(or resnet18-f37072fd.pth) and pass its path.", may_miss={"conv1_a.weight"})
     return model

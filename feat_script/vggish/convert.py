@@ -16,6 +16,7 @@ import torch
 from engine.errors import run_cli
 from feat_script.stores import atomic_file
 from feat_script.vggish.model import CONV_LAYERS, WEIGHTS_HELP, VGGish
+from feat_script.weights import WeightsError, read_state_dict
 
 TF_SCOPES = {"conv1": "conv1", "conv2": "conv2", "conv3_1": "conv3/conv3_1", "conv3_2": "conv3/conv3_2",
              "conv4_1": "conv4/conv4_1", "conv4_2": "conv4/conv4_2", "fc1_1": "fc1/fc1_1",
@@ -38,15 +39,19 @@ def from_tf_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         import tensorflow as tf
     except ImportError as err:
-        raise ImportError("reading a .ckpt needs tensorflow (pip install tensorflow-cpu)") from err
-    reader = tf.train.load_checkpoint(str(path))
+        raise WeightsError(f"{path}: reading a TensorFlow .ckpt needs tensorflow (pip install tensorflow-cpu), "
+                           "or convert torchvggish's .pth instead") from err
+    try:
+        reader = tf.train.load_checkpoint(str(path))
+    except (tf.errors.OpError, ValueError) as err:
+        raise WeightsError(f"{path}: not a readable TensorFlow checkpoint ({str(err).splitlines()[0]})") from err
     available = reader.get_variable_to_shape_map()
     state = {}
     for ours, scope in TF_SCOPES.items():
         names = (f"vggish/{scope}/weights", f"vggish/{scope}/biases")
         missing = [n for n in names if n not in available]
         if missing:
-            raise ValueError(f"{path} is not a VGGish checkpoint: missing {missing}")
+            raise WeightsError(f"{path} is not a VGGish checkpoint: missing {missing}")
         weight = torch.from_numpy(reader.get_tensor(names[0]).copy())
         weight = weight.permute(3, 2, 0, 1) if ours in CONV_NAMES else weight.T
         state[f"{ours}.weight"] = weight.contiguous().float()
@@ -56,14 +61,11 @@ def from_tf_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def from_torchvggish(path: str | Path) -> dict[str, torch.Tensor]:
     """Rename torchvggish's ``features.N`` / ``embeddings.N`` keys (``pproc.*`` is ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"torchvggish weights not found: {path}. {WEIGHTS_HELP}")
-    source = torch.load(path, map_location="cpu", weights_only=True)
+    source = read_state_dict(path, "torchvggish", WEIGHTS_HELP)
     source = {k: v for k, v in source.items() if not k.startswith("pproc.")}
     expected = {f"{p}.{s}" for p in TORCHVGGISH_PREFIXES.values() for s in ("weight", "bias")}
     if set(source) != expected:
-        raise ValueError(f"{path} is not a torchvggish state_dict: missing {sorted(expected - set(source))}, "
+        raise WeightsError(f"{path} is not a torchvggish state_dict: missing {sorted(expected - set(source))}, "
                          f"unexpected {sorted(set(source) - expected)}")
     return {f"{ours}.{s}": source[f"{theirs}.{s}"].float().contiguous()
             for ours, theirs in TORCHVGGISH_PREFIXES.items() for s in ("weight", "bias")}

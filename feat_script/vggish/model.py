@@ -8,12 +8,15 @@ AVST used, so features are non-negative. Flattening goes through NHWC order to m
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from feat_script.weights import WeightsError, load_into, read_state_dict
 
 EMBEDDING_SIZE = 128
 WEIGHTS_HELP = (
@@ -59,13 +62,7 @@ def vggish(weights: str | Path | None = None) -> VGGish:
     """Build VGGish; ``weights`` is our converted file (random init when None: tests and demo only)."""
     model = VGGish()
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"VGGish weights not found: {path}. {WEIGHTS_HELP}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or "conv1.weight" not in state:
-            raise ValueError(f"{path} is not a converted VGGish state_dict. {WEIGHTS_HELP}")
-        model.load_state_dict(state)
+        load_into(model, weights, "converted VGGish", WEIGHTS_HELP)
     return model.eval()
 
 
@@ -95,11 +92,17 @@ def load_pca(path: str | Path, quantize: bool = True) -> PCAPostprocessor:
     if not path.is_file():
         raise FileNotFoundError(f"VGGish PCA parameters not found: {path}. {PCA_HELP}")
     if path.suffix == ".npz":
-        with np.load(path) as params:
-            arrays = {k: torch.from_numpy(params[k]) for k in params.files}
+        try:
+            with np.load(path, allow_pickle=False) as params:
+                arrays = {k: torch.from_numpy(params[k]) for k in params.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise WeightsError(f"{path}: not a readable .npz of numeric arrays ({err}). {PCA_HELP}") from err
     else:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_state_dict(path, "VGGish PCA", PCA_HELP, numpy_arrays=True)
         arrays = {k: torch.as_tensor(v) for k, v in state.items()}
     if {"pca_eigen_vectors", "pca_means"} - set(arrays):
-        raise ValueError(f"{path} lacks pca_eigen_vectors / pca_means (has {sorted(arrays)}). {PCA_HELP}")
+        raise WeightsError(f"{path} lacks pca_eigen_vectors / pca_means (has {sorted(arrays)[:5]}). {PCA_HELP}")
+    shapes = {k: tuple(arrays[k].shape) for k in ("pca_eigen_vectors", "pca_means")}
+    if arrays["pca_eigen_vectors"].numel() != EMBEDDING_SIZE ** 2 or arrays["pca_means"].numel() != EMBEDDING_SIZE:
+        raise WeightsError(f"{path}: PCA arrays of shapes {shapes}, expected 128x128 and 128. {PCA_HELP}")
     return PCAPostprocessor(arrays["pca_eigen_vectors"], arrays["pca_means"], quantize=quantize)

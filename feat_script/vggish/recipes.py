@@ -9,6 +9,8 @@ a 0.96 s hop.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 
@@ -48,6 +50,26 @@ def avst_examples(wave: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RAT
     examples = log_mel(chunks)[:, :EXAMPLE_FRAMES]
     index = torch.clamp(torch.arange(num_secs), max=full_secs - 1)
     return examples[index]
+
+
+def standard_examples_stream(blocks: Iterable[np.ndarray], per_step: int = 64) -> Iterator[torch.Tensor]:
+    """``standard_examples`` of the concatenated 16 kHz ``blocks``, ``per_step`` examples at a time:
+    each window starts on an example boundary (a multiple of the hop), so every STFT frame and
+    example is the one the whole waveform gives. Memory holds one window of samples."""
+    hop = EXAMPLE_FRAMES * HOP_SAMPLES
+    window = per_step * hop + EXAMPLE_SAMPLES - hop
+    pending = torch.zeros(0, dtype=torch.float64)
+    count = 0
+    for block in blocks:
+        pending = torch.cat([pending, to_mono(block, SAMPLE_RATE)])
+        count += len(block)
+        while len(pending) >= window:
+            yield frame_examples(log_mel(pending[:window]))
+            pending = pending[per_step * hop:]
+    if len(pending) >= EXAMPLE_SAMPLES:
+        yield frame_examples(log_mel(pending))
+    elif count < EXAMPLE_SAMPLES:
+        raise ValueError(f"audio is {count / SAMPLE_RATE:.3f} s long; one VGGish example needs 0.975 s")
 
 
 def standard_examples(wave: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
