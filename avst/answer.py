@@ -26,7 +26,7 @@ from feat_script.base import KINETICS_MEAN, KINETICS_STD
 from feat_script.decode import DecodeError
 from feat_script.extract_14x14 import SOURCE as RESNET_SOURCE
 from feat_script.extract_14x14 import WEIGHTS as RESNET_WEIGHTS
-from feat_script.extract_audio import load_audio_16k
+from feat_script.extract_audio import first_seconds_16k
 from feat_script.models.resnet_stride1 import resnet18_stride1
 from feat_script.preprocess import jpeg_roundtrip, normalise, resize_frames
 from feat_script.sampling import read_fixed60
@@ -112,7 +112,7 @@ def video_features(video: Path, *, resnet_weights: Path | None, vggish_weights: 
     vggish_path = weights_file(vggish_weights, random_init, "vggish.pt", VGGISH_HELP, "VGGish")
     with timer("decode audio (16 kHz) + log-mel"):
         try:
-            wave = load_audio_16k(video, SAMPLE_RATE) / 32768.0
+            wave = first_seconds_16k(video, ROWS, SAMPLE_RATE) / 32768.0  # decoding stops after ROWS s
         except DecodeError as err:
             if "no audio track" in str(err):
                 raise AnswerError(f"{video}: the video has no audio track, and AVST needs one (VGGish "

@@ -3,7 +3,8 @@
 The original's FrameQA order came from ``list(set(answers))`` and so changed with PYTHONHASHSEED;
 ours is most frequent first, ties by string. MSVD/MSRVTT keep the original's ``value_counts`` order
 (most frequent first, ties by first appearance). The authors' ``ans_to_index_FrameQA.pkl`` can be
-turned into our JSON with ``python -m masn.answer_index IN.pkl OUT.json --trust-pickle``.
+turned into our JSON with ``python -m masn.answer_index IN.pkl OUT.json``: it is read by an unpickler
+that refuses every global, so a hostile file cannot run code (a plain ``{answer: index}`` needs none).
 """
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ from engine.files import atomic_write_text
 
 class AnswerIndexError(UserError, ValueError):
     """An answer-index file that cannot be used."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds only what pickle's own opcodes make (dict, list, str, int, ...): every global, and so every
+    class or function a hostile file could name to run code, is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: an answer index holds only "
+                                     "strings and integers")
 
 
 def frameqa_order(answers: Iterable[str]) -> list[str]:
@@ -76,14 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pickle", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--trust-pickle", action="store_true",
-                        help="required: unpickling runs code from the file, use only for trusted files")
+                        help="accepted for old command lines; no longer needed (no code in the file can run)")
     args = parser.parse_args(argv)
-    if not args.trust_pickle:
-        print(f"refusing to unpickle {args.pickle}: pickles can execute arbitrary code. "
-              "Re-run with --trust-pickle if you trust the file.", file=sys.stderr)
-        return 2
     with open(args.pickle, "rb") as f:
-        ans2idx = pickle.load(f)
+        try:
+            ans2idx = _PlainUnpickler(f).load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+            raise AnswerIndexError(f"{args.pickle}: not a plain pickled {{answer: index}} dict ({err})") from None
     answers = answers_from_ans2idx(ans2idx, str(args.pickle))
     save_answer_index(args.out, answers)
     print(f"wrote {len(answers)} answers to {args.out}")

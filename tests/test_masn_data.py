@@ -3,6 +3,7 @@ HDF5 features, answer index, data checks. Expected values come from the spec of 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import h5py
@@ -292,9 +293,22 @@ def test_answer_index_json_and_pickle_converter(tmp_path, capsys):
     with open(tmp_path / "ans_to_index_FrameQA.pkl", "wb") as f:
         pickle.dump({"cat": 1, "dog": 0, "red": 2}, f)
     out = tmp_path / "converted.json"
-    assert answer_index.main([str(tmp_path / "ans_to_index_FrameQA.pkl"), str(out)]) == 2 and not out.exists()
-    assert answer_index.main([str(tmp_path / "ans_to_index_FrameQA.pkl"), str(out), "--trust-pickle"]) == 0
+    assert answer_index.main([str(tmp_path / "ans_to_index_FrameQA.pkl"), str(out)]) == 0
     assert answer_index.load_answer_index(out) == ["dog", "cat", "red"]
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch ran",))
+
+
+def test_answer_index_pickle_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"cat": _Payload()}))
+    out = tmp_path / "converted.json"
+    with pytest.raises(answer_index.AnswerIndexError, match="refusing to load"):
+        answer_index.main([str(tmp_path / "evil.pkl"), str(out), "--trust-pickle"])
+    assert not (tmp_path / "ran").exists() and not out.exists()
 
 
 # --- check_data ----------------------------------------------------------------------------------------

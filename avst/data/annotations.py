@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.errors import UserError, short
 
 MAX_LEN = 14
 PAD = "<pad>"
@@ -62,8 +62,9 @@ class QARecord:
 def _literal_list(text: str, what: str, where: str) -> list:
     try:
         value = ast.literal_eval(text) if isinstance(text, str) else text
-    except (ValueError, SyntaxError) as err:
-        raise AnnotationError(f"{where}: {what} is not a list literal: {text!r} ({err})") from None
+    except (ValueError, SyntaxError, RecursionError, MemoryError) as err:  # the last two: absurdly nested input
+        raise AnnotationError(f"{where}: {what} is not a list literal: {short(repr(text), 80)} "
+                              f"({type(err).__name__})") from None
     if not isinstance(value, list):
         raise AnnotationError(f"{where}: {what} must be a list, got {text!r}")
     return value

@@ -14,6 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.checkpoint import CheckpointError
+
+
+class StateDictError(CheckpointError, ValueError):
+    """A checkpoint that cannot be read, or does not fit the AVST / baseline / grounding model."""
+
+
 StateSource = str | Path | Mapping[str, torch.Tensor]
 
 _OLD_MATCH_NAME = re.compile(r"^fusion_fc([1-4])\.")
@@ -56,12 +63,12 @@ def read_state(source: StateSource) -> tuple[dict[str, torch.Tensor], str]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise ValueError(f"{path}: cannot read as a PyTorch checkpoint ({err})") from err
+            raise StateDictError(f"{path}: cannot read as a PyTorch checkpoint ({err})") from None
         name = str(path)
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{name}: not a state_dict (expected a mapping of names to tensors)")
+        raise StateDictError(f"{name}: not a state_dict (expected a mapping of names to tensors)")
     return normalize_state_keys(state), name
 
 
@@ -80,7 +87,7 @@ def load_avst_state(model: nn.Module, source: StateSource) -> None:
     expected = model.state_dict()
     for key, what in _SIZED_KEYS:
         if key in state and key in expected and state[key].shape[0] != expected[key].shape[0]:
-            raise ValueError(
+            raise StateDictError(
                 f"{name}: {key} has {state[key].shape[0]} {what} but the model has {expected[key].shape[0]}; "
                 "build the model with the vocabulary the checkpoint was trained with"
             )
@@ -97,7 +104,7 @@ def load_avst_state(model: nn.Module, source: StateSource) -> None:
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
             if keys
         ]
-        raise ValueError(f"{name} does not fit {type(model).__name__}: " + "; ".join(parts))
+        raise StateDictError(f"{name} does not fit {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
 
 
@@ -116,10 +123,10 @@ def init_from_grounding(model: nn.Module, source: StateSource) -> list[str]:
     targets.update({pure: src for pure, src in PURE_COPIES.items() if pure in own})
     absent = [k for k in GROUNDING_KEYS if k not in state]
     if absent:
-        raise ValueError(f"{name} is not a grounding checkpoint: missing {_preview(absent)}")
+        raise StateDictError(f"{name} is not a grounding checkpoint: missing {_preview(absent)}")
     for dst, src in targets.items():
         if state[src].shape != own[dst].shape:
-            raise ValueError(
+            raise StateDictError(
                 f"{name}: {src} has shape {list(state[src].shape)}, {dst} needs {list(own[dst].shape)}"
             )
     for dst, src in targets.items():
