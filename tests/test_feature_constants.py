@@ -30,6 +30,23 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 KINETICS = ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989))
 
 
+@pytest.fixture(autouse=True)
+def short_videos(monkeypatch):
+    """The tests hand frames in through ``sample_frames``: keep the loaders on the in-memory (short-video)
+    path, which is the one that calls it."""
+    from feat_script import streams
+
+    monkeypatch.setattr(streams, "is_long", lambda video: False)
+
+
+def feed(monkeypatch, module, make) -> None:
+    """Hand ``make()``'s frames to ``module``'s loader, whichever decoder its sampling calls."""
+    from feat_script import streams
+
+    monkeypatch.setattr(module, "sample_frames", make)
+    monkeypatch.setattr(streams, "read_frames", make)
+
+
 def extractor(cls, *argv: str):
     parser = argparse.ArgumentParser()
     add_common_args(parser, cls.stores, cls.default_store, cls.default_batch_size)
@@ -64,13 +81,13 @@ def test_resnet_global_imagenet_resize256_crop224(monkeypatch, size):
 
     ex = extractor(extract_resnet.ResNetGlobal)
     given = frames(*size)
-    monkeypatch.setattr(extract_resnet, "sample_frames", lambda *a, **k: given)
+    feed(monkeypatch, extract_resnet, lambda *a, **k: given)
     ours = ex.load(None)["frames"]
     assert ours.shape == (2, 3, 224, 224)
     for k in range(2):
         ref = torchvision_pipeline(given[k], transforms.Resize(256), transforms.CenterCrop(224), stats=IMAGENET)
         assert np.abs(ours[k] - ref).max() < 1e-5
-    monkeypatch.setattr(extract_resnet, "sample_frames", lambda *a, **k: constant_frames(*size))
+    feed(monkeypatch, extract_resnet, lambda *a, **k: constant_frames(*size))
     out = ex.load(None)["frames"]
     mean, std = recovered_stats(out[0, :, 100, 100], out[1, :, 100, 100])
     assert mean == pytest.approx(IMAGENET[0], abs=1e-6) and std == pytest.approx(IMAGENET[1], abs=1e-6)
@@ -80,7 +97,7 @@ def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
     from feat_script import extract_14x14
 
     given = frames(180, 320)
-    monkeypatch.setattr(extract_14x14, "sample_frames", lambda *a, **k: given)
+    feed(monkeypatch, extract_14x14, lambda *a, **k: given)
     ours = extractor(extract_14x14.Res18x14).load(None)["frames"]
     assert ours.shape == (2, 3, 224, 224)
     for k in range(2):
@@ -90,7 +107,7 @@ def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
         jpeg = np.asarray(Image.open(buf).convert("RGB"))
         ref = torchvision_pipeline(jpeg, transforms.Resize([224, 224]), stats=KINETICS)
         assert np.abs(ours[k] - ref).max() < 1e-5
-    monkeypatch.setattr(extract_14x14, "sample_frames", lambda *a, **k: constant_frames(180, 320))
+    feed(monkeypatch, extract_14x14, lambda *a, **k: constant_frames(180, 320))
     out = extractor(extract_14x14.Res18x14, "--jpeg-quality", "0").load(None)["frames"]
     mean, std = recovered_stats(out[0, :, 7, 7], out[1, :, 7, 7])
     assert mean == pytest.approx(KINETICS[0], abs=1e-6) and std == pytest.approx(KINETICS[1], abs=1e-6)
@@ -100,7 +117,7 @@ def test_r2plus1d_kinetics_112(monkeypatch):
     from feat_script import extract_r2plus1d
 
     given = frames(90, 160)
-    monkeypatch.setattr(extract_r2plus1d, "sample_frames", lambda *a, **k: given)
+    feed(monkeypatch, extract_r2plus1d, lambda *a, **k: given)
     ours = extractor(extract_r2plus1d.R2Plus1D).load(None)["frames"]
     assert ours.shape == (2, 3, 1, 112, 112)  # one-frame clips [T, C, L, H, W]
     for k in range(2):

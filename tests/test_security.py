@@ -116,6 +116,6 @@ def test_extractor_cli_refuses_hostile_weights(name, hostile, marker, one_video,
 
 def test_converters_refuse_hostile_files(hostile, marker, tmp_path, capsys):
     assert run_cli(vggish_convert.main, [str(hostile["pth"]), "--out", str(tmp_path / "vggish.pt")]) == 2
-    assert answer_index.main([str(hostile["pkl"]), str(tmp_path / "answers.json")]) != 0
+    assert run_cli(answer_index.main, [str(hostile["pkl"]), str(tmp_path / "answers.json")]) == 2
     assert not marker.exists()
     assert not (tmp_path / "vggish.pt").exists() and not (tmp_path / "answers.json").exists()
