@@ -40,21 +40,20 @@ def faster_rcnn(weights: str | Path | None = None, min_size: int = 800, max_size
 
 
 @torch.no_grad()
-def detect(model: FasterRCNN, frames: torch.Tensor,
-           batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def detect(model: FasterRCNN, frames: torch.Tensor, batch_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [T, H, W, 3] -> spatial features [T, 10, 6] (zero rows for padding) and box counts [T].
 
     The first four spatial features are the normalised box (x1/W, y1/H, x2/W, y2/H) that
-    ``roi_features`` takes. ``batch_size`` frames per forward (None: all): at the detector's
-    800-pixel input one frame's activations take about 0.5 GB on CPU.
+    ``roi_features`` takes. ``batch_size`` frames per forward (default 1, as ``extract_objects``'s
+    ``--det-batch-size``, so that ``answer.py`` and the CLI compute alike): at the detector's 800-pixel
+    input one frame's activations take about 0.5 GB on CPU.
     """
     height, width = frames.shape[1:3]
     device = next(model.parameters()).device
-    step = batch_size or len(frames)
     spatial = np.zeros((len(frames), OBJECTS_PER_FRAME, 6), dtype=np.float32)
     counts = np.zeros(len(frames), dtype=np.int64)
-    for start in range(0, len(frames), step):
-        images = [f.permute(2, 0, 1).to(device, torch.float32) / 255.0 for f in frames[start:start + step]]
+    for start in range(0, len(frames), batch_size):
+        images = [f.permute(2, 0, 1).to(device, torch.float32) / 255.0 for f in frames[start:start + batch_size]]
         for t, det in enumerate(model(images), start=start):
             found = det["boxes"][:OBJECTS_PER_FRAME].float().cpu().numpy()
             counts[t] = len(found)

@@ -22,9 +22,10 @@ from engine.checkpoint import load_checkpoint, model_state
 from engine.device import autocast
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, load_weights
 from feat_script.decode import DecodeError, count_frames, read_frames
-from feat_script.extract_i3d import build_i3d, load_clips
-from feat_script.extract_objects import DETECTOR_FILE, RESNET_SIZE
+from feat_script.extract_i3d import I3dExtractor, build_i3d, load_clips
+from feat_script.extract_objects import DETECTOR_FILE, RESNET_SIZE, ObjectsExtractor
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
+from feat_script.extract_resnet import ResNetGlobal
 from feat_script.objects import DETECTOR_HELP, detect, faster_rcnn, roi_features
 from feat_script.preprocess import normalise, resize_frames, resize_short_centre_crop
 from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE, masn_frame_indices
@@ -171,13 +172,19 @@ class MasnExtractors:
         boxes = torch.from_numpy(spatial[..., :4]).to(device)
         counts_t = torch.from_numpy(counts).to(device)
         with timer("ResNet-152 global + C5 RoIAlign"), autocast(device, self.amp):
-            res_avg = self.res_global(torch.from_numpy(crop).to(device)).float()
-            res_roi = roi_features(self.res_c5(torch.from_numpy(square).to(device)).float(), boxes, counts_t)
+            res_avg = _chunked(self.res_global, torch.from_numpy(crop), ResNetGlobal.default_batch_size, device)
+            res_c5 = _chunked(self.res_c5, torch.from_numpy(square), ObjectsExtractor.default_batch_size, device)
+            res_roi = roi_features(res_c5, boxes, counts_t)
         with timer("I3D global + RoIAlign"), autocast(device, self.amp):
-            maps = self.i3d(clips.to(device)).float()
+            maps = _chunked(self.i3d, clips, I3dExtractor.default_batch_size, device)
             i3d_avg, i3d_roi = maps.mean(dim=(2, 3)), roi_features(maps, boxes, counts_t)
         return (res_avg.cpu().numpy(), i3d_avg.cpu().numpy(), res_roi.cpu().numpy(), spatial,
                 i3d_roi.cpu().numpy())
+
+
+def _chunked(model: torch.nn.Module, rows: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+    """``model`` over ``rows`` in the extractor CLIs' batch sizes: their numbers, and bounded memory."""
+    return torch.cat([model(rows[i:i + size].to(device)).float() for i in range(0, len(rows), size)])
 
 
 def video_batch(features: tuple[np.ndarray, ...], v_max_length: int) -> list[torch.Tensor]:
