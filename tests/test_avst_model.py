@@ -1,4 +1,5 @@
-"""AVST and its baseline: layout, the spec's test vector, B*T = 1, attention outputs, checkpoints."""
+"""AVST and its baseline: layout, a reference vector computed with the original's code, B*T = 1, attention
+outputs, checkpoints."""
 
 from __future__ import annotations
 

@@ -3,13 +3,15 @@
 The expected values are written here from the sources, never taken from our modules:
 * ImageNet mean/std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225): torchvision's ImageNet models.
 * Kinetics mean/std (0.43216, 0.394666, 0.37645) / (0.22803, 0.22145, 0.216989): torchvision's video
-  models documentation; AVST's 14x14 and grounding loaders use the same (avst spec §2.4, §6.4).
+  models documentation; AVST's 14x14 and grounding loaders use the same (AVST's grounding_gen
+  dataloader and extract_14x14_feat.py).
 * I3D ResNet-50: Tushar-N/pytorch-resnet3d utils/util.py kinetics_mean_std() = 114.75 / 57.375 per
   channel on 0..255 pixels (its gtransforms.ToTensor multiplies by 255).
 * VGGish (tensorflow/models research/audioset/vggish/vggish_params.py): 16 kHz, 25 ms window, 10 ms hop,
   64 mel bands from 125 to 7500 Hz (HTK mel), log offset 0.01, 0.96 s examples of 96 frames.
 * Geometry: Resize(256) + CenterCrop(224) for ResNet global features (pretrainedmodels'
-  LoadTransformImage), Resize([224, 224]) for the 14x14 maps, 112x112 for R(2+1)D (avst spec §6.5-6.6).
+  LoadTransformImage), Resize([224, 224]) for the 14x14 maps, 112x112 for R(2+1)D (AVST's
+  extract_rgb_feat.py and extract_3D_feat.py).
 The pipelines are run on frames and compared with torchvision's own transforms fed those constants.
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """grounding_gen/main_grd_gen.py ``--freeze_bn``: the frozen ResNet's BatchNorm statistics stay as loaded.
 
-Without the flag the original's behaviour is kept (avst spec §4.1: the backbone's weights are frozen
-but its BN layers stay in train mode, so their running statistics drift; tests/test_grounding_train.py
-checks that); with it they must not move, while the trained head does. Checked on the checkpoint a
-real one-epoch run writes.
+Without the flag the original's behaviour is kept (the original grounding_gen/main_grd_gen.py: the backbone's
+weights are frozen but its BN layers stay in train mode, so their running statistics drift;
+tests/test_grounding_train.py checks that); with it they must not move, while the trained head does. Checked
+on the checkpoint a real one-epoch run writes.
 """
 from __future__ import annotations
 

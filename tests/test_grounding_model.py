@@ -1,4 +1,5 @@
-"""The stage-1 grounding net: layout, the spec's test vector, call forms, the map, B*T = 1."""
+"""The stage-1 grounding net: layout, a reference vector computed with the original's code, call forms, the map,
+B*T = 1."""
 
 from __future__ import annotations
 

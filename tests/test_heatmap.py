@@ -1,9 +1,9 @@
 """Heat maps land where the attention is, in the right colours (decoded from the written PNG).
 
-Oracles: an attention map with one hot cell in the top-right corner (row 0, column 13 of 14: index
-h*14 + w, spec §3.3) must come out hottest in the top-right of the image; the JET scale's defining
-colours (dark blue, cyan, yellow, dark red; OpenCV COLORMAP_JET) with hot = red; frames stay RGB
-(the original's cv2 blend swapped red and blue, spec §6.7).
+Oracles: an attention map with one hot cell in the top-right corner (row 0, column 13 of 14: index h*14 + w,
+as the original AVQA_Fusion_Net.forward flattens it) must come out hottest in the top-right of the image; the
+JET scale's defining colours (dark blue, cyan, yellow, dark red; OpenCV COLORMAP_JET) with hot = red; frames
+stay RGB (the original's cv2 blend in grounding_gen/main_grd_gen_vis.py swapped red and blue).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_avst_spatial_attention_is_row_major_and_drawn_top_right(tmp_path):
     model = AVST().eval()
     audio = torch.randn(1, 2, 128)
     with torch.no_grad():
-        a = model.fc_a2(torch.relu(model.fc_a1(audio)))  # spec §3.3 step 2, the audio the grounding sees
+        a = model.fc_a2(torch.relu(model.fc_a1(audio)))  # AVQA_Fusion_Net.forward: the audio the grounding sees
     visual = -a[..., None, None].repeat(1, 1, 1, SIDE, SIDE)
     visual[..., 0, SIDE - 1] = a
     question = torch.ones(1, 14, dtype=torch.long)

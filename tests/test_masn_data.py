@@ -1,5 +1,5 @@
-"""MASN data layer on tiny generated files: tokenizer, vocabulary, GloVe cache, CSV/JSON parsing,
-HDF5 features, answer index, data checks. Expected values come from the spec of the original."""
+"""MASN data layer on tiny generated files: tokenizer, vocabulary, GloVe cache, CSV/JSON parsing, HDF5 features,
+answer index, data checks. Expected values come from the original's data_utils/ code, written out by hand."""
 from __future__ import annotations
 
 import json

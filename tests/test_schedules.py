@@ -1,7 +1,7 @@
 """``--change_lr acc|loss|cos|step`` through masn/main.py: the learning rate Adam actually stepped with.
 
 The rate is read by a global optimizer step hook (one step per epoch here: 9 training questions,
-batch 16) and compared with the original's rules written out from the spec (masn spec §4.2):
+batch 16) and compared with the original's rules written out from its main.py and warmup_scheduler.py:
 
 * cos: Adam at lr/5, GradualWarmupScheduler(x5, 5 epochs) around CosineAnnealingLR(max_epoch),
   stepped at each epoch start: 2e-5, 3.6e-5, 5.2e-5, 6.8e-5, 8.4e-5, 1e-4, 1e-4 [verified on the

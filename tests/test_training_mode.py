@@ -1,4 +1,5 @@
-"""Training-mode behaviour against the originals' semantics (masn spec §3.2, §5; avst spec §3.3-3.4, §4).
+"""Training-mode behaviour against the originals' semantics (MASN's model/ modules; AVST's net_avst.py,
+nets_qa_grd_baseline.py and main_avst.py).
 
 * Dropout: which dropout sites fire in a training forward pass, with which p and how often, written
   out from the specs (dead modules such as BCNet's Dropout(0.5) in ``b_net`` or AVST's ``dropout``
@@ -22,12 +23,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-P = 0.25  # MASN's --dropout: the spec's "p" sites follow it, the 0.1 / 0.2 / 0.5 sites are fixed
+P = 0.25  # MASN's --dropout: the original's "p" sites follow it, the 0.1 / 0.2 / 0.5 sites are fixed
 MASN_COMPRESSORS = ("compress_appr_local", "compress_motion_local", "compress_appr_global", "compress_motion_global")
 
 
 def masn_expected_sites() -> Counter:
-    """(module, p) -> calls in one Count forward pass (spec §3.2.1-3.2.7; GCN: gcn_layers + 1 = 3 layers)."""
+    """(module, p) -> calls in one Count forward pass (model/masn.py and its modules; GCN: gcn_layers + 1
+    = 3 layers)."""
     sites = Counter({("embedding_proj.0", P): 1, ("sentence_encoder.dropout", P): 2,  # outputs and hidden
                      ("appr_gcn.dropout", 0.1): 3, ("motion_gcn.dropout", 0.1): 3,
                      ("attflat.mlp.fc.dropout", 0.1): 1})
