@@ -12,7 +12,6 @@ ours. Files stay in the page cache, so this measures CPU/memory work, not disk s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -26,29 +25,12 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avst.data.annotations import load_records, make_record  # noqa: E402
+from avst.data.annotations import load_records  # noqa: E402
 from avst.data.dataset import AVQADataset  # noqa: E402
 from avst.data.features import NpyFeatures, PackedFeatures  # noqa: E402
 from avst.data.packing import pack  # noqa: E402
+from avst.data.synthetic import random_feature_files  # noqa: E402
 from avst.data.vocab import Vocab  # noqa: E402
-
-
-def make_videos(work: Path, n_videos: int) -> Path:
-    rng = np.random.default_rng(0)
-    (work / "audio").mkdir(parents=True, exist_ok=True)
-    (work / "visual").mkdir(exist_ok=True)
-    (work / "data/json").mkdir(parents=True, exist_ok=True)
-    records = []
-    for v in range(n_videos):
-        vid = f"{v + 1:08d}"
-        np.save(work / "audio" / f"{vid}.npy", rng.random((60, 128), dtype=np.float32))
-        np.save(work / "visual" / f"{vid}.npy", rng.random((60, 512, 14, 14), dtype=np.float32))
-        for k, obj in enumerate(("piano", "violin")):
-            records.append(make_record(vid, 2 * v + k, "Audio", "Counting", "Is there a <Object> sound?", [obj],
-                                       ("yes", "no")[k]))
-    label = work / "data/json/avqa-train.json"
-    label.write_text(json.dumps(records))
-    return label
 
 
 def original_dataset(original: Path, work: Path, label: Path):
@@ -101,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_avst_loader_"))
-    label = make_videos(work, args.videos)
+    label = random_feature_files(work, args.videos)
     random.seed(0)
     orig, counted = original_dataset(args.original.resolve(), work, label)
     records = load_records(label)

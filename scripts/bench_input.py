@@ -36,28 +36,14 @@ HOST_WORKERS = 16
 
 # ---------------------------------------------------------------- data in the real formats
 def avst_sets(work: Path, n_videos: int) -> dict[str, Dataset]:
+    from avst.data.annotations import load_records
     from avst.data.dataset import AVQADataset
     from avst.data.features import NpyFeatures, PackedFeatures
     from avst.data.packing import pack
+    from avst.data.synthetic import random_feature_files
     from avst.data.vocab import Vocab
 
-    rng = np.random.default_rng(0)
-    for kind in ("audio", "visual"):
-        (work / kind).mkdir(parents=True, exist_ok=True)
-    records = []
-    for v in range(n_videos):
-        vid = f"{v + 1:08d}"
-        np.save(work / "audio" / f"{vid}.npy", rng.random((60, 128), dtype=np.float32))
-        np.save(work / "visual" / f"{vid}.npy", rng.random((60, 512, 14, 14), dtype=np.float32))
-        for k, obj in enumerate(("piano", "violin")):
-            records.append({"video_id": vid, "question_id": 2 * v + k, "type": '["Audio", "Counting"]',
-                            "question_content": "Is there a <Object> sound?", "templ_values": json.dumps([obj]),
-                            "question_deleted": 0, "anser": ("yes", "no")[k]})
-    label = work / "avqa-train.json"
-    label.write_text(json.dumps(records))
-    from avst.data.annotations import load_records
-
-    recs = load_records(label)
+    recs = load_records(random_feature_files(work, n_videos))
     vocab = Vocab.from_records(recs)
     npy = {k: NpyFeatures(work / k, k) for k in ("audio", "visual")}
     sets = {"AVST per-video .npy f32": AVQADataset(recs, vocab, npy["audio"], npy["visual"], seed=1)}

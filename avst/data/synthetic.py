@@ -138,3 +138,22 @@ def make_demo(out_dir: str | Path, seed: int = 0) -> str:
     load_records(Path(out_dir) / "json" / "avqa-test.json")
     return (f"music-avqa (synthetic): {sizes['videos']} videos, train/val/test {sizes['train']}/{sizes['val']}/"
             f"{sizes['test']} questions in {out_dir}")
+
+
+def random_feature_files(work: Path, n_videos: int, seed: int = 0) -> Path:
+    """Per-video ``audio/<vid>.npy`` [60,128] and ``visual/<vid>.npy`` [60,512,14,14] of uniform noise, and
+    two questions per video in ``data/json/avqa-train.json`` (returned): the real sizes, for loader benches."""
+    rng = np.random.default_rng(seed)
+    for folder in ("audio", "visual", "data/json"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+    records = []
+    for v in range(n_videos):
+        vid = f"{v + 1:08d}"
+        np.save(work / "audio" / f"{vid}.npy", rng.random((ROWS, *AUDIO_SHAPE), dtype=np.float32))
+        np.save(work / "visual" / f"{vid}.npy", rng.random((ROWS, *VISUAL_SHAPE), dtype=np.float32))
+        for k, obj in enumerate(("piano", "violin")):
+            records.append(make_record(vid, 2 * v + k, "Audio", "Counting", "Is there a <Object> sound?", [obj],
+                                       ("yes", "no")[k]))
+    label = work / "data/json/avqa-train.json"
+    label.write_text(json.dumps(records))
+    return label
