@@ -24,6 +24,7 @@ from answering import RANDOM_NOTE, AnswerError, add_extractor_args  # noqa: E402
 from engine.checkpoint import CheckpointError  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
+from feat_script.streams import bound_heap_growth  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +87,7 @@ def report(out: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    bound_heap_growth()  # long videos: freed frame blocks go back to the system (feat_script/streams.py)
     if not args.video.is_file():
         print(f"error: --video {args.video}: no such file", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from pathlib import Path
 from answering import RANDOM_NOTE, add_extractor_args
 from engine.device import resolve_device
 from engine.errors import UserError, run_cli
+from feat_script.streams import bound_heap_growth
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,7 @@ def make_server(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    bound_heap_growth()  # long uploads: freed frame blocks go back to the system (feat_script/streams.py)
     if args.avst_checkpoint is None and not args.masn_checkpoint:
         parser.error("give --avst-checkpoint and/or --masn-checkpoint (make web builds the demo's)")
     if args.random_init:
