@@ -217,9 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         meta = convert(args.official, args.out, args.task, args.csv_dir, args.answer_index)
-    except (ValueError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except ValueError as err:  # the converter's own checks; CheckpointError is a UserError already
+        raise CheckpointError(str(err)) from None
     print(f"wrote {args.out}: task={meta['task']} vocab_size={meta['vocab_size']} "
           f"answer_vocab_size={meta['answer_vocab_size']} v_max_len={meta['v_max_len']}"
           + ("" if meta.get("vocab_words") else " (no vocabulary: pass --csv_dir to use it with scripts/answer.py)"))

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from engine.errors import run_cli
 from masn.convert_checkpoint import convert, main, read_original
 from masn.model import MASN
 
@@ -185,7 +186,7 @@ def test_code_in_a_pickle_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"evil\.pth: refusing to load global '(posix|os|nt)\.system'"):
         read_original(path)
     assert not marker.exists()
-    assert main([str(path), str(tmp_path / "out.pt")]) == 1
+    assert run_cli(main, [str(path), str(tmp_path / "out.pt")]) == 2
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -232,7 +233,7 @@ def test_csv_dir_adds_the_original_vocabulary_so_answer_can_use_the_file(fake_or
         del sys.modules[name]
 
     other = _action_csv(tmp_path / "other", "What does the tall man do?")  # one word more: another data set
-    assert main([str(src), str(tmp_path / "bad.pt"), "--csv_dir", str(other)]) == 1
+    assert run_cli(main, [str(src), str(tmp_path / "bad.pt"), "--csv_dir", str(other)]) == 2
     assert not (tmp_path / "bad.pt").exists()
 
     out = tmp_path / "masn_action.pt"

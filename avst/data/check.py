@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check(args: argparse.Namespace) -> dict:
+    if not Path(args.json_file).is_file():  # nothing to check: a usage error, not a finding
+        raise AnnotationError(f"--json_file {args.json_file}: no such file; give the MUSIC-AVQA JSON to check")
     report: dict = {"json_file": str(args.json_file), "problems": []}
     problems = report["problems"]
     try:

@@ -82,6 +82,8 @@ def _check_glove(path: Path, vocab: Vocabulary, report: dict, problems: list) ->
 
 
 def check(dataset: str, args: argparse.Namespace) -> dict:
+    if not Path(args.csv_dir).is_dir():  # nothing to check: a usage error, not a finding
+        raise tgif.DataError(f"--csv_dir {args.csv_dir}: no such folder; give the folder of the question files")
     problems: list[str] = []
     report: dict = {"dataset": dataset, "task": getattr(args, "task", "MS-QA"), "splits": {}}
     frames = {}
