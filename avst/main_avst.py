@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--step_size", type=positive_int, default=8, help="StepLR step in epochs")
     p.add_argument("--gamma", type=float, default=0.1)
-    p.add_argument("--num_workers", type=non_negative_int, default=1)
+    p.add_argument("--num_workers", type=non_negative_int, default=None,
+                   help="DataLoader workers per process (default: from the CPUs this process may use)")
     p.add_argument("--pretrained_grounding", default="grounding_gen/models_grounding_gen/main_grounding_gen_best.pt",
                    help="stage-1 checkpoint (ours or the authors'); AVST training needs it")
     p.add_argument("--no_grounding_init", action="store_true", help="train AVST from scratch (not the paper)")

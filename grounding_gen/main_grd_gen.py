@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per process: under torchrun one step sees world size x this many pairs")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--num_workers", type=non_negative_int, default=1)
+    p.add_argument("--num_workers", type=non_negative_int, default=None,
+                   help="DataLoader workers per process (default: from the CPUs this process may use)")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
     return add_engine_args(p, default_seed=1)
 

@@ -84,7 +84,8 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
                    help="per process: under torchrun one step sees world size x this many questions")
     p.add_argument("--eval_batch_size", type=positive_int, default=None)
     p.add_argument("--max_n_videos", type=int, default=100000)
-    p.add_argument("--num_workers", type=non_negative_int, default=1)
+    p.add_argument("--num_workers", type=non_negative_int, default=None,
+                   help="DataLoader workers per process (default: from the CPUs this process may use)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr_list", type=int, nargs="+", default=[10, 20, 30, 40], help="MultiStepLR milestones")
     p.add_argument("--dropout", type=float, default=0.3)
