@@ -167,8 +167,20 @@ def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, path: Pat
                           batch_size=args.eval_batch_size or args.batch_size, num_workers=args.num_workers,
                           amp=args.amp, seed=args.seed, quiet=run.quiet)
     run.log(f"TEST {args.task} ({path}): {format_metrics(args.task, metrics)}")
-    run.write_json("test_report.json", {"checkpoint": str(path), "test": metrics})
-    return {"test": metrics}
+    report = {"checkpoint": str(path), "test": metrics, **answer_prior(args, run)}
+    run.write_json("test_report.json", report)
+    return report
+
+
+def answer_prior(args, run: Run) -> dict:
+    """TGIF-QA's no-video baseline from the training split (masn/priors.py), logged beside the model."""
+    if args.dataset != "tgif-qa":
+        return {}
+    from masn.priors import describe, prior
+
+    out = prior(args.task, Path(args.df_dir))
+    run.log(f"PRIOR {describe(out)}")
+    return {"answer_prior": out}
 
 
 def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
@@ -232,6 +244,7 @@ def train(args, run: Run, data: QAData, model: torch.nn.Module, task: MASNTask, 
         s = summary["best_test"]
         run.log(f"RESULT {args.task} best test (epoch {s['epoch']}, the original's selection): "
                 f"{format_metrics(args.task, s['test'])}")
+    summary |= answer_prior(args, run)
     run.write_json("report.json", summary)
     return summary
 

@@ -80,10 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    value = f"MSE {out['mse']:.3f} (constant {out['guess']:.0f})" if args.task == "Count" else \
-        f"accuracy {out['accuracy']:.2f} %"
-    print(f"TGIF-QA {args.task} answer prior (no video) on {out['test_questions']} test questions: {value}")
+    print(describe(out))
     return 0
+
+
+def describe(out: dict) -> str:
+    """One line for a report: the prior's figure in the task's metric."""
+    value = f"MSE {out['mse']:.3f} (constant {out['guess']:.0f})" if out["task"] == "Count" else \
+        f"accuracy {out['accuracy']:.2f} %"
+    return f"TGIF-QA {out['task']} answer prior (no video) on {out['test_questions']} test questions: {value}"
 
 
 if __name__ == "__main__":

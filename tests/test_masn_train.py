@@ -115,6 +115,12 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     assert (run / "config.json").read_bytes() == config, "evaluating into a training run keeps its config"
     report = json.loads((run / f"test_{saved[0].stem}" / "test_report.json").read_text())
     assert report["test"]["mse"] == pytest.approx(test_mse)
+    # beside the model, the no-video prior: the training split's mean count (0 read as 1), rounded
+    train = pd.read_csv(demo / "question" / "Train_count_question.csv", sep="\t")["answer"].clip(lower=1)
+    test = pd.read_csv(demo / "question" / "Test_count_question.csv", sep="\t")["answer"].clip(lower=1)
+    guess = round(train.mean())
+    for prior in (summary["answer_prior"], report["answer_prior"]):
+        assert prior["guess"] == guess and prior["mse"] == pytest.approx(((test - guess) ** 2).mean())
     with pytest.raises(CheckpointError, match="another word vocabulary"):  # a Count model on Action data
         main(["--task", "Action", "--test", "--checkpoint", str(saved[0]), *common(demo, tmp_path / "wrong")])
 
