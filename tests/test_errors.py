@@ -76,7 +76,7 @@ def test_console_entry_points_name_callables():
     import importlib
     from pathlib import Path
 
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+; pyproject also allows 3.10
 
     scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts
