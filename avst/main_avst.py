@@ -165,7 +165,7 @@ def weights_path(args) -> Path:
     return Path(args.weights)
 
 
-def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, list[TestFile], Path]:
+def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, list[TestFile], Path, Vocab]:
     """The checked model and every test file's dataset, built before the report folder is touched."""
     from avst.model import load_avst_state
 
@@ -176,17 +176,18 @@ def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, list[TestFile], P
     check_checkpoint_vocab(state, payload, vocab, path)
     model = build_model(args.model, vocab)
     load_avst_state(model, state)
-    return model, load_test_files(args, vocab), path
+    test_vocab = vocab.with_oov(args.unknown_words)  # the --unknown_words policy, for the test questions only
+    return model, load_test_files(args, test_vocab), path, test_vocab
 
 
 def test(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -> dict:
     """One report per --label_test file (avst.benchmarks.evaluate), heat maps for the first."""
-    model, files, path = prepared
+    model, files, path, test_vocab = prepared
     heatmaps = None
     if args.heatmaps and args.model == "avst" and run.is_main:
         def heatmaps(model, dataset):
             write_heatmaps(args, run, model, dataset, device)
-    return run_tests(args, run, vocab, device, model.to(device), path, files, heatmaps)
+    return run_tests(args, run, test_vocab, device, model.to(device), path, files, heatmaps)
 
 
 @torch.no_grad()

@@ -61,8 +61,8 @@ class TestFile:
 
 
 def load_test_files(args, vocab: Vocab) -> list[TestFile]:
-    """Every test file's records and dataset under the ``--unknown_words`` policy (features opened once)."""
-    vocab = vocab.with_oov(args.unknown_words)
+    """Every test file's records and dataset; ``vocab`` carries the ``--unknown_words`` policy (features
+    opened once)."""
     sources = (open_features("audio", args.audio_dir, args.packed),
                open_features("visual", args.video_res14x14_dir, args.packed))
     files = []
@@ -210,7 +210,6 @@ def run_tests(args, run: Run, vocab: Vocab, device: torch.device, model: torch.n
     """Evaluate ``model`` (loaded from ``weights``) on every prepared test file; returns the first file's
     report with a ``files`` list of all reports. ``on_first(model, dataset)`` runs after the first file."""
     weights_known = identify(weights)
-    vocab = vocab.with_oov(args.unknown_words)
     train_path = Path(args.label_train)
     train_records = load_records(train_path) if train_path.is_file() else None
     if train_records is None:
