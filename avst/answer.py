@@ -20,7 +20,7 @@ from avst.data.annotations import MAX_LEN, AnnotationError, question_tokens
 from avst.data.features import ROWS
 from avst.data.vocab import Vocab
 from avst.heatmap import jet, overlay, save_png
-from engine.checkpoint import load_checkpoint, model_state
+from avst.model.checkpoint import build_from_checkpoint
 from engine.device import autocast
 from feat_script.base import KINETICS_MEAN, KINETICS_STD
 from feat_script.decode import DecodeError
@@ -58,30 +58,13 @@ class AvstAnswer:
 
 
 def load_avst(checkpoint: Path, device: torch.device, vocab_json: Path | None = None) -> tuple[torch.nn.Module, Vocab]:
-    """AVST and its vocabulary: ``meta.vocab`` of our checkpoints, or ``vocab_json`` for weights-only files.
-
-    The authors' ``avst.pt`` / ``avst_update.pt`` hold weights only; their vocabulary is the original
-    rule applied to the official ``data/json/avqa-train.json`` (pass it as ``vocab_json``).
-    """
-    from avst.model import AVST, load_avst_state
-
-    payload = load_checkpoint(checkpoint)
-    vocab_dict = (payload.get("meta") or {}).get("vocab") if "model" in payload else None
-    if vocab_dict:
-        vocab = Vocab.from_dict(vocab_dict)
-        if vocab_json is not None and Vocab.build(vocab_json).sha256() != vocab.sha256():
-            raise AnswerError(f"{checkpoint}: its vocabulary differs from the one built from {vocab_json}")
-    elif vocab_json is not None:
-        vocab = Vocab.build(vocab_json)
-    else:
-        raise AnswerError(f"{checkpoint}: no vocabulary in the checkpoint (meta.vocab). For the authors' "
-                          "weights-only avst.pt pass --vocab_json data/json/avqa-train.json")
-    model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
+    """AVST and its vocabulary (avst.model.checkpoint): ``meta.vocab`` of our checkpoints, or ``vocab_json``
+    for the authors' weights-only ``avst.pt`` / ``avst_update.pt`` (the official ``data/json/avqa-train.json``)."""
     try:
-        load_avst_state(model, model_state(payload))
+        model, meta = build_from_checkpoint(checkpoint, device, vocab_json=vocab_json, model="avst")
     except ValueError as err:
-        raise AnswerError(f"{checkpoint}: {err}") from None
-    return model.to(device).eval(), vocab
+        raise AnswerError(str(err)) from None
+    return model, meta.vocab
 
 
 def encode_question(question: str, values: list[str], vocab: Vocab, source: str) -> tuple[list[str], torch.Tensor]:

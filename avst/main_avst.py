@@ -28,8 +28,9 @@ from avst.benchmarks.evaluate import TestFile, add_benchmark_args, load_test_fil
 from avst.data.annotations import load_records  # noqa: E402
 from avst.data.dataset import AVQADataset  # noqa: E402
 from avst.data.features import open_features  # noqa: E402
-from avst.data.vocab import Vocab, VocabError  # noqa: E402
+from avst.data.vocab import Vocab  # noqa: E402
 from avst.heatmap import frame_path, overlay, save_png  # noqa: E402
+from avst.model.checkpoint import AvstMeta, build_from_checkpoint, new_model  # noqa: E402
 from avst.tasks import AVQATask, model_inputs  # noqa: E402
 from engine.checkpoint import load_checkpoint, model_state, save_checkpoint  # noqa: E402
 from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label_test", nargs="+", default=["data/json/avqa-test.json"],
                    help="one or more test JSONs: one report each (and a summary), features loaded once")
     p.add_argument("--vocab_json", default="data/json/avqa-train.json",
-                   help="the ORIGINAL train JSON both vocabularies come from, whatever the split")
+                   help="train: the ORIGINAL train JSON both vocabularies come from, whatever the split; "
+                        "test: read only for weights-only files (the authors' avst.pt), our checkpoints "
+                        "carry their vocabulary")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
                    help="per process: under torchrun one step sees world size x this many questions")
     p.add_argument("--eval_batch_size", type=positive_int, default=64, help="any size gives the same report")
@@ -86,32 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     return add_engine_args(p, default_seed=1)
 
 
-def build_model(kind: str, vocab: Vocab) -> torch.nn.Module:
-    from avst.model import AVST, AVSTBaseline
-
-    cls = AVST if kind == "avst" else AVSTBaseline
-    return cls(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
-
-
 def make_dataset(args, label: str, vocab: Vocab, negatives: bool) -> AVQADataset:
     audio = open_features("audio", args.audio_dir, args.packed)
     visual = open_features("visual", args.video_res14x14_dir, args.packed)
     return AVQADataset(load_records(label), vocab, audio, visual, negatives=negatives, seed=args.seed)
-
-
-def vocab_meta(vocab: Vocab) -> dict:
-    return {"vocab": vocab.to_dict(), "vocab_sha256": vocab.sha256()}
-
-
-def check_checkpoint_vocab(state: dict, payload: dict, vocab: Vocab, path: Path) -> None:
-    """Sizes must fit the vocabulary; our own checkpoints must also carry the same word order."""
-    words, answers = state.get("question_encoder.word2vec.weight"), state.get("fc_ans.weight")
-    if words is not None and answers is not None:  # otherwise the strict load names what is missing
-        vocab.check_sizes(words.shape[0], answers.shape[0], str(path))
-    theirs = payload.get("meta", {}).get("vocab_sha256")
-    if theirs is not None and theirs != vocab.sha256():
-        raise VocabError(f"{path}: trained with another vocabulary ({payload['meta']['vocab'].get('source')}) "
-                         f"than --vocab_json {vocab.source}; pass the train JSON it was trained with")
 
 
 def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, AVQADataset, list[str]]:
@@ -119,7 +100,7 @@ def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, 
     before the run folder is touched: a file missing only for validation fails now, not after an epoch."""
     from avst.model import init_from_grounding
 
-    model = build_model(args.model, vocab)
+    model = new_model(AvstMeta(vocab, args.model))
     note = "no stage-1 initialisation"
     if args.model == "avst" and not args.no_grounding_init:
         if not Path(args.pretrained_grounding).is_file():
@@ -148,13 +129,14 @@ def train(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -
     trainer = Trainer(run, model, optimizer, AVQATask(), device=device, epochs=args.epochs,
                       batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                       num_workers=args.num_workers, scheduler=scheduler, amp=args.amp,
-                      save_every_steps=args.save_every_steps, seed=args.seed, checkpoint_meta=vocab_meta(vocab))
+                      save_every_steps=args.save_every_steps, seed=args.seed,
+                      checkpoint_meta=AvstMeta(vocab, args.model).to_dict())
     result = trainer.fit(train_set, val_set)
     run.log(f"selected epoch {result['best_epoch']} (val accuracy {result['best_metric']:.2f} %)")
     if args.model_save_dir and run.is_main:
         best = model_state(load_checkpoint(run.ckpt_dir / "best.pt"))
-        out = save_checkpoint(Path(args.model_save_dir) / f"{args.checkpoint}.pt", {"model": best,
-                                                                                     "meta": vocab_meta(vocab)})
+        out = save_checkpoint(Path(args.model_save_dir) / f"{args.checkpoint}.pt",
+                              {"model": best, "meta": AvstMeta(vocab, args.model).to_dict()})
         run.log(f"exported the selected weights to {out}")
     return result
 
@@ -165,18 +147,13 @@ def weights_path(args) -> Path:
     return Path(args.weights)
 
 
-def prepare_test(args, vocab: Vocab) -> tuple[torch.nn.Module, list[TestFile], Path, Vocab]:
-    """The checked model and every test file's dataset, built before the report folder is touched."""
-    from avst.model import load_avst_state
-
+def prepare_test(args) -> tuple[torch.nn.Module, list[TestFile], Path, Vocab]:
+    """The checkpoint's model and every test file's dataset, built before the report folder is touched; the
+    vocabulary is the checkpoint's own (``--vocab_json`` only for weights-only files)."""
     path = weights_path(args)
-    payload = load_checkpoint(path)
-    state = model_state(payload)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    check_checkpoint_vocab(state, payload, vocab, path)
-    model = build_model(args.model, vocab)
-    load_avst_state(model, state)
-    test_vocab = vocab.with_oov(args.unknown_words)  # the --unknown_words policy, for the test questions only
+    model, meta = build_from_checkpoint(path, vocab_json=args.vocab_json, answer_file=args.answer_file,
+                                        model=args.model)
+    test_vocab = meta.vocab.with_oov(args.unknown_words)  # the --unknown_words policy, for the test questions only
     return model, load_test_files(args, test_vocab), path, test_vocab
 
 
@@ -215,12 +192,16 @@ def main(argv: list[str] | None = None) -> dict:
         args.epochs = 80 if args.model == "avst" else 20
     seed_everything(args.seed, args.deterministic)
     device = training_device(args.device)
-    vocab = Vocab.build(args.vocab_json, args.answer_file)
     if args.mode == "test":  # reports go to a subfolder: the training run's config.json stays as it was
         args.weights = args.weights or str(run_dir(args, args.model) / "checkpoints" / "best.pt")
         args.run_dir = str(evaluation_dir(args, args.model, test_label(args.label_test)))
     check_start(args, args.model, harmless=HARMLESS)
-    prepared = prepare_training(args, vocab) if args.mode == "train" else prepare_test(args, vocab)
+    if args.mode == "train":
+        vocab = Vocab.build(args.vocab_json, args.answer_file)
+        prepared = prepare_training(args, vocab)
+    else:
+        prepared = prepare_test(args)
+        vocab = prepared[3]
     run = Run(args, name=args.model, harmless=HARMLESS)
     try:
         run.write_json("vocab.json", vocab.to_dict())

@@ -18,7 +18,6 @@ import torch
 import torchvision
 
 from answering import AnswerError, StageTimer, top_k, unknown_words, weights_file
-from engine.checkpoint import load_checkpoint, model_state
 from engine.device import autocast
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, load_weights
 from feat_script.decode import DecodeError, count_frames, read_frames
@@ -29,7 +28,7 @@ from feat_script.extract_resnet import ResNetGlobal
 from feat_script.objects import DETECTOR_HELP, detect, faster_rcnn, roi_features
 from feat_script.preprocess import normalise, resize_frames, resize_short_centre_crop
 from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE, masn_frame_indices
-from masn.checkpoint import load_masn_state, model_args_from_state_dict
+from masn.checkpoint import build_from_checkpoint
 from masn.data.text import Vocabulary, tokenize
 
 TASKS = ("Count", "Action", "Trans", "FrameQA", "MS-QA")
@@ -87,37 +86,21 @@ class LoadedMasn:
 
 
 def load_masn(checkpoint: Path, task: str | None, device: torch.device) -> LoadedMasn:
-    """MASN, its task, vocabulary and answer index from a checkpoint written by masn/main.py."""
-    from masn.model import MASN
-
-    payload = load_checkpoint(checkpoint)
-    meta = payload.get("meta") or {}
-    state = model_state(payload)
-    saved_task = meta.get("task")
-    if task and saved_task and task != saved_task:
-        raise AnswerError(f"{checkpoint}: trained for task {saved_task}, not --task {task}")
-    task = task or saved_task
+    """MASN, its task, vocabulary and answer index from one of our checkpoints (masn.checkpoint)."""
+    model, meta = build_from_checkpoint(checkpoint, device)
+    if task and meta.task and task != meta.task:
+        raise AnswerError(f"{checkpoint}: trained for task {meta.task}, not --task {task}")
+    task = task or meta.task
     if task not in TASKS:
         raise AnswerError(f"{checkpoint}: no task in the checkpoint; pass --task ({', '.join(TASKS)})")
-    if not meta.get("vocab_words"):
+    if not meta.vocab_words:
         raise AnswerError(f"{checkpoint}: no word vocabulary in the checkpoint (meta.vocab_words); use a "
                           "checkpoint written by masn/main.py, or convert the authors' file with "
                           "python -m masn.convert_checkpoint ... --csv_dir <TGIF-QA question folder>")
-    answers = meta.get("answers")
-    if task in ("FrameQA", "MS-QA") and not answers:
+    if task in ("FrameQA", "MS-QA") and not meta.answers:
         raise AnswerError(f"{checkpoint}: a {task} checkpoint without its answer index (meta.answers)")
-    try:
-        dims = model_args_from_state_dict(state)
-    except ValueError as err:
-        raise AnswerError(f"{checkpoint}: {err}") from None
-    v_max = int(meta.get("v_max_length") or dims["v_max_len"])
-    q_max = int(meta.get("q_max_length") or 20)
-    model = MASN(dims["vocab_size"], dims["s_layers"], np.zeros((dims["vocab_size"], dims["embedding_dim"]),
-                 np.float32), dims["resnet_input_size"], dims["i3d_input_size"], dims["hidden_size"],
-                 gcn_layers=dims["gcn_layers"], answer_vocab_size=dims["answer_vocab_size"], q_max_len=q_max,
-                 v_max_len=dims["v_max_len"])
-    load_masn_state(model, state, str(checkpoint))
-    return LoadedMasn(model.to(device).eval(), task, Vocabulary(meta["vocab_words"]), answers, q_max, v_max)
+    return LoadedMasn(model, task, Vocabulary(meta.vocab_words), meta.answers, meta.q_max_length,
+                      meta.v_max_length)
 
 
 def _resnet152(path: Path | None) -> tuple[torch.nn.Module, torch.nn.Module]:

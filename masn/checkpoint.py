@@ -1,21 +1,80 @@
-"""Reading MASN weights: constructor arguments implied by a state_dict, and a checked strict load.
+"""MASN checkpoints: the meta record stored beside the weights, and the one way to build a model from them.
 
-A checkpoint built for another vocabulary, answer set or frame count fails here with the file
-name and the two sizes, instead of a bare size-mismatch trace from ``load_state_dict``.
+``MasnMeta`` is what a checkpoint says besides its tensors (vocabulary, answers, dimensions, task, feature
+recipe); ``masn/main.py`` (training and ``--test``), ``masn/convert_checkpoint.py`` and ``masn/answer.py``
+all write and read it here. A checkpoint built for another vocabulary, answer set or frame count fails with
+the file name and the two sizes, instead of a bare size-mismatch trace from ``load_state_dict``.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from engine.checkpoint import CheckpointError
+from engine.checkpoint import CheckpointError, load_checkpoint, model_state
+
+# Keys older checkpoints used for a field: the converter wrote ``v_max_len`` until the two writers shared this record.
+OLD_KEYS = {"v_max_len": "v_max_length"}
+RECIPE = "MASN"  # the feature recipe (feat_script): ResNet-152 + I3D, global and RoIAlign on 10 boxes
+
+
+@dataclass(frozen=True)
+class MasnMeta:
+    """The model's hyper-parameters and what it was trained on: all a checkpoint needs to be evaluated."""
+
+    vocab_size: int
+    embedding_dim: int
+    s_layers: int
+    resnet_input_size: int
+    i3d_input_size: int
+    hidden_size: int
+    gcn_layers: int
+    answer_vocab_size: int | None  # None: one output (Count) or the five candidates' scores (Action, Trans)
+    v_max_length: int
+    q_max_length: int = 20
+    task: str | None = None
+    dataset: str | None = None
+    vocab_words: list[str] | None = None
+    answers: list[str] | None = None  # FrameQA / MS-QA: the classifier's answer order
+    recipe: str = RECIPE
+    source: str | None = None  # converted files: the authors' pickle and its sha256
+    source_sha256: str | None = None
+
+    def to_dict(self) -> dict:
+        """The checkpoint's ``meta`` entry (plain types only, readable with ``weights_only=True``)."""
+        from masn.answer_index import answers_sha256
+        from masn.data.glove import vocab_sha256
+
+        out = {"model": "masn", **asdict(self)}
+        if self.vocab_words:
+            out["vocab_sha256"] = vocab_sha256(self.vocab_words)
+        if self.answers:
+            out["answers_sha256"] = answers_sha256(self.answers)
+        return out
+
+    @classmethod
+    def from_state(cls, state_dict: Mapping[str, torch.Tensor], stored: Mapping, source: str) -> MasnMeta:
+        """The record of a checkpoint: dimensions from the weights' shapes, the rest from its ``meta``
+        (older key names accepted); a stored dimension the weights contradict is an error."""
+        try:
+            dims = model_args_from_state_dict(state_dict)
+        except ValueError as err:
+            raise CheckpointError(f"{source}: {err}") from None
+        stored = {OLD_KEYS.get(k, k): v for k, v in stored.items()}
+        for key, value in dims.items():
+            if stored.get(key) is not None and stored[key] != value:
+                raise CheckpointError(f"{source}: meta says {key}={stored[key]} but the weights have {value}")
+        names = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in stored.items() if k in names}, **dims})
 
 
 def model_args_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
-    """MASN constructor arguments that the shapes in an (original or ours) state_dict determine."""
+    """MASN dimensions that the shapes in an (original or ours) state_dict determine, named as in ``MasnMeta``."""
     required = ("glove.weight", "fc.weight", "pos_enc.pe", "compress_appr_local.weight_raw",
                 "compress_motion_local.weight_raw")
     missing = [k for k in required if k not in state_dict]
@@ -35,7 +94,7 @@ def model_args_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
         "hidden_size": state_dict["fc.weight"].shape[1],
         "gcn_layers": len(gcn_layers) - 1,
         "answer_vocab_size": None if n_out == 1 else n_out,
-        "v_max_len": state_dict["pos_enc.pe"].shape[0],
+        "v_max_length": state_dict["pos_enc.pe"].shape[0],
     }
 
 
@@ -55,3 +114,32 @@ def load_masn_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{source}: does not fit this MASN model: {err}") from None
+
+
+def new_masn(meta: MasnMeta, word_matrix: np.ndarray | None = None, dropout_p: float = 0.0,
+             ablation: str = "none") -> nn.Module:
+    """An untrained MASN of ``meta``'s shape; the embedding is ``word_matrix`` (GloVe) or zeros to load into."""
+    from masn.model import MASN
+
+    if word_matrix is None:
+        word_matrix = np.zeros((meta.vocab_size, meta.embedding_dim), np.float32)
+    return MASN(meta.vocab_size, meta.s_layers, word_matrix, meta.resnet_input_size, meta.i3d_input_size,
+                meta.hidden_size, dropout_p=dropout_p, gcn_layers=meta.gcn_layers,
+                answer_vocab_size=meta.answer_vocab_size, q_max_len=meta.q_max_length,
+                v_max_len=meta.v_max_length, ablation=ablation)
+
+
+def build_from_state(state_dict: Mapping[str, torch.Tensor], stored: Mapping, source: str
+                     ) -> tuple[nn.Module, MasnMeta]:
+    """(MASN in eval mode holding ``state_dict``, its record): the checkpoint loader and the converter."""
+    meta = MasnMeta.from_state(state_dict, stored, source)
+    model = new_masn(meta)
+    load_masn_state(model, state_dict, source)
+    return model.eval(), meta
+
+
+def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, MasnMeta]:
+    """(MASN on ``device`` in eval mode, its record) from one of our checkpoints: nothing else is read."""
+    payload = load_checkpoint(path)
+    model, meta = build_from_state(model_state(payload), payload.get("meta") or {}, str(path))
+    return model.to(device), meta

@@ -25,7 +25,6 @@ import types
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 if not __package__:  # run as a file (python masn/convert_checkpoint.py): make the repository importable
@@ -34,7 +33,7 @@ if not __package__:  # run as a file (python masn/convert_checkpoint.py): make t
 from engine.checkpoint import CheckpointError, save_checkpoint
 from engine.errors import run_cli
 from engine.files import sha256_file
-from masn.checkpoint import load_masn_state, model_args_from_state_dict
+from masn.checkpoint import build_from_state, model_args_from_state_dict
 
 _STAND_IN_PREFIXES = ("model.", "torch.nn.modules.", "torch.nn.parallel.", "torch.nn.backends.",
                       "torch.nn.utils.weight_norm.")
@@ -151,11 +150,10 @@ def read_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
     return {k: v.contiguous().clone() for k, v in state_dict.items()}, attrs
 
 
-def vocabulary_meta(task: str | None, args: dict, csv_dir: Path | None, answer_index: Path | None) -> dict:
-    """``meta`` entries for the vocabulary (from ``csv_dir``) and the answer index, checked against ``args``."""
-    from masn.answer_index import answers_sha256, load_answer_index
+def vocabulary_meta(task: str | None, dims: dict, csv_dir: Path | None, answer_index: Path | None) -> dict:
+    """``MasnMeta`` fields for the vocabulary (from ``csv_dir``) and the answer index, checked against ``dims``."""
+    from masn.answer_index import load_answer_index
     from masn.data import tgif
-    from masn.data.glove import vocab_sha256
 
     meta: dict = {}
     if csv_dir is not None:
@@ -164,44 +162,37 @@ def vocabulary_meta(task: str | None, args: dict, csv_dir: Path | None, answer_i
                              f"got {task!r}: pass --task")
         train = tgif.csv_path(Path(csv_dir), task, "train")
         vocab = tgif.build_vocabulary(tgif.read_csv(train, task), task)
-        if len(vocab) != args["vocab_size"]:
+        if len(vocab) != dims["vocab_size"]:
             raise ValueError(f"{train}: gives a vocabulary of {len(vocab)} rows (pad and UNK included), the "
-                             f"checkpoint's embedding has {args['vocab_size']}: not the CSV the model was trained on")
-        words = vocab.words
-        meta.update(vocab_words=words, vocab_sha256=vocab_sha256(words))
+                             f"checkpoint's embedding has {dims['vocab_size']}: not the CSV the model was trained on")
+        meta["vocab_words"] = vocab.words
     if answer_index is not None:
         answers = load_answer_index(Path(answer_index))
-        if len(answers) != args["answer_vocab_size"]:
+        if len(answers) != dims["answer_vocab_size"]:
             raise ValueError(f"{answer_index}: {len(answers)} answers, the checkpoint's classifier has "
-                             f"{args['answer_vocab_size']}")
-        meta.update(answers=answers, answers_sha256=answers_sha256(answers))
+                             f"{dims['answer_vocab_size']}")
+        meta["answers"] = answers
     return meta
 
 
 def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
             csv_dir: Path | None = None, answer_index: Path | None = None) -> dict:
     """Write our checkpoint for the pickle ``src``; returns its ``meta``."""
-    from masn.model import MASN, TASKS
+    from masn.model import TASKS
 
     state_dict, attrs = read_original(src)
     try:
-        args = model_args_from_state_dict(state_dict)
+        dims = model_args_from_state_dict(state_dict)
     except ValueError as err:
         raise ValueError(f"{src}: {err}") from None
     task = task or attrs.get("task")
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    embedding = np.zeros((args["vocab_size"], args["embedding_dim"]), dtype=np.float32)
-    model = MASN(args["vocab_size"], args["s_layers"], embedding, args["resnet_input_size"],
-                 args["i3d_input_size"], args["hidden_size"], gcn_layers=args["gcn_layers"],
-                 answer_vocab_size=args["answer_vocab_size"], q_max_len=attrs.get("q_max_len", 20),
-                 v_max_len=args["v_max_len"])
-    load_masn_state(model, state_dict, str(src))
-    meta = {"model": "masn", **args, "q_max_length": attrs.get("q_max_len", 20), "task": task,
-            "source": str(src), "source_sha256": sha256_file(src),
-            **vocabulary_meta(task, args, csv_dir, answer_index)}
-    save_checkpoint(out, {"model": model.state_dict(), "meta": meta, "args": {}})
-    return meta
+    stored = {"q_max_length": attrs.get("q_max_len", 20), "task": task, "source": str(src),
+              "source_sha256": sha256_file(src), **vocabulary_meta(task, dims, csv_dir, answer_index)}
+    model, meta = build_from_state(state_dict, stored, str(src))
+    save_checkpoint(out, {"model": model.state_dict(), "meta": meta.to_dict(), "args": {}})
+    return meta.to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # the converter's own checks; CheckpointError is a UserError already
         raise CheckpointError(str(err)) from None
     print(f"wrote {args.out}: task={meta['task']} vocab_size={meta['vocab_size']} "
-          f"answer_vocab_size={meta['answer_vocab_size']} v_max_len={meta['v_max_len']}"
+          f"answer_vocab_size={meta['answer_vocab_size']} v_max_length={meta['v_max_length']}"
           + ("" if meta.get("vocab_words") else " (no vocabulary: pass --csv_dir to use it with scripts/answer.py)"))
     return 0
 

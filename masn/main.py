@@ -20,7 +20,7 @@ import argparse  # noqa: E402
 import torch  # noqa: E402
 
 from engine import dist  # noqa: E402
-from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint  # noqa: E402
+from engine.checkpoint import CheckpointError, save_checkpoint  # noqa: E402
 from engine.cli import add_engine_args, non_negative_int, positive_int, unit_fraction  # noqa: E402
 from engine.device import training_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
@@ -28,15 +28,18 @@ from engine.run import Run, check_start, evaluation_dir  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.selection import select_epoch  # noqa: E402
 from engine.trainer import Callback, Trainer, evaluate, require_samples  # noqa: E402
-from masn.answer_index import answers_sha256, load_answer_index, save_answer_index  # noqa: E402
-from masn.data.build import DATASETS, QAData, load_msqa, load_tgif  # noqa: E402
-from masn.data.glove import vocab_sha256  # noqa: E402
-from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError  # noqa: E402
+from masn.answer_index import load_answer_index, save_answer_index  # noqa: E402
+from masn.checkpoint import MasnMeta, build_from_checkpoint, new_masn  # noqa: E402
+from masn.data.build import DATASETS, QAData, load_msqa, load_test_split, load_tgif  # noqa: E402
+from masn.data.features import FEAT_DIM  # noqa: E402
+from masn.data.text import Vocabulary  # noqa: E402
+from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError, csv_path  # noqa: E402
 from masn.schedules import MODES, EpochSchedule, initial_lr  # noqa: E402
 from masn.tasks import MASNTask, passes_threshold  # noqa: E402
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("checkpoint", "save_path", "model_name", "save")
+FROM_CHECKPOINT = ("task", "v_max_length")  # with --test, taken from the checkpoint unless given
 DEFAULTS = {  # the original scripts' defaults per data set (main.py, main_msvd.py, main_msrvtt.py)
     "tgif-qa": {"model_name": "[MASN]", "feat_dir": "/data/TGIFQA", "vc_dir": "/data/TGIFQA/vocab",
                 "df_dir": "/data/TGIFQA/question", "checkpoint": "FrameQA_59.73.pth", "v_max_length": 20,
@@ -99,12 +102,17 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None, dataset: str = "tgif-qa") -> argparse.Namespace:
     args = build_parser(dataset).parse_args(argv)
     for key, value in DEFAULTS[args.dataset].items():
-        if getattr(args, key) is None:
+        if getattr(args, key) is None and not (args.test and key in FROM_CHECKPOINT):
             setattr(args, key, value)
+    if args.task is not None:
+        check_task(args)
+    return args
+
+
+def check_task(args: argparse.Namespace) -> None:
     valid = TASKS if args.dataset == "tgif-qa" else ("MS-QA",)
     if args.task not in valid:
         raise DataError(f"unknown task {args.task!r} for {args.dataset}; choose one of {', '.join(valid)}")
-    return args
 
 
 def load_data(args: argparse.Namespace, answers: list[str] | None, log) -> QAData:
@@ -117,13 +125,18 @@ def load_data(args: argparse.Namespace, answers: list[str] | None, log) -> QADat
     return load_msqa(args.dataset, args.df_dir, args.feat_dir, args.vc_dir, args.glove, **common)
 
 
-def build_model(args: argparse.Namespace, data: QAData) -> torch.nn.Module:
-    from masn.model import MASN
+def training_meta(args: argparse.Namespace, data: QAData) -> MasnMeta:
+    """The record of the model to train (stored in every checkpoint it writes)."""
+    answers = data.answers if data.task in ("FrameQA", "MS-QA") else None
+    return MasnMeta(vocab_size=len(data.vocab), embedding_dim=data.word_matrix.shape[1], s_layers=args.rnn_layers,
+                    resnet_input_size=FEAT_DIM, i3d_input_size=FEAT_DIM, hidden_size=args.hidden_size,
+                    gcn_layers=args.gcn_layers, answer_vocab_size=len(answers) if answers else None,
+                    v_max_length=args.v_max_length, q_max_length=args.q_max_length, task=data.task,
+                    dataset=args.dataset, vocab_words=data.vocab.words, answers=answers)
 
-    n_answers = len(data.answers) if data.task in ("FrameQA", "MS-QA") else None
-    return MASN(len(data.vocab), args.rnn_layers, data.word_matrix, 2048, 2048, args.hidden_size,
-                dropout_p=args.dropout, gcn_layers=args.gcn_layers, answer_vocab_size=n_answers,
-                q_max_len=args.q_max_length, v_max_len=args.v_max_length, ablation=args.ablation)
+
+def build_model(args: argparse.Namespace, data: QAData) -> torch.nn.Module:
+    return new_masn(training_meta(args, data), data.word_matrix, args.dropout, args.ablation)
 
 
 def checkpoint_path(args: argparse.Namespace) -> Path:
@@ -151,15 +164,36 @@ def format_metrics(task: str, m: dict) -> str:
     return text
 
 
-def check_checkpoint(args, data: QAData, payload: dict, path: Path) -> None:
-    """Refuse a checkpoint trained on another vocabulary or answer order than ``data``'s."""
-    meta = payload.get("meta") or {}
-    if meta.get("vocab_sha256") not in (None, vocab_sha256(data.vocab.words)):
-        raise CheckpointError(f"{path}: trained with another word vocabulary than the one built from "
-                              f"{args.df_dir} (vocab_sha256 differs)")
-    if data.answers and meta.get("answers_sha256") not in (None, answers_sha256(data.answers)):
-        raise CheckpointError(f"{path}: its answer classes are in another order than --answer-index "
-                              f"{args.answer_index}; drop --answer-index to use the checkpoint's own order")
+def test_data(args: argparse.Namespace, meta: MasnMeta, path: Path, log) -> QAData:
+    """The test split for the checkpoint at ``path``: its task, frame count, vocabulary and answer order."""
+    for key, theirs in (("dataset", meta.dataset), ("task", meta.task)):
+        if theirs and getattr(args, key) not in (None, theirs):
+            raise CheckpointError(f"{path}: trained for {key} {theirs}, not --{key} {getattr(args, key)}; "
+                                  f"drop --{key} to use the checkpoint's")
+    args.task = args.task or meta.task or DEFAULTS[args.dataset]["task"]
+    check_task(args)
+    if args.v_max_length not in (None, meta.v_max_length):
+        raise CheckpointError(f"{path}: trained with --v_max_length {meta.v_max_length}, not {args.v_max_length}; "
+                              "drop --v_max_length to use the checkpoint's")
+    args.v_max_length, args.q_max_length = meta.v_max_length, meta.q_max_length
+    answers = meta.answers
+    if args.answer_index:
+        asked = load_answer_index(Path(args.answer_index))
+        if answers is not None and asked != answers:
+            raise CheckpointError(f"{path}: its answer classes are in another order than --answer-index "
+                                  f"{args.answer_index}; drop --answer-index to use the checkpoint's own order")
+        answers = answers or asked
+    vocab = Vocabulary(meta.vocab_words) if meta.vocab_words else None
+    data = load_test_split(args.dataset, args.task, args.df_dir, args.feat_dir, vocab, answers=answers,
+                           q_max_length=args.q_max_length, v_max_length=args.v_max_length,
+                           max_n_videos=args.max_n_videos, allow_missing=args.allow_missing_features, log=log)
+    if len(data.vocab) != meta.vocab_size:  # rebuilt from the train CSV: must be the one it was trained with
+        raise CheckpointError(f"{path}: the word vocabulary built from {args.df_dir} has {len(data.vocab)} rows, "
+                              f"the checkpoint's embedding {meta.vocab_size}: trained on other questions")
+    if meta.answer_vocab_size is not None and len(data.answers or ()) != meta.answer_vocab_size:
+        raise CheckpointError(f"{path}: {len(data.answers or ())} answers, the checkpoint's classifier has "
+                              f"{meta.answer_vocab_size}; pass the answer index it was trained with (--answer-index)")
+    return data
 
 
 def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, path: Path, device) -> dict:
@@ -178,53 +212,61 @@ def answer_prior(args, run: Run) -> dict:
         return {}
     from masn.priors import describe, prior
 
+    train = csv_path(Path(args.df_dir), args.task, "train")
+    if not train.is_file():
+        run.log(f"no answer prior: training split {train} not found")
+        return {}
     out = prior(args.task, Path(args.df_dir))
     run.log(f"PRIOR {describe(out)}")
     return {"answer_prior": out}
 
 
 def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
-    from masn.checkpoint import load_masn_state
-
     args = parse_args(argv, dataset)
     seed_everything(args.seed, args.deterministic)
     device = training_device(args.device)
+    if args.test:
+        return test(args, device)
     answers = load_answer_index(Path(args.answer_index)) if args.answer_index else None
-    payload, ckpt = None, None
     name = f"masn-{args.dataset}-{args.task}"
-    if args.test:  # the report goes to <run>/test_<checkpoint>/: a training run's files stay as they are
-        ckpt = checkpoint_path(args)
-        payload = load_checkpoint(ckpt)
-        answers = answers or (payload.get("meta") or {}).get("answers")
-        args.run_dir = str(evaluation_dir(args, name, ckpt.stem))
     check_start(args, name, harmless=HARMLESS)
     data = load_data(args, answers, print)  # bad input fails here, before anything is written
-    require_samples({"test": data.splits["test"]} if args.test else data.splits)
+    require_samples(data.splits)
     model = build_model(args, data)
-    task = MASNTask(args.task)
-    if args.test:
-        check_checkpoint(args, data, payload, ckpt)
-        load_masn_state(model, model_state(payload), str(ckpt))
     run = Run(args, name, harmless=HARMLESS)
     try:
         sizes = "/".join(str(len(s)) for s in data.splits.values())
         run.log(f"{args.dataset} {args.task}: train/val/test {sizes} questions, vocabulary {len(data.vocab)}"
                 + (f", {len(data.answers)} answers" if data.answers else ""))
-        if args.test:
-            return evaluate_only(args, run, data, model.to(device), task, ckpt, device)
-        return train(args, run, data, model, task, device)
+        return train(args, run, data, model, MASNTask(args.task), device)
+    finally:
+        run.close()
+
+
+def test(args: argparse.Namespace, device) -> dict:
+    """Evaluate ``--checkpoint`` on the test split: the model, vocabulary and answers come from the checkpoint.
+    The report goes to <run>/test_<checkpoint>/: a training run's files stay as they are."""
+    ckpt = checkpoint_path(args)
+    model, meta = build_from_checkpoint(ckpt)
+    data = test_data(args, meta, ckpt, print)  # bad input fails here, before anything is written
+    require_samples(data.splits)
+    name = f"masn-{args.dataset}-{args.task}"
+    args.run_dir = str(evaluation_dir(args, name, ckpt.stem))
+    check_start(args, name, harmless=HARMLESS)
+    run = Run(args, name, harmless=HARMLESS)
+    try:
+        run.log(f"{args.dataset} {args.task}: test {len(data.splits['test'])} questions, vocabulary "
+                f"{len(data.vocab)}" + (f", {len(data.answers)} answers" if data.answers else "")
+                + f" (from {ckpt})")
+        return evaluate_only(args, run, data, model.to(device), MASNTask(args.task), ckpt, device)
     finally:
         run.close()
 
 
 def train(args, run: Run, data: QAData, model: torch.nn.Module, task: MASNTask, device) -> dict:
-    meta = {"model": "masn", "dataset": args.dataset, "task": args.task, "vocab_words": data.vocab.words,
-            "vocab_sha256": vocab_sha256(data.vocab.words), "q_max_length": args.q_max_length,
-            "v_max_length": args.v_max_length}
-    if data.answers and args.task in ("FrameQA", "MS-QA"):
-        meta.update(answers=data.answers, answers_sha256=answers_sha256(data.answers))
-        if run.is_main:
-            save_answer_index(run.dir / "answer_index.json", data.answers)
+    meta = training_meta(args, data).to_dict()
+    if meta["answers"] and run.is_main:
+        save_answer_index(run.dir / "answer_index.json", data.answers)
     optimizer = torch.optim.Adam(model.parameters(), lr=initial_lr(args.change_lr, args.lr),
                                  weight_decay=args.weight_decay)
     schedule = EpochSchedule(optimizer, args.change_lr, args.lr, args.max_epoch, args.lr_list,

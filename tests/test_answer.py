@@ -19,7 +19,7 @@ from PIL import Image
 from answering import AnswerError, StageTimer, unknown_words
 from avst.data.annotations import make_record
 from avst.data.vocab import Vocab
-from avst.main_avst import vocab_meta
+from avst.model.checkpoint import AvstMeta
 from engine.checkpoint import save_checkpoint
 from feat_script.synthetic_video import Shape, make_video
 from masn.data.glove import vocab_sha256
@@ -43,7 +43,7 @@ def write_checkpoints(d: Path) -> dict[str, Path]:
 
     vocab = Vocab(AVST_WORDS, AVST_ANSWERS, "test")
     avst = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
-    save_checkpoint(d / "avst.pt", {"model": avst.state_dict(), "meta": vocab_meta(vocab)})
+    save_checkpoint(d / "avst.pt", {"model": avst.state_dict(), "meta": AvstMeta(vocab).to_dict()})
     n = len(MASN_WORDS) + 2
     masn = MASN(n, 1, np.random.RandomState(0).randn(n, 300).astype(np.float32), 2048, 2048, 512,
                 dropout_p=0.3, gcn_layers=2, answer_vocab_size=len(MASN_ANSWERS), q_max_len=20, v_max_len=4)

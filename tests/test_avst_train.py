@@ -11,7 +11,7 @@ from avst.data.synthetic import make_dataset
 from avst.data.vocab import VocabError
 from avst.main_avst import main
 from avst.tasks import AVQATask
-from engine.errors import UserError
+from engine.errors import UserError, run_cli
 from engine.schedule import as_epoch_scheduler
 
 
@@ -27,6 +27,11 @@ def data_args(root):
             "--label_train", str(root / "json/avqa-train.json"), "--label_val", str(root / "json/avqa-val.json"),
             "--label_test", str(root / "json/avqa-test.json"), "--vocab_json", str(root / "json/avqa-train.json"),
             "--num_workers", "0", "--quiet"]
+
+
+def without_vocab_json(args: list[str]) -> list[str]:
+    i = args.index("--vocab_json")
+    return args[:i] + args[i + 2:]
 
 
 def test_loss_is_qa_plus_half_the_interleaved_matching_loss():
@@ -84,6 +89,13 @@ def test_train_then_test_writes_the_report(demo, tmp_path):
         report = main(["--mode", "test", *data_args(demo), "--run_dir", str(run), "--eval_batch_size", bs])
         reports.append(report)
     assert reports[0]["overall"] == reports[1]["overall"]
+    # the checkpoint's own vocabulary, whatever --vocab_json says (another word order here), or without it
+    train = json.loads((demo / "json/avqa-train.json").read_text())
+    (tmp_path / "other.json").write_text(json.dumps(train[::-1]))
+    no_vocab = without_vocab_json(data_args(demo))
+    for vocab_args in (["--vocab_json", str(tmp_path / "other.json")], ["--vocab_json", str(tmp_path / "none.json")]):
+        report = main(["--mode", "test", *no_vocab, *vocab_args, "--run_dir", str(run)])
+        assert report["overall"] == reports[0]["overall"]
     out = run / "test_avqa-test"
     saved = json.loads((out / "test_report.json").read_text())
     assert saved["questions"] == len(tests) and saved["test_file"].endswith("avqa-test.json")
@@ -106,6 +118,19 @@ def test_checkpoint_with_other_vocabulary_is_refused(demo, tmp_path):
     torch.save(AVST(vocab_size=93, num_answers=42).state_dict(), bad)
     with pytest.raises(VocabError, match=r"avst\.pt: the model has 93 word rows and 42 answers"):
         main(["--mode", "test", *data_args(demo), "--run_dir", str(tmp_path / "t"), "--weights", str(bad)])
+
+
+def test_weights_only_file_without_vocab_json_is_one_line(demo, tmp_path, monkeypatch, capsys):
+    from avst.model import AVST
+
+    monkeypatch.chdir(tmp_path)  # no data/json/avqa-train.json (the default --vocab_json) here
+    bad = tmp_path / "avst.pt"
+    torch.save(AVST(vocab_size=93, num_answers=42).state_dict(), bad)
+    no_vocab = without_vocab_json(data_args(demo))
+    assert run_cli(main, ["--mode", "test", *no_vocab, "--run_dir", str(tmp_path / "t"), "--weights", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "avst.pt: holds weights only, no vocabulary; pass --vocab_json" in err[0]
+    assert not (tmp_path / "t").exists()
 
 
 def test_avst_training_needs_the_stage1_checkpoint(demo, tmp_path):

@@ -32,13 +32,15 @@ def torchrun(script: str, args: list[str], log: Path) -> list[dict]:
 def test_avst_test_report_rank0_and_complete(tmp_path):
     from avst.data.synthetic import make_dataset
     from avst.data.vocab import Vocab
-    from avst.main_avst import build_model, main, vocab_meta
+    from avst.main_avst import main
+    from avst.model.checkpoint import AvstMeta, new_model
     from engine.checkpoint import save_checkpoint
 
     make_dataset(tmp_path, seed=1, n_videos=3, n_frame_videos=0, rounds=1)
     label = tmp_path / "json" / "avqa-test.json"
     vocab = Vocab.build(tmp_path / "json" / "avqa-train.json")
-    save_checkpoint(tmp_path / "w.pt", {"model": build_model("avst", vocab).state_dict(), "meta": vocab_meta(vocab)})
+    meta = AvstMeta(vocab)
+    save_checkpoint(tmp_path / "w.pt", {"model": new_model(meta).state_dict(), "meta": meta.to_dict()})
     args = ["--mode", "test", "--weights", str(tmp_path / "w.pt"), "--audio_dir", str(tmp_path / "feats/vggish"),
             "--video_res14x14_dir", str(tmp_path / "feats/res18_14x14"), "--label_test", str(label),
             "--vocab_json", str(tmp_path / "json/avqa-train.json"), "--num_workers", "0", "--quiet",

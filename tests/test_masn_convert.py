@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
+from engine.checkpoint import CheckpointError, save_checkpoint
 from engine.errors import run_cli
+from masn.checkpoint import build_from_checkpoint
 from masn.convert_checkpoint import convert, main, read_original
 from masn.model import MASN
 
@@ -162,14 +164,20 @@ def test_full_model_converts_and_loads_strictly(fake_original, tmp_path):
     payload = torch.load(out, weights_only=True)
     assert payload["format"] == "avqa-repro/1" and payload["args"] == {}
     meta = payload["meta"]
-    assert (meta["model"], meta["task"], meta["vocab_size"], meta["answer_vocab_size"], meta["v_max_len"]) == (
+    assert (meta["model"], meta["task"], meta["vocab_size"], meta["answer_vocab_size"], meta["v_max_length"]) == (
         "masn", "FrameQA", 30, 7, 6)
+    assert "v_max_len" not in meta  # one name for the frame count, the one masn/main.py writes
     assert meta["q_max_length"] == 8  # the pickled model's q_max_len, under the key masn/main.py writes
     assert meta["source"] == str(src) and len(meta["source_sha256"]) == 64
     assert list(payload["model"]) == list(reference)
     for key, value in reference.items():
         assert torch.equal(payload["model"][key], value), key
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary files left
+    model, record = build_from_checkpoint(out)  # what masn/main.py --test and answer.py build from the file
+    assert record.to_dict() == meta and (record.q_max_length, record.v_max_length) == (8, 6)
+    assert model.q_max_len == 8 and not model.training
+    for key, value in reference.items():
+        assert torch.equal(model.state_dict()[key], value), key
 
 
 class _Evil:
@@ -241,6 +249,9 @@ def test_csv_dir_adds_the_original_vocabulary_so_answer_can_use_the_file(fake_or
     assert torch.load(out, weights_only=True)["meta"]["vocab_words"] == ACTION_WORDS
     loaded = load_masn(out, None, torch.device("cpu"))
     assert loaded.task == "Action" and loaded.vocab.words == ACTION_WORDS
+    converted = torch.load(out, weights_only=True)["model"]  # answer.py's model is the converter's
+    assert loaded.model.state_dict().keys() == converted.keys()
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in converted.items())
     ids, length = loaded.vocab.encode("What does the man do? nod", 20)
     assert ids[:length].tolist() == [2, 3, 4, 5, 6, 7, 11]
 
@@ -254,3 +265,15 @@ def test_answer_index_must_fit_the_classifier(tmp_path):
         vocabulary_meta("FrameQA", {"vocab_size": 30, "answer_vocab_size": 7}, None, index)
     assert vocabulary_meta("FrameQA", {"vocab_size": 30, "answer_vocab_size": 3}, None, index)["answers"] == [
         "red", "blue", "cat"]
+
+
+def test_checkpoints_with_either_frame_count_key_load(tmp_path):
+    """``v_max_len`` (the converter until now) and ``v_max_length`` (masn/main.py) name the same field."""
+    state = MASN(30, 1, np.zeros((30, 300)), 2048, 2048, 512, v_max_len=6).state_dict()
+    for key in ("v_max_len", "v_max_length"):
+        path = tmp_path / f"{key}.pt"
+        save_checkpoint(path, {"model": state, "meta": {"model": "masn", "task": "Count", key: 6}})
+        assert build_from_checkpoint(path)[1].v_max_length == 6
+        save_checkpoint(path, {"model": state, "meta": {"model": "masn", "task": "Count", key: 5}})
+        with pytest.raises(CheckpointError, match=r"meta says v_max_length=5 but the weights have 6"):
+            build_from_checkpoint(path)

@@ -121,8 +121,17 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     guess = round(train.mean())
     for prior in (summary["answer_prior"], report["answer_prior"]):
         assert prior["guess"] == guess and prior["mse"] == pytest.approx(((test - guess) ** 2).mean())
-    with pytest.raises(CheckpointError, match="another word vocabulary"):  # a Count model on Action data
+    with pytest.raises(CheckpointError, match="trained for task Count, not --task Action"):
         main(["--task", "Action", "--test", "--checkpoint", str(saved[0]), *common(demo, tmp_path / "wrong")])
+    # the checkpoint and the test split suffice: no GloVe, no train CSV; task and frame count from the checkpoint
+    alone = tmp_path / "test_only"
+    (alone / "question").mkdir(parents=True)
+    (alone / "question" / "Test_count_question.csv").symlink_to(demo / "question" / "Test_count_question.csv")
+    (alone / "feat_r6_vsync2").symlink_to(demo / "feat_r6_vsync2")
+    only = main(["--test", "--checkpoint", str(saved[0]), "--df_dir", str(alone / "question"), "--feat_dir",
+                 str(alone), "--vc_dir", str(alone / "vocab"), "--num_workers", "0", "--quiet", "--device", "cpu",
+                 "--run_dir", str(tmp_path / "alone_run")])
+    assert only["test"]["mse"] == pytest.approx(test_mse) and "answer_prior" not in only
 
 
 def test_frameqa_answer_index_in_run_dir_and_checkpoint(demo, tmp_path):

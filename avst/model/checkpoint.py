@@ -2,19 +2,23 @@
 
 The released files were saved from ``nn.DataParallel`` (keys prefixed ``module.``) and the
 March-2022 code named the matching MLP ``fusion_fc1..4``; both spellings are normalised before a
-strict load. Our engine's checkpoints (a dict with a ``model`` entry) load the same way.
+strict load. Our engine's checkpoints (a dict with a ``model`` entry) load the same way and carry
+``AvstMeta`` (model kind, vocabulary, feature recipe): ``build_from_checkpoint`` is the one way
+``avst/main_avst.py --mode test`` and ``avst/answer.py`` turn a file into a model.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from engine.checkpoint import CheckpointError
+from avst.data.vocab import Vocab, VocabError
+from engine.checkpoint import CheckpointError, load_checkpoint, model_state
 
 
 class StateDictError(CheckpointError, ValueError):
@@ -77,13 +81,15 @@ def _preview(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_avst_state(model: nn.Module, source: StateSource) -> None:
-    """Load strictly into AVST, AVSTBaseline or GroundingNet, or raise one error naming the file.
+def load_avst_state(model: nn.Module, source: StateSource, name: str | None = None) -> None:
+    """Load strictly into AVST, AVSTBaseline or GroundingNet, or raise one error naming the file
+    (``name`` names a state_dict given in memory).
 
     A vocabulary or answer-list size that disagrees with the model is reported as such, before
     the generic key and shape comparison.
     """
-    state, name = read_state(source)
+    state, read_name = read_state(source)
+    name = name or read_name
     expected = model.state_dict()
     for key, what in _SIZED_KEYS:
         if key in state and key in expected and state[key].shape[0] != expected[key].shape[0]:
@@ -132,3 +138,65 @@ def init_from_grounding(model: nn.Module, source: StateSource) -> list[str]:
     for dst, src in targets.items():
         own[dst].copy_(state[src])
     return list(targets)
+
+
+MODELS = ("avst", "baseline")
+RECIPE = "AVST"  # the feature recipe (feat_script): VGGish AVST examples + ResNet-18 14x14, rows 0, 6, ..., 54
+
+
+@dataclass(frozen=True)
+class AvstMeta:
+    """What one of our AVST / baseline checkpoints holds besides the weights."""
+
+    vocab: Vocab
+    model: str = "avst"  # one of MODELS
+    recipe: str = RECIPE
+
+    def to_dict(self) -> dict:
+        """The checkpoint's ``meta`` entry (plain types only, readable with ``weights_only=True``)."""
+        return {"model": self.model, "recipe": self.recipe, "vocab": self.vocab.to_dict(),
+                "vocab_sha256": self.vocab.sha256()}
+
+
+def new_model(meta: AvstMeta) -> nn.Module:
+    """An untrained AVST or baseline sized for ``meta``'s vocabulary."""
+    from avst.model.avst import AVST
+    from avst.model.baseline import AVSTBaseline
+
+    cls = AVST if meta.model == "avst" else AVSTBaseline
+    return cls(vocab_size=len(meta.vocab.words), num_answers=len(meta.vocab.answers))
+
+
+def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
+                          vocab_json: str | Path | None = None, answer_file: str | Path | None = None,
+                          model: str | None = None) -> tuple[nn.Module, AvstMeta]:
+    """(model on ``device`` in eval mode, its record) from a checkpoint file.
+
+    Our checkpoints carry their vocabulary (``meta.vocab``), which is used whatever ``vocab_json`` says.
+    The authors' weights-only ``avst.pt`` / ``avst_update.pt`` do not: their vocabulary is the original rule
+    applied to the train JSON (``vocab_json``, answers ordered by ``answer_file`` when given). ``model``
+    (avst / baseline) is what the caller expects; a checkpoint recording another kind is refused.
+    """
+    payload = load_checkpoint(path)
+    stored = payload.get("meta") if isinstance(payload.get("meta"), Mapping) else {}
+    kind = stored.get("model") or model or "avst"
+    if kind not in MODELS:
+        raise CheckpointError(f"{path}: a {kind} checkpoint, not one of {', '.join(MODELS)}")
+    if model and model != kind:
+        raise CheckpointError(f"{path}: a {kind} checkpoint, not {model} (--model {kind} reads it)")
+    if stored.get("vocab"):
+        vocab = Vocab.from_dict(stored["vocab"])
+    elif vocab_json is None or not Path(vocab_json).is_file():
+        missing = f" ({vocab_json} not found)" if vocab_json is not None else ""
+        raise VocabError(f"{path}: holds weights only, no vocabulary; pass --vocab_json with the train JSON it "
+                         f"was trained with (the authors' avst.pt: data/json/avqa-train.json){missing}")
+    else:
+        vocab = Vocab.build(vocab_json, answer_file)
+    state, _ = read_state(model_state(payload))
+    words, answers = state.get("question_encoder.word2vec.weight"), state.get("fc_ans.weight")
+    if words is not None and answers is not None:  # otherwise the strict load names what is missing
+        vocab.check_sizes(words.shape[0], answers.shape[0], str(path))
+    meta = AvstMeta(vocab, kind)
+    net = new_model(meta)
+    load_avst_state(net, state, str(path))
+    return net.to(device).eval(), meta

@@ -1,6 +1,8 @@
 """Assemble a MASN data set: vocabulary, GloVe matrix, answer index, and the train/val/test splits."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,7 @@ class QAData:
     dataset: str
     task: str
     vocab: Vocabulary
-    word_matrix: np.ndarray
+    word_matrix: np.ndarray | None  # None when evaluating a checkpoint (its embedding is in the weights)
     answers: list[str] | None
     splits: dict[str, torch.utils.data.Dataset]
     missing_videos: dict[str, list[str]] = field(default_factory=dict)
@@ -75,6 +77,38 @@ def _glove_path(glove: Path | None, vc_dir: Path) -> Path:
     return Path(glove) if glove else Path(vc_dir) / "glove.42B.300d.txt"
 
 
+def frameqa_answers(df_dir: Path, train_df: Callable[[], pd.DataFrame], test_df: pd.DataFrame) -> list[str]:
+    """The original's FrameQA answer order: from the Total CSV when present, else from train and test."""
+    total = tgif.csv_path(df_dir, "FrameQA", "total")
+    all_answers = (tgif.read_csv(total, "FrameQA")["answer"] if total.is_file()
+                   else pd.concat([train_df()["answer"], test_df["answer"]]))
+    return frameqa_order(all_answers)
+
+
+def tgif_dataset(task: str, df: pd.DataFrame, path: Path, split: str, vocab: Vocabulary, q_max_length: int,
+                 ans2idx: dict[str, int] | None, features: VideoFeatures) -> QADataset:
+    """One TGIF-QA CSV's questions, encoded; an empty file or a question without tokens is refused."""
+    require_questions(split, len(df), path)
+    fields = tgif.encode(df, task, vocab, q_max_length, ans2idx)
+    empty = tgif.empty_encodings(fields, task)
+    if len(empty):
+        raise tgif.DataError(f"{path}: {len(empty)} question(s) have no tokens after cleaning "
+                             f"(vid_id {', '.join(df['vid_id'].iloc[empty[:5]].astype(str))})")
+    return QADataset(task, df["key"].to_numpy(dtype=np.int64), fields, features, df["vid_id"].astype(str).tolist())
+
+
+def msqa_dataset(df: pd.DataFrame, path: Path, split: str, vocab: Vocabulary, q_max_length: int,
+                 ans2idx: dict[str, int], features: VideoFeatures) -> QADataset:
+    """One MSVD-QA / MSRVTT-QA split's questions, encoded; refused like ``tgif_dataset``."""
+    require_questions(split, len(df), path)
+    fields = tgif.encode(df, "MS-QA", vocab, q_max_length, ans2idx)
+    empty = tgif.empty_encodings(fields, "MS-QA")
+    if len(empty):
+        raise tgif.DataError(f"{path}: {len(empty)} question(s) have no tokens after cleaning "
+                             f"(records {empty[:5].tolist()})")
+    return QADataset("MS-QA", df["video_id"].to_numpy(dtype=np.int64), fields, features)
+
+
 def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path | None = None, *,
               q_max_length: int = 20, v_max_length: int = 20, max_n_videos: int | None = None,
               val_ratio: float = 0.1, split_seed: int = 999, answers: list[str] | None = None,
@@ -87,26 +121,14 @@ def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path
     vocab = tgif.build_vocabulary(train_df, task)
     matrix = load_embedding(vocab, _glove_path(glove, vc_dir), f"vocab_embedding_{task}", log=log)
     if task == "FrameQA" and answers is None:
-        total = tgif.csv_path(df_dir, task, "total")
-        all_answers = (tgif.read_csv(total, task)["answer"] if total.is_file()
-                       else pd.concat([train_df["answer"], test_df["answer"]]))
-        answers = frameqa_order(all_answers)
+        answers = frameqa_answers(df_dir, lambda: train_df, test_df)
     ans2idx = {a: i for i, a in enumerate(answers)} if task == "FrameQA" else None
     if max_n_videos is not None:
         train_df, test_df = train_df[:max_n_videos], test_df[:max_n_videos]
     tgif.check_keys({tgif.csv_path(df_dir, task, "train"): train_df, tgif.csv_path(df_dir, task, "test"): test_df})
     features = VideoFeatures(resolve_feature_files(feat_dir, "tgif-qa"), "", v_max_length, allow_missing)
-    datasets = {}
-    for split, df, path in (("train", train_df, tgif.csv_path(df_dir, task, "train")),
-                            ("test", test_df, tgif.csv_path(df_dir, task, "test"))):
-        require_questions(split, len(df), path)
-        fields = tgif.encode(df, task, vocab, q_max_length, ans2idx)
-        empty = tgif.empty_encodings(fields, task)
-        if len(empty):
-            raise tgif.DataError(f"{path}: {len(empty)} question(s) have no tokens after cleaning "
-                                 f"(vid_id {', '.join(df['vid_id'].iloc[empty[:5]].astype(str))})")
-        datasets[split] = QADataset(task, df["key"].to_numpy(dtype=np.int64), fields, features,
-                                    df["vid_id"].astype(str).tolist())
+    datasets = {split: tgif_dataset(task, df, tgif.csv_path(df_dir, task, split), split, vocab, q_max_length,
+                                    ans2idx, features) for split, df in (("train", train_df), ("test", test_df))}
     train_idx, val_idx = random_val_split(len(datasets["train"]), val_ratio, split_seed)
     missing = check_features(features, np.concatenate([train_df["key"], test_df["key"]]), allow_missing, log)
     splits = {"train": Subset(datasets["train"], train_idx), "val": Subset(datasets["train"], val_idx),
@@ -133,13 +155,46 @@ def load_msqa(dataset: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: P
     for split, df in dfs.items():
         if max_n_videos is not None:
             df = df[:max_n_videos]
-        require_questions(split, len(df), msqa.json_path(df_dir, split))
-        fields = tgif.encode(df, "MS-QA", vocab, q_max_length, ans2idx)
-        empty = tgif.empty_encodings(fields, "MS-QA")
-        if len(empty):
-            raise tgif.DataError(f"{msqa.json_path(df_dir, split)}: {len(empty)} question(s) have no tokens "
-                                 f"after cleaning (records {empty[:5].tolist()})")
-        splits[split] = QADataset("MS-QA", df["video_id"].to_numpy(dtype=np.int64), fields, features)
+        splits[split] = msqa_dataset(df, msqa.json_path(df_dir, split), split, vocab, q_max_length, ans2idx,
+                                     features)
         dfs[split] = df
     missing = check_features(features, np.concatenate([d["video_id"] for d in dfs.values()]), allow_missing, log)
     return QAData(dataset, "MS-QA", vocab, matrix, answers, splits, missing)
+
+
+def load_test_split(dataset: str, task: str, df_dir: Path, feat_dir: Path, vocab: Vocabulary | None, *,
+                    answers: list[str] | None = None, q_max_length: int = 20, v_max_length: int = 20,
+                    max_n_videos: int | None = None, allow_missing: bool = False, log=print) -> QAData:
+    """The test split alone, to evaluate a checkpoint: its questions encoded with the checkpoint's vocabulary
+    and answer order, and the features of its videos; no GloVe. The training split is read only for a
+    checkpoint without them (the authors' file converted without ``--csv_dir`` / ``--answer-index``), to
+    rebuild them by the training rule."""
+    if dataset == "tgif-qa":
+        if task not in tgif.TASKS:
+            raise tgif.DataError(f"unknown TGIF-QA task {task!r}; choose one of {', '.join(tgif.TASKS)}")
+        path = tgif.csv_path(df_dir, task, "test")
+        df = tgif.read_csv(path, task)
+        train = functools.cache(lambda: tgif.read_csv(tgif.csv_path(df_dir, task, "train"), task))
+        vocab = vocab or tgif.build_vocabulary(train(), task)
+        if task == "FrameQA" and answers is None:
+            answers = frameqa_answers(df_dir, train, df)
+    else:
+        if dataset not in msqa.TOP_K:
+            raise tgif.DataError(f"unknown data set {dataset!r}; choose one of {', '.join(msqa.TOP_K)}")
+        path = msqa.json_path(df_dir, "test")
+        df = msqa.read_json(path)
+        train = functools.cache(lambda: msqa.read_json(msqa.json_path(df_dir, "train")))
+        vocab = vocab or Vocabulary.build(train()["question"].astype(str))
+        answers = answers or top_k_order(train()["answer"], msqa.TOP_K[dataset])
+    ans2idx = {a: i for i, a in enumerate(answers)} if task in ("FrameQA", "MS-QA") else None
+    if max_n_videos is not None:
+        df = df[:max_n_videos]
+    features = VideoFeatures(resolve_feature_files(feat_dir, dataset), LAYOUTS[dataset].key_prefix, v_max_length,
+                             allow_missing)
+    if dataset == "tgif-qa":
+        tgif.check_keys({path: df})
+        test, keys = tgif_dataset(task, df, path, "test", vocab, q_max_length, ans2idx, features), df["key"]
+    else:
+        test, keys = msqa_dataset(df, path, "test", vocab, q_max_length, ans2idx, features), df["video_id"]
+    missing = check_features(features, keys.to_numpy(), allow_missing, log)
+    return QAData(dataset, task, vocab, None, answers, {"test": test}, missing)
