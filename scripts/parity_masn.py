@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masn_original import original_masn  # noqa: E402
 
-from engine.checkpoint import load_checkpoint, model_state  # noqa: E402
-from masn.checkpoint import load_masn_state  # noqa: E402
+from masn.checkpoint import build_from_checkpoint, load_masn_state  # noqa: E402
 from masn.convert_checkpoint import convert  # noqa: E402
 from masn.model import MASN  # noqa: E402
 
@@ -88,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             pickled = Path(tmp) / f"{task}.pth"
             torch.save(original, pickled)
             convert(pickled, Path(tmp) / f"{task}.pt")
-            converted = MASN(VOCAB, 1, emb, 2048, 2048, 512, answer_vocab_size=answers, v_max_len=frames).eval()
-            load_masn_state(converted, model_state(load_checkpoint(Path(tmp) / f"{task}.pt")), f"{task}.pt")
+            converted, _ = build_from_checkpoint(Path(tmp) / f"{task}.pt")  # as masn/main.py --test and answer.py
             with torch.no_grad():
                 got = ours(task, *batch)[0]
                 got_converted = converted(task, *batch)[0]
