@@ -96,6 +96,7 @@ def test_train_then_test_writes_the_report(demo, tmp_path):
     for vocab_args in (["--vocab_json", str(tmp_path / "other.json")], ["--vocab_json", str(tmp_path / "none.json")]):
         report = main(["--mode", "test", *no_vocab, *vocab_args, "--run_dir", str(run)])
         assert report["overall"] == reports[0]["overall"]
+        assert json.loads((run / "test_avqa-test" / "vocab.json").read_text())["words"] == vocab["words"]
     out = run / "test_avqa-test"
     saved = json.loads((out / "test_report.json").read_text())
     assert saved["questions"] == len(tests) and saved["test_file"].endswith("avqa-test.json")
