@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from engine.errors import UserError
 from masn.data.glove import GloveError
 from masn.data.synthetic import make_demo
@@ -132,6 +132,12 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
                  str(alone), "--vc_dir", str(alone / "vocab"), "--num_workers", "0", "--quiet", "--device", "cpu",
                  "--run_dir", str(tmp_path / "alone_run")])
     assert only["test"]["mse"] == pytest.approx(test_mse) and "answer_prior" not in only
+    # a checkpoint without its vocabulary (an authors' file converted without --csv_dir): rebuilt from the train CSV
+    payload = load_checkpoint(saved[0])
+    payload["meta"] = {k: v for k, v in payload["meta"].items() if k not in ("vocab_words", "vocab_sha256")}
+    save_checkpoint(tmp_path / "bare.pt", payload)
+    rebuilt = main(["--test", "--checkpoint", str(tmp_path / "bare.pt"), *common(demo, tmp_path / "bare_run")])
+    assert rebuilt["test"]["mse"] == pytest.approx(test_mse)
 
 
 def test_frameqa_answer_index_in_run_dir_and_checkpoint(demo, tmp_path):
