@@ -30,7 +30,8 @@ from engine.errors import run_cli  # noqa: E402
 from engine.run import Run, check_start  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
-from grounding_gen.data import GroundingDataset, GroundingTask  # noqa: E402
+from grounding_gen.dataset import GroundingDataset  # noqa: E402
+from grounding_gen.tasks import GroundingTask  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

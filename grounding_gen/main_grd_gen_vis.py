@@ -26,7 +26,7 @@ from avst.data.features import open_features  # noqa: E402
 from avst.heatmap import overlay, save_png  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
-from grounding_gen.data import FRAMES_PER_VIDEO, frame_files, load_frame  # noqa: E402
+from grounding_gen.dataset import FRAMES_PER_VIDEO, frame_files, load_frame  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
