@@ -18,26 +18,23 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from avst.benchmarks.evaluate import TestFile, add_benchmark_args, load_test_files, run_tests, test_label  # noqa: E402
-from avst.data.annotations import load_records  # noqa: E402
-from avst.data.dataset import AVQADataset  # noqa: E402
-from avst.data.features import open_features  # noqa: E402
-from avst.data.vocab import Vocab, VocabError  # noqa: E402
-from avst.heatmap import frame_path, overlay, save_png  # noqa: E402
-from avst.tasks import AVQATask, model_inputs  # noqa: E402
-from engine.checkpoint import load_checkpoint, model_state, save_checkpoint  # noqa: E402
-from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
-from engine.device import training_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from engine.run import Run, check_start, evaluation_dir, run_dir  # noqa: E402
-from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer, require_samples  # noqa: E402
+from avst.benchmarks.evaluate import TestFile, add_benchmark_args, load_test_files, run_tests, test_label
+from avst.data.annotations import load_records
+from avst.data.dataset import AVQADataset
+from avst.data.features import open_features
+from avst.data.vocab import Vocab, VocabError
+from avst.heatmap import frame_path, overlay, save_png
+from avst.tasks import AVQATask, model_inputs
+from engine.checkpoint import load_checkpoint, model_state, save_checkpoint
+from engine.cli import add_engine_args, non_negative_int, positive_int
+from engine.device import training_device
+from engine.errors import run_cli
+from engine.run import Run, check_start, evaluation_dir, run_dir
+from engine.seed import seed_everything
+from engine.trainer import Trainer, require_samples
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("model_save_dir", "checkpoint", "weights", "heatmaps", "frames_dir", "label_test")
@@ -229,9 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
         run.close()
 
 
-def cli() -> int:
-    """Console entry point (pyproject [project.scripts])."""
-    return run_cli(main)
+def cli(model: str | None = None) -> int:
+    """Console entry point (pyproject [project.scripts]); ``model`` presets ``--model`` (main_baseline.py)."""
+    return run_cli(main, [*(["--model", model] if model else []), *sys.argv[1:]])
 
 
 if __name__ == "__main__":

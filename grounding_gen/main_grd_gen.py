@@ -14,24 +14,20 @@ training (kept so that results match; ``--freeze_bn`` turns it off). Also as in 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from avst.data.annotations import load_records, video_list  # noqa: E402
-from avst.data.features import open_features  # noqa: E402
-from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
-from engine.device import training_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from engine.run import Run, check_start  # noqa: E402
-from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from grounding_gen.dataset import GroundingDataset  # noqa: E402
-from grounding_gen.tasks import GroundingTask  # noqa: E402
+from avst.data.annotations import load_records, video_list
+from avst.data.features import open_features
+from engine.cli import add_engine_args, non_negative_int, positive_int
+from engine.device import training_device
+from engine.errors import run_cli
+from engine.run import Run, check_start
+from engine.seed import seed_everything
+from engine.trainer import Trainer
+from grounding_gen.dataset import GroundingDataset
+from grounding_gen.tasks import GroundingTask
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,16 +20,12 @@ import builtins
 import collections
 import os
 import pickle
-import sys
 import types
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-
-if not __package__:  # run as a file (python masn/convert_checkpoint.py): make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine.checkpoint import CheckpointError, save_checkpoint
 from engine.errors import run_cli

@@ -8,32 +8,27 @@ Works as ``python masn/main.py``, ``python -m masn.main`` and ``cd masn && pytho
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable, not masn/ itself
-    _root = str(Path(__file__).resolve().parent.parent)
-    sys.path[:] = [_root] + [p for p in sys.path if Path(p or ".").resolve() != Path(_root) / "masn"]
+import torch
 
-import argparse  # noqa: E402
-
-import torch  # noqa: E402
-
-from engine import dist  # noqa: E402
-from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint  # noqa: E402
-from engine.cli import add_engine_args, non_negative_int, positive_int, unit_fraction  # noqa: E402
-from engine.device import training_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from engine.run import Run, check_start, evaluation_dir  # noqa: E402
-from engine.seed import seed_everything  # noqa: E402
-from engine.selection import select_epoch  # noqa: E402
-from engine.trainer import Callback, Trainer, evaluate, require_samples  # noqa: E402
-from masn.answer_index import answers_sha256, load_answer_index, save_answer_index  # noqa: E402
-from masn.data.build import DATASETS, QAData, load_msqa, load_tgif  # noqa: E402
-from masn.data.glove import vocab_sha256  # noqa: E402
-from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError  # noqa: E402
-from masn.schedules import MODES, EpochSchedule, initial_lr  # noqa: E402
-from masn.tasks import MASNTask, passes_threshold  # noqa: E402
+from engine import dist
+from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
+from engine.cli import add_engine_args, non_negative_int, positive_int, unit_fraction
+from engine.device import training_device
+from engine.errors import run_cli
+from engine.run import Run, check_start, evaluation_dir
+from engine.seed import seed_everything
+from engine.selection import select_epoch
+from engine.trainer import Callback, Trainer, evaluate, require_samples
+from masn.answer_index import answers_sha256, load_answer_index, save_answer_index
+from masn.data.build import DATASETS, QAData, load_msqa, load_tgif
+from masn.data.glove import vocab_sha256
+from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError
+from masn.schedules import MODES, EpochSchedule, initial_lr
+from masn.tasks import MASNTask, passes_threshold
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("checkpoint", "save_path", "model_name", "save")

@@ -21,13 +21,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from engine.errors import run_cli  # noqa: E402
-from masn.data.tgif import CANDIDATES, TASKS, csv_path, read_csv  # noqa: E402
+from engine.errors import run_cli
+from masn.data.tgif import CANDIDATES, TASKS, csv_path, read_csv
 
 
 def count_prior(train: pd.DataFrame, test: pd.DataFrame) -> dict:
