@@ -58,7 +58,7 @@ def _decode(field: str, count: int, width: int, where: str, name: str) -> np.nda
     return np.frombuffer(raw, dtype=np.float32).reshape(count, width)
 
 
-def read_frames(path: Path) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+def read_tsv_rows(path: Path) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
     """Yield ``(gif_name, frame_name, features [10, 2048], spatial [10, 6])`` line by line."""
     with open(path, "rb") as tsv:
         for number, raw in enumerate(tsv, start=1):
@@ -118,7 +118,7 @@ def _stage(tsv_paths: list[Path], staging: h5py.File) -> dict[str, list[tuple[st
 
     count = 0
     for path in tsv_paths:
-        for gif, frame, feat, spat in tqdm(read_frames(path), desc=path.name, unit="frame", disable=None):
+        for gif, frame, feat, spat in tqdm(read_tsv_rows(path), desc=path.name, unit="frame", disable=None):
             if (gif, frame) in seen:
                 continue
             seen.add((gif, frame))

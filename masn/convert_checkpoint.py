@@ -151,7 +151,7 @@ def vocabulary_meta(task: str | None, args: dict, csv_dir: Path | None, answer_i
     """``meta`` entries for the vocabulary (from ``csv_dir``) and the answer index, checked against ``args``."""
     from masn.answer_index import answers_sha256, load_answer_index
     from masn.data import tgif
-    from masn.data.glove import vocab_sha256
+    from masn.data.text import vocab_sha256
 
     meta: dict = {}
     if csv_dir is not None:

@@ -25,7 +25,7 @@ from engine.selection import select_epoch
 from engine.trainer import Callback, Trainer, evaluate, require_samples
 from masn.answer_index import answers_sha256, load_answer_index, save_answer_index
 from masn.data.build import DATASETS, QAData, load_msqa, load_tgif
-from masn.data.glove import vocab_sha256
+from masn.data.text import vocab_sha256
 from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError
 from masn.schedules import MODES, EpochSchedule, initial_lr
 from masn.tasks import MASNTask, passes_threshold
