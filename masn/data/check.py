@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli import accept_both_spellings
 from masn.answer_index import frameqa_order, top_k_order
 from masn.data import msqa, tgif
 from masn.data.features import LAYOUTS, FeatureError, VideoFeatures, container_label, resolve_feature_files
@@ -20,17 +21,17 @@ from masn.data.glove import GloveError, read_glove_vectors
 from masn.data.text import Vocabulary
 
 
-def _parser(dataset: str) -> argparse.ArgumentParser:
+def build_parser(dataset: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"check_data.py {dataset}", description=__doc__)
     if dataset == "tgif-qa":
         p.add_argument("--task", required=True, choices=tgif.TASKS)
-    p.add_argument("--csv_dir", "--df_dir", dest="csv_dir", type=Path, required=True,
+    p.add_argument("--csv-dir", "--df_dir", dest="csv_dir", type=Path, required=True,
                    help="folder of the question files")
     p.add_argument("--feat_dir", type=Path, default=None, help="folder of the four HDF5 feature files")
     p.add_argument("--glove", type=Path, default=None, help="GloVe text file: report how many words it covers")
     p.add_argument("--q_max_length", type=int, default=20)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
+    return accept_both_spellings(p)
 
 
 def _check_features(dataset: str, feat_dir: Path, video_ids: np.ndarray, report: dict, problems: list) -> None:
@@ -83,7 +84,7 @@ def _check_glove(path: Path, vocab: Vocabulary, report: dict, problems: list) ->
 
 def check(dataset: str, args: argparse.Namespace) -> dict:
     if not Path(args.csv_dir).is_dir():  # nothing to check: a usage error, not a finding
-        raise tgif.DataError(f"--csv_dir {args.csv_dir}: no such folder; give the folder of the question files")
+        raise tgif.DataError(f"--csv-dir {args.csv_dir}: no such folder; give the folder of the question files")
     problems: list[str] = []
     report: dict = {"dataset": dataset, "task": getattr(args, "task", "MS-QA"), "splits": {}}
     frames = {}
@@ -161,7 +162,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in LAYOUTS:
         print(f"usage: check_data.py {{{','.join(LAYOUTS)}}} [options]")
         return 2
-    args = _parser(argv[0]).parse_args(argv[1:])
+    args = build_parser(argv[0]).parse_args(argv[1:])
     report = check(argv[0], args)
     if args.json:
         print(json.dumps(report))
