@@ -119,12 +119,12 @@ def train(feats: Path, work: Path) -> tuple[Path, Path]:
     common = ["--num_workers", "0", "--quiet", "--device", "cpu", "--seed", "1"]
     avst_main(["--mode", "train", "--audio_dir", str(feats / "vggish"), "--video_res14x14_dir",
                str(feats / "res18_14x14"), "--label_train", labels, "--label_val", labels, "--label_test", labels,
-               "--vocab_json", labels, "--epochs", "1", "--batch-size", "6", "--no_grounding_init",
-               "--run_dir", str(work / "avst"), *common])
+               "--vocab-json", labels, "--epochs", "1", "--batch-size", "6", "--no-grounding-init",
+               "--run-dir", str(work / "avst"), *common])
     questions = masn_questions(work / "tgif")
     masn_main(["--task", "Count", "--df_dir", str(questions), "--vc_dir", str(questions), "--feat_dir",
                str(feats / "masn"), "--v_max_length", "4", "--batch_size", "6", "--max_epoch", "1",
-               "--val_ratio", "0.2", "--run_dir", str(work / "masn"), "--save_path", str(work / "saved"),
+               "--val_ratio", "0.2", "--run-dir", str(work / "masn"), "--save_path", str(work / "saved"),
                *common])
     return work / "avst/checkpoints/best.pt", work / "masn/checkpoints/best.pt"
 
