@@ -4,7 +4,8 @@ The original's flags and defaults keep working (``python masn/main.py --task Cou
 ``--test --checkpoint NAME``, ``--change_lr``, ``--lr_list 10 20 30 40`` ...), plus the engine's run
 options. Model selection is on validation by default; ``--select test`` reproduces the original's
 test-set selection and its ``<save_path>/<model_name>/<Task>_<metric>.pth`` threshold checkpoints.
-Works as ``python masn/main.py``, ``python -m masn.main`` and ``cd masn && python main.py``.
+Works as ``python masn/main.py``, ``python -m masn.main`` and ``cd masn && python main.py`` (``make setup`` installs
+the packages these import).
 """
 from __future__ import annotations
 
