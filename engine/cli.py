@@ -69,9 +69,10 @@ def other_spelling(flag: str) -> str | None:
 def accept_both_spellings(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Let every multi-word long option also be given in its other spelling (``-`` <-> ``_``).
 
-    The alias is registered in the parser's option table for the same action (so ``required``, ``append``
-    and abbreviations behave as for the shown spelling) but not in ``action.option_strings``, which is what
-    ``--help`` and the error messages print.
+    The alias is registered in the parser's option table for the same action (so ``required`` and
+    ``append`` behave as for the shown spelling) but not in ``action.option_strings``, which is what
+    ``--help`` and the error messages print. An abbreviation that matches both spellings of one flag
+    (``--batch`` for ``--batch_size``, as the originals' parsers allowed) stays unambiguous.
     """
     table = parser._option_string_actions
     for action in parser._actions:
@@ -79,4 +80,13 @@ def accept_both_spellings(parser: argparse.ArgumentParser) -> argparse.ArgumentP
             alias = other_spelling(flag)
             if alias is not None:
                 table.setdefault(alias, action)
+    prefix_matches = parser._get_option_tuples
+
+    def one_match_per_flag(option_string: str) -> list[tuple]:
+        found = {}
+        for match in prefix_matches(option_string):
+            found.setdefault(id(match[0]), match)  # match[0] is the action
+        return list(found.values())
+
+    parser._get_option_tuples = one_match_per_flag
     return parser

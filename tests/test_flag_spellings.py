@@ -99,3 +99,11 @@ def test_every_flag_answers_to_both_spellings(command):
 def test_our_flags_are_hyphenated(command):
     underscored = [flag for flag, _ in multi_word(PARSERS[command]()) if "_" in flag and flag not in ORIGINAL_FLAGS]
     assert not underscored, f"{command}: our flags are spelled with hyphens (engine/cli.py): {underscored}"
+
+
+def test_abbreviations_stay_unambiguous():
+    """The originals' parsers took unique prefixes (``--batch 8`` for ``--batch_size``); two spellings of one
+    flag must not make them ambiguous."""
+    import masn.main
+
+    assert masn.main.build_parser().parse_args(["--batch", "8", "--run", "r"]).batch_size == 8
