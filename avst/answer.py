@@ -28,7 +28,7 @@ from feat_script.extract_14x14 import SOURCE as RESNET_SOURCE
 from feat_script.extract_14x14 import WEIGHTS as RESNET_WEIGHTS
 from feat_script.extract_audio import first_seconds_16k
 from feat_script.models.resnet_stride1 import resnet18_stride1
-from feat_script.preprocess import jpeg_roundtrip, normalise, resize_frames
+from feat_script.preprocess import jpeg_roundtrip, resize_frames, to_tensor_normalize
 from feat_script.sampling import read_fixed60
 from feat_script.vggish import avst_examples, vggish
 from feat_script.vggish.mel import SAMPLE_RATE
@@ -110,7 +110,8 @@ def video_features(video: Path, *, resnet_weights: Path | None, vggish_weights: 
             frames = read_fixed60(video, ROWS)[rows]
         except DecodeError as err:
             raise AnswerError(str(err)) from None
-        pixels = normalise(resize_frames(jpeg_roundtrip(frames, JPEG_QUALITY), 224, 224), KINETICS_MEAN, KINETICS_STD)
+        pixels = to_tensor_normalize(resize_frames(jpeg_roundtrip(frames, JPEG_QUALITY), 224, 224),
+                                     KINETICS_MEAN, KINETICS_STD)
     with torch.no_grad(), autocast(device, amp):
         with timer("VGGish"):
             audio = vggish(vggish_path).to(device)(examples.to(device)).float()

@@ -18,27 +18,24 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from avst.benchmarks.evaluate import TestFile, add_benchmark_args, load_test_files, run_tests, test_label  # noqa: E402
-from avst.data.annotations import load_records  # noqa: E402
-from avst.data.dataset import AVQADataset  # noqa: E402
-from avst.data.features import open_features  # noqa: E402
-from avst.data.vocab import Vocab  # noqa: E402
-from avst.heatmap import frame_path, overlay, save_png  # noqa: E402
-from avst.model.checkpoint import AvstMeta, build_from_checkpoint, new_model  # noqa: E402
-from avst.tasks import AVQATask, model_inputs  # noqa: E402
-from engine.checkpoint import load_checkpoint, model_state, save_checkpoint  # noqa: E402
-from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
-from engine.device import training_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from engine.run import Run, check_start, evaluation_dir, run_dir  # noqa: E402
-from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer, require_samples  # noqa: E402
+from avst.benchmarks.evaluate import TestFile, add_benchmark_args, load_test_files, run_tests, test_label
+from avst.data.annotations import load_records
+from avst.data.dataset import AVQADataset
+from avst.data.features import open_features
+from avst.data.vocab import Vocab
+from avst.heatmap import frame_path, overlay, save_png
+from avst.model.checkpoint import AvstMeta, build_from_checkpoint, new_model
+from avst.tasks import AVQATask, model_inputs
+from engine.checkpoint import load_checkpoint, model_state, save_checkpoint
+from engine.cli import accept_both_spellings, add_engine_args, non_negative_int, positive_int
+from engine.device import training_device
+from engine.errors import run_cli
+from engine.run import Run, check_start, evaluation_dir, run_dir
+from engine.seed import seed_everything
+from engine.trainer import Trainer, require_samples
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("model_save_dir", "checkpoint", "weights", "heatmaps", "frames_dir", "label_test")
@@ -58,22 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label_val", default="data/json/avqa-val.json")
     p.add_argument("--label_test", nargs="+", default=["data/json/avqa-test.json"],
                    help="one or more test JSONs: one report each (and a summary), features loaded once")
-    p.add_argument("--vocab_json", default="data/json/avqa-train.json",
+    p.add_argument("--vocab-json", default="data/json/avqa-train.json",
                    help="train: the ORIGINAL train JSON both vocabularies come from, whatever the split; "
                         "test: read only for weights-only files (the authors' avst.pt), our checkpoints "
                         "carry their vocabulary")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
+    p.add_argument("--batch-size", type=positive_int, default=64,
                    help="per process: under torchrun one step sees world size x this many questions")
-    p.add_argument("--eval_batch_size", type=positive_int, default=64, help="any size gives the same report")
+    p.add_argument("--eval-batch-size", type=positive_int, default=64, help="any size gives the same report")
     p.add_argument("--epochs", type=positive_int, default=None, help="default 80 (AVST) / 20 (baseline)")
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--step_size", type=positive_int, default=8, help="StepLR step in epochs")
+    p.add_argument("--step-size", type=positive_int, default=8, help="StepLR step in epochs")
     p.add_argument("--gamma", type=float, default=0.1)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="DataLoader workers per process (default: from the CPUs this process may use)")
-    p.add_argument("--pretrained_grounding", default="grounding_gen/models_grounding_gen/main_grounding_gen_best.pt",
+    p.add_argument("--pretrained-grounding", default="grounding_gen/models_grounding_gen/main_grounding_gen_best.pt",
                    help="stage-1 checkpoint (ours or the authors'); AVST training needs it")
-    p.add_argument("--no_grounding_init", action="store_true", help="train AVST from scratch (not the paper)")
+    p.add_argument("--no-grounding-init", action="store_true", help="train AVST from scratch (not the paper)")
     p.add_argument("--model_save_dir", default=None,
                    help="train: also export the selected weights as <dir>/<checkpoint>.pt; "
                         "test: load <dir>/<checkpoint>.pt (e.g. the authors' avst.pt)")
@@ -82,11 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test: checkpoint file (default <run_dir>/checkpoints/best.pt); reports go to "
                         "<run_dir>/test_<test JSON stem>/")
     p.add_argument("--heatmaps", type=non_negative_int, default=0, help="test: PNG overlays for the first N questions")
-    p.add_argument("--frames_dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
+    p.add_argument("--frames-dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
     p.add_argument("--log-interval", dest="log_interval", type=int, default=50, help="accepted; tqdm reports")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
     add_benchmark_args(p)
-    return add_engine_args(p, default_seed=1)
+    return accept_both_spellings(add_engine_args(p, default_seed=1))
 
 
 def make_dataset(args, label: str, vocab: Vocab, negatives: bool) -> AVQADataset:
@@ -210,9 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
         run.close()
 
 
-def cli() -> int:
-    """Console entry point (pyproject [project.scripts])."""
-    return run_cli(main)
+def cli(model: str | None = None) -> int:
+    """Console entry point (pyproject [project.scripts]); ``model`` presets ``--model`` (main_baseline.py)."""
+    return run_cli(main, [*(["--model", model] if model else []), *sys.argv[1:]])
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from engine.cli import accept_both_spellings
 from engine.device import autocast, resolve_device
 from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
@@ -546,10 +547,15 @@ def run(extractor: Extractor) -> int:
     return 0
 
 
-def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> int:
-    """Parse the common and the extractor's flags, then ``run``; config errors exit with status 2."""
+def build_parser(extractor_cls: type[Extractor]) -> argparse.ArgumentParser:
+    """The common flags and the extractor's own."""
     parser = argparse.ArgumentParser(prog=f"extract_{extractor_cls.name}", description=extractor_cls.description)
     add_common_args(parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size)
     extractor_cls.add_args(parser)
-    args = parser.parse_args(argv)
+    return accept_both_spellings(parser)
+
+
+def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> int:
+    """Parse the common and the extractor's flags, then ``run``; config errors exit with status 2."""
+    args = build_parser(extractor_cls).parse_args(argv)
     return run_cli(lambda: run(extractor_cls(args)))

@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from engine.cli import accept_both_spellings
 from engine.errors import UserError, run_cli
 from feat_script.base import merge_id_maps
 from feat_script.boxes import OBJECTS_PER_FRAME, natural_key, pad_rows, spatial_features
@@ -58,7 +59,7 @@ def _decode(field: str, count: int, width: int, where: str, name: str) -> np.nda
     return np.frombuffer(raw, dtype=np.float32).reshape(count, width)
 
 
-def read_frames(path: Path) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+def read_tsv_rows(path: Path) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
     """Yield ``(gif_name, frame_name, features [10, 2048], spatial [10, 6])`` line by line."""
     with open(path, "rb") as tsv:
         for number, raw in enumerate(tsv, start=1):
@@ -118,7 +119,7 @@ def _stage(tsv_paths: list[Path], staging: h5py.File) -> dict[str, list[tuple[st
 
     count = 0
     for path in tsv_paths:
-        for gif, frame, feat, spat in tqdm(read_frames(path), desc=path.name, unit="frame", disable=None):
+        for gif, frame, feat, spat in tqdm(read_tsv_rows(path), desc=path.name, unit="frame", disable=None):
             if (gif, frame) in seen:
                 continue
             seen.add((gif, frame))
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tsv", nargs="+", type=Path, help="bottom-up-attention TSV shards")
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 (tgif_btup_f_obj10.hdf5)")
-    parser.add_argument("--csv_dir", type=Path, help="TGIF-QA CSVs: key the output by their 'key' column")
-    args = parser.parse_args(argv)
+    parser.add_argument("--csv-dir", type=Path, help="TGIF-QA CSVs: key the output by their 'key' column")
+    args = accept_both_spellings(parser).parse_args(argv)
     keys = read_keys(args.csv_dir) if args.csv_dir else None
     stats = convert(args.tsv, args.out, keys)
     print(f"wrote {args.out}: {stats['videos']} videos, {stats['frames']} frames, "

@@ -20,7 +20,7 @@ import torch
 
 from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, main, resolve_weights
 from feat_script.models.resnet_stride1 import resnet18_stride1
-from feat_script.preprocess import jpeg_roundtrip, normalise, resize_frames
+from feat_script.preprocess import jpeg_roundtrip, resize_frames, to_tensor_normalize
 from feat_script.sampling import sample_frames
 from feat_script.streams import one_fps
 
@@ -32,7 +32,7 @@ def _prepare(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
     """uint8 frames -> the network's input: optional JPEG round trip, 224x224, Kinetics mean/std."""
     if jpeg_quality:
         frames = jpeg_roundtrip(frames, jpeg_quality)
-    return normalise(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)
+    return to_tensor_normalize(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)
 
 
 class Res18x14(Extractor):

@@ -22,7 +22,7 @@ from torch import nn
 
 from feat_script.base import Extractor, load_weights, main, resolve_weights
 from feat_script.decode import count_frames, read_frames
-from feat_script.i3d import WEIGHTS_HELP, I3Res50, normalize
+from feat_script.i3d import WEIGHTS_HELP, I3Res50, i3d_input
 from feat_script.preprocess import resize_frames
 from feat_script.sampling import MASN_CLIP_LEN, MASN_NUM_CLIPS, MASN_STRIDE, masn_clip_indices
 
@@ -50,7 +50,7 @@ class ClipMaps(nn.Module):
         self.i3d = i3d
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.i3d.features(normalize(clips)).mean(dim=2)
+        return self.i3d.features(i3d_input(clips)).mean(dim=2)
 
 
 def build_i3d(args: argparse.Namespace) -> tuple[ClipMaps, Path | None]:

@@ -45,7 +45,7 @@ from feat_script.extract_i3d import add_clip_args, build_i3d, clip_sampling, loa
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
 from feat_script.manifest import sha256_file
 from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
-from feat_script.preprocess import normalise, resize_frames
+from feat_script.preprocess import resize_frames, to_tensor_normalize
 from feat_script.sampling import masn_frame_indices
 
 RESNET_SIZE = 224
@@ -139,7 +139,7 @@ class ObjectsExtractor(Extractor):
         else:
             item["spatial"] = self._stored_boxes(video)
         if self.args.stream == "appearance":
-            item["input"] = normalise(resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE),
+            item["input"] = to_tensor_normalize(resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE),
                                       IMAGENET_MEAN, IMAGENET_STD)
         else:
             item["input"] = load_clips(video, self.args, num_frames)

@@ -18,7 +18,7 @@ import torchvision
 
 from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, load_weights, main, resolve_weights
 from feat_script.decode import count_frames, probe, read_frames
-from feat_script.preprocess import normalise, resize_frames
+from feat_script.preprocess import resize_frames, to_tensor_normalize
 from feat_script.sampling import (
     MASN_NUM_CLIPS,
     clips_around,
@@ -36,7 +36,7 @@ SOURCE = "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth (torchvis
 def _prepare(clips: np.ndarray) -> np.ndarray:
     """uint8 clips [T, L, H, W, 3] -> [T, 3, L, 112, 112], Kinetics mean/std."""
     t, length = clips.shape[:2]
-    x = normalise(
+    x = to_tensor_normalize(
         resize_frames(clips.reshape(t * length, *clips.shape[2:]), 112, 112), KINETICS_MEAN, KINETICS_STD
     )
     return np.ascontiguousarray(x.reshape(t, length, 3, 112, 112).transpose(0, 2, 1, 3, 4))

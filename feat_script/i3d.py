@@ -132,7 +132,7 @@ class I3Res50(nn.Module):
         return self.fc(x.flatten(1))
 
 
-def normalize(frames_uint8: torch.Tensor) -> torch.Tensor:
+def i3d_input(frames_uint8: torch.Tensor) -> torch.Tensor:
     """[..., 3, T, H, W] RGB bytes -> float input of ``I3Res50``."""
     return (frames_uint8.float() - I3D_MEAN) / I3D_STD
 

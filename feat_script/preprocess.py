@@ -33,7 +33,7 @@ def resize_short_centre_crop(frames: np.ndarray, short: int = 256, crop: int = 2
     return resized[:, top : top + crop, left : left + crop]
 
 
-def normalise(frames: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+def to_tensor_normalize(frames: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """``ToTensor`` + ``Normalize``: uint8 ``[T, H, W, 3]`` -> float32 ``[T, 3, H, W]``."""
     x = frames.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
     m = np.asarray(mean, np.float32)[None, :, None, None]

@@ -14,23 +14,20 @@ training (kept so that results match; ``--freeze_bn`` turns it off). Also as in 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from avst.data.annotations import load_records, video_list  # noqa: E402
-from avst.data.features import open_features  # noqa: E402
-from engine.cli import add_engine_args, non_negative_int, positive_int  # noqa: E402
-from engine.device import training_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from engine.run import Run, check_start  # noqa: E402
-from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from grounding_gen.data import GroundingDataset, GroundingTask  # noqa: E402
+from avst.data.annotations import load_records, video_list
+from avst.data.features import open_features
+from engine.cli import accept_both_spellings, add_engine_args, non_negative_int, positive_int
+from engine.device import training_device
+from engine.errors import run_cli
+from engine.run import Run, check_start
+from engine.seed import seed_everything
+from engine.trainer import Trainer
+from grounding_gen.dataset import GroundingDataset
+from grounding_gen.tasks import GroundingTask
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,18 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--packed", default=None, help="packed feature store for the audio")
     p.add_argument("--label_train", default="data/json/avqa-train_real.json", help="its videos are used")
     p.add_argument("--label_val", default=None, help="default: the train videos (as the original)")
-    p.add_argument("--resnet_weights", default=None,
+    p.add_argument("--resnet-weights", default=None,
                    help="ImageNet ResNet-18 state_dict (torchvision resnet18-5c106cde.pth); without it "
                         "the backbone is random (demo and tests only)")
-    p.add_argument("--freeze_bn", action="store_true", help="keep the frozen ResNet's BN in eval mode")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
+    p.add_argument("--freeze-bn", action="store_true", help="keep the frozen ResNet's BN in eval mode")
+    p.add_argument("--batch-size", type=positive_int, default=64,
                    help="per process: under torchrun one step sees world size x this many pairs")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="DataLoader workers per process (default: from the CPUs this process may use)")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
-    return add_engine_args(p, default_seed=1)
+    return accept_both_spellings(add_engine_args(p, default_seed=1))
 
 
 class _FrozenBNTask(GroundingTask):

@@ -11,22 +11,19 @@ For each chosen video and frame (0-9, the first ten seconds) the net's audio-gui
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from avst.data.annotations import load_records, video_list  # noqa: E402
-from avst.data.features import open_features  # noqa: E402
-from avst.heatmap import overlay, save_png  # noqa: E402
-from engine.device import resolve_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from grounding_gen.data import FRAMES_PER_VIDEO, frame_files, load_frame  # noqa: E402
+from avst.data.annotations import load_records, video_list
+from avst.data.features import open_features
+from avst.heatmap import overlay, save_png
+from engine.cli import accept_both_spellings
+from engine.device import resolve_device
+from engine.errors import run_cli
+from grounding_gen.dataset import FRAMES_PER_VIDEO, frame_files, load_frame
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--packed", default=None)
     p.add_argument("--video_dir", default="data/frames")
     p.add_argument("--videos", nargs="*", default=None)
-    p.add_argument("--label_json", default="data/json/avqa-train_real.json")
-    p.add_argument("--max_videos", type=int, default=10)
+    p.add_argument("--label-json", default="data/json/avqa-train_real.json")
+    p.add_argument("--max-videos", type=int, default=10)
     p.add_argument("--frames", nargs="*", type=int, default=list(range(FRAMES_PER_VIDEO)))
     p.add_argument("--out_dir", default="runs/grounding_vis")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    return p
+    return accept_both_spellings(p)
 
 
 @torch.no_grad()

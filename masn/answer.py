@@ -26,7 +26,7 @@ from feat_script.extract_objects import DETECTOR_FILE, RESNET_SIZE, ObjectsExtra
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.objects import DETECTOR_HELP, detect, faster_rcnn, roi_features
-from feat_script.preprocess import normalise, resize_frames, resize_short_centre_crop
+from feat_script.preprocess import resize_frames, resize_short_centre_crop, to_tensor_normalize
 from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE, masn_frame_indices
 from masn.checkpoint import build_from_checkpoint
 from masn.data.text import Vocabulary, tokenize
@@ -148,8 +148,8 @@ class MasnExtractors:
                 clips = torch.from_numpy(load_clips(video, self.clip_args, num_frames))
         except DecodeError as err:
             raise AnswerError(str(err)) from None
-        crop = normalise(resize_short_centre_crop(frames, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
-        square = normalise(resize_frames(frames, RESNET_SIZE, RESNET_SIZE), IMAGENET_MEAN, IMAGENET_STD)
+        crop = to_tensor_normalize(resize_short_centre_crop(frames, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
+        square = to_tensor_normalize(resize_frames(frames, RESNET_SIZE, RESNET_SIZE), IMAGENET_MEAN, IMAGENET_STD)
         with timer("Faster R-CNN boxes"), autocast(device, self.amp):
             spatial, counts = detect(self.detector, torch.from_numpy(frames))
         boxes = torch.from_numpy(spatial[..., :4]).to(device)

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from engine.cli import accept_both_spellings
 from engine.errors import UserError, run_cli
 from engine.files import atomic_write_text
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--trust-pickle", action="store_true",
                         help="accepted for old command lines; no longer needed (no code in the file can run)")
-    args = parser.parse_args(argv)
+    args = accept_both_spellings(parser).parse_args(argv)
     with open(args.pickle, "rb") as f:
         try:
             ans2idx = _PlainUnpickler(f).load()

@@ -20,17 +20,14 @@ import builtins
 import collections
 import os
 import pickle
-import sys
 import types
 import warnings
 from pathlib import Path
 
 import torch
 
-if not __package__:  # run as a file (python masn/convert_checkpoint.py): make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from engine.checkpoint import CheckpointError, save_checkpoint
+from engine.cli import accept_both_spellings
 from engine.errors import run_cli
 from engine.files import sha256_file
 from masn.checkpoint import build_from_state, model_args_from_state_dict
@@ -201,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="our checkpoint (.pt), loadable with torch.load(weights_only=True)")
     parser.add_argument("--task", choices=["Count", "Action", "Trans", "FrameQA", "MS-QA"],
                         help="recorded in meta when the pickle does not say (it does after a forward pass)")
-    parser.add_argument("--csv_dir", type=Path, default=None,
+    parser.add_argument("--csv-dir", type=Path, default=None,
                         help="TGIF-QA question folder: rebuild and store the word vocabulary (Train CSV of the task)")
-    parser.add_argument("--answer-index", "--answer_index", dest="answer_index", type=Path, default=None,
+    parser.add_argument("--answer-index", type=Path, default=None,
                         help="FrameQA answer order (JSON, see masn/answer_index.py) to store with the weights")
-    args = parser.parse_args(argv)
+    args = accept_both_spellings(parser).parse_args(argv)
     try:
         meta = convert(args.official, args.out, args.task, args.csv_dir, args.answer_index)
     except ValueError as err:  # the converter's own checks; CheckpointError is a UserError already

@@ -4,38 +4,34 @@ The original's flags and defaults keep working (``python masn/main.py --task Cou
 ``--test --checkpoint NAME``, ``--change_lr``, ``--lr_list 10 20 30 40`` ...), plus the engine's run
 options. Model selection is on validation by default; ``--select test`` reproduces the original's
 test-set selection and its ``<save_path>/<model_name>/<Task>_<metric>.pth`` threshold checkpoints.
-Works as ``python masn/main.py``, ``python -m masn.main`` and ``cd masn && python main.py``.
+Works as ``python masn/main.py``, ``python -m masn.main`` and ``cd masn && python main.py`` (``make setup`` installs
+the packages these import).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable, not masn/ itself
-    _root = str(Path(__file__).resolve().parent.parent)
-    sys.path[:] = [_root] + [p for p in sys.path if Path(p or ".").resolve() != Path(_root) / "masn"]
+import torch
 
-import argparse  # noqa: E402
-
-import torch  # noqa: E402
-
-from engine import dist  # noqa: E402
-from engine.checkpoint import CheckpointError, save_checkpoint  # noqa: E402
-from engine.cli import add_engine_args, non_negative_int, positive_int, unit_fraction  # noqa: E402
-from engine.device import training_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from engine.run import Run, check_start, evaluation_dir  # noqa: E402
-from engine.seed import seed_everything  # noqa: E402
-from engine.selection import select_epoch  # noqa: E402
-from engine.trainer import Callback, Trainer, evaluate, require_samples  # noqa: E402
-from masn.answer_index import load_answer_index, save_answer_index  # noqa: E402
-from masn.checkpoint import MasnMeta, build_from_checkpoint, new_masn  # noqa: E402
-from masn.data.build import DATASETS, QAData, load_msqa, load_test_split, load_tgif  # noqa: E402
-from masn.data.features import FEAT_DIM  # noqa: E402
-from masn.data.text import Vocabulary  # noqa: E402
-from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError, csv_path  # noqa: E402
-from masn.schedules import MODES, EpochSchedule, initial_lr  # noqa: E402
-from masn.tasks import MASNTask, passes_threshold  # noqa: E402
+from engine import dist
+from engine.checkpoint import CheckpointError, save_checkpoint
+from engine.cli import accept_both_spellings, add_engine_args, non_negative_int, positive_int, unit_fraction
+from engine.device import training_device
+from engine.errors import run_cli
+from engine.run import Run, check_start, evaluation_dir
+from engine.seed import seed_everything
+from engine.selection import select_epoch
+from engine.trainer import Callback, Trainer, evaluate, require_samples
+from masn.answer_index import load_answer_index, save_answer_index
+from masn.checkpoint import MasnMeta, build_from_checkpoint, new_masn
+from masn.data.build import DATASETS, QAData, load_msqa, load_test_split, load_tgif
+from masn.data.features import FEAT_DIM
+from masn.data.text import Vocabulary
+from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError, csv_path
+from masn.schedules import MODES, EpochSchedule, initial_lr
+from masn.tasks import MASNTask, passes_threshold
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("checkpoint", "save_path", "model_name", "save")
@@ -59,12 +55,12 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
                    help="sub-folder of --save_path for the threshold checkpoints (original name)")
     p.add_argument("--feat_dir", default=None, help="HDF5 features (in feat_r6_vsync2/ or vfeat/, or flat)")
     p.add_argument("--vc_dir", default=None, help="vocabulary folder: GloVe text file and its cache")
-    p.add_argument("--df_dir", "--csv_dir", dest="df_dir", default=None, help="question CSV / JSON folder")
+    p.add_argument("--df_dir", "--csv-dir", dest="df_dir", default=None, help="question CSV / JSON folder")
     p.add_argument("--glove", default=None, help="GloVe text file (default <vc_dir>/glove.42B.300d.txt)")
-    p.add_argument("--answer-index", "--answer_index", dest="answer_index", default=None,
+    p.add_argument("--answer-index", default=None,
                    help="JSON answer order to use (FrameQA / MS-QA); default: built deterministically")
-    p.add_argument("--allow-missing-features", "--allow_missing_features", dest="allow_missing_features",
-                   action="store_true", help="use zeros for videos without features, as the original did")
+    p.add_argument("--allow-missing-features", action="store_true",
+                   help="use zeros for videos without features, as the original did")
     p.add_argument("--checkpoint", default=None,
                    help="with --test: a file name under <save_path>/<model_name>/, or a path")
     p.add_argument("--save_path", default="./saved_models/")
@@ -76,7 +72,7 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     p.add_argument("--max_epoch", type=positive_int, default=100)
     p.add_argument("--val_ratio", type=unit_fraction, default=0.1,
                    help="share of the TGIF-QA train questions held out for validation (0 < r < 1)")
-    p.add_argument("--split_seed", type=int, default=999,
+    p.add_argument("--split-seed", type=int, default=999,
                    help="seed of the random train/val split (999 reproduces the original's split)")
     p.add_argument("--q_max_length", type=int, default=20)
     p.add_argument("--v_max_length", type=int, default=None)
@@ -85,7 +81,7 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     p.add_argument("--gcn_layers", type=int, default=2)
     p.add_argument("--batch_size", type=positive_int, default=32,
                    help="per process: under torchrun one step sees world size x this many questions")
-    p.add_argument("--eval_batch_size", type=positive_int, default=None)
+    p.add_argument("--eval-batch-size", type=positive_int, default=None)
     p.add_argument("--max_n_videos", type=int, default=100000)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="DataLoader workers per process (default: from the CPUs this process may use)")
@@ -95,8 +91,7 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     p.add_argument("--change_lr", choices=MODES, default="none")
     p.add_argument("--weight_decay", type=float, default=0.0)
     p.add_argument("--ablation", default="none", help="stored in the model, unused (as the original)")
-    add_engine_args(p, default_seed=999)
-    return p
+    return accept_both_spellings(add_engine_args(p, default_seed=999))
 
 
 def parse_args(argv: list[str] | None, dataset: str = "tgif-qa") -> argparse.Namespace:

@@ -21,13 +21,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from engine.errors import run_cli  # noqa: E402
-from masn.data.tgif import CANDIDATES, TASKS, csv_path, read_csv  # noqa: E402
+from engine.cli import accept_both_spellings
+from engine.errors import run_cli
+from masn.data.tgif import CANDIDATES, TASKS, csv_path, read_csv
 
 
 def count_prior(train: pd.DataFrame, test: pd.DataFrame) -> dict:
@@ -73,9 +71,9 @@ def prior(task: str, csv_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--df_dir", "--csv_dir", dest="csv_dir", type=Path, required=True, help="TGIF-QA CSV folder")
+    p.add_argument("--df_dir", "--csv-dir", dest="csv_dir", type=Path, required=True, help="TGIF-QA CSV folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    args = p.parse_args(argv)
+    args = accept_both_spellings(p).parse_args(argv)
     out = prior(args.task, args.csv_dir)
     if args.json:
         print(json.dumps(out))

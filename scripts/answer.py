@@ -22,6 +22,7 @@ if __package__ in (None, ""):
 
 from answering import RANDOM_NOTE, AnswerError, add_extractor_args  # noqa: E402
 from engine.checkpoint import CheckpointError  # noqa: E402
+from engine.cli import accept_both_spellings  # noqa: E402
 from engine.device import resolve_device  # noqa: E402
 from engine.errors import run_cli  # noqa: E402
 from feat_script.streams import bound_heap_growth  # noqa: E402
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, required=True, help="any file ffmpeg reads (mp4, gif, webm, ...)")
     p.add_argument("--question", required=True)
     p.add_argument("--values", nargs="*", default=[], help="AVST: fillers of the question's <...> slots")
-    p.add_argument("--vocab_json", type=Path, default=None,
+    p.add_argument("--vocab-json", type=Path, default=None,
                    help="AVST: the official avqa-train.json, for the authors' weights-only avst.pt")
     p.add_argument("--task", choices=["Count", "Action", "Trans", "FrameQA", "MS-QA"], default=None,
                    help="MASN: default the checkpoint's")
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="time each stage")
     add_extractor_args(p)
-    return p
+    return accept_both_spellings(p)
 
 
 def run_avst(args, device) -> dict:

@@ -85,7 +85,7 @@ def stage1_sets(work: Path, n_videos: int) -> dict[str, Dataset]:
     from PIL import Image
 
     from avst.data.features import NpyFeatures
-    from grounding_gen.data import GroundingDataset
+    from grounding_gen.dataset import GroundingDataset
 
     rng = np.random.default_rng(0)
     (work / "vggish").mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,9 @@ import argparse
 import time
 from pathlib import Path
 
-from make_demo_data import main as make_demo_data
-
-from avst.demo import run as run_avst
-from masn.demo import run as run_masn
+from demos.avst import run as run_avst
+from demos.data import make as make_demo_data
+from demos.masn import run as run_masn
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     print("DEMO on SYNTHETIC data (generated, not TGIF-QA / MUSIC-AVQA); random initialisation.")
     print("=" * 78)
     start = time.time()
-    make_demo_data(["--out", str(args.data)] + (["--only", args.only] if args.only else []))
+    make_demo_data(args.data, only=args.only)
     if args.only in (None, "masn"):
         run_masn(args.data / "tgif-qa", args.runs / "masn")
     if args.only in (None, "avst"):

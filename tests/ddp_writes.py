@@ -11,11 +11,8 @@ import json
 import os
 import runpy
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import engine.files  # noqa: E402
+import engine.files
 
 _atomic_path = engine.files.atomic_path
 

@@ -3,21 +3,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from torch import nn
+from torch.utils.data import Dataset
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import Dataset  # noqa: E402
-
-from engine.cli import add_engine_args  # noqa: E402
-from engine.device import training_device  # noqa: E402
-from engine.run import Run  # noqa: E402
-from engine.seed import seed_everything  # noqa: E402
-from engine.trainer import Task, Trainer  # noqa: E402
+from engine.cli import add_engine_args
+from engine.device import training_device
+from engine.run import Run
+from engine.seed import seed_everything
+from engine.trainer import Task, Trainer
 
 
 class Points(Dataset):

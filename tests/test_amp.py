@@ -7,20 +7,16 @@ was on and the dtype of the layer's output (a Linear under autocast returns the 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from engine_toy import Points, Regression, make_net
 from torch import nn
 
 from engine.cli import add_engine_args
 from engine.run import Run
 from engine.trainer import Trainer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from engine_toy import Points, Regression, make_net  # noqa: E402
 
 DTYPES = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -22,7 +22,7 @@ from avst.data.vocab import Vocab
 from avst.model.checkpoint import AvstMeta
 from engine.checkpoint import save_checkpoint
 from feat_script.synthetic_video import Shape, make_video
-from masn.data.glove import vocab_sha256
+from masn.data.text import vocab_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [Shape("red", 440, 20, 40), Shape("blue", 660, 70, 25)]

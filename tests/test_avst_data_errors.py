@@ -16,7 +16,7 @@ from avst.data.features import FeatureError, NpyFeatures, PackedFeatures
 from avst.data.packing import pack
 from avst.data.vocab import Vocab
 from engine.errors import run_cli
-from grounding_gen.data import FrameError, GroundingDataset, load_frame
+from grounding_gen.dataset import FrameError, GroundingDataset, load_frame
 from tests.test_avst_data import rec, write_json
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_toy import Points, Regression, make_net
 
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from engine.cli import add_engine_args
@@ -23,8 +24,6 @@ from engine.trainer import Trainer
 
 TOY = Path(__file__).with_name("engine_toy.py")
 ROOT = TOY.parent.parent
-sys.path.insert(0, str(TOY.parent))
-from engine_toy import Points, Regression, make_net  # noqa: E402
 
 
 def toy(run_dir: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from engine_toy import Points, Regression, make_net
 
 from engine.checkpoint import load_checkpoint
 from engine.cli import add_engine_args
@@ -16,9 +16,6 @@ from engine.files import atomic_write_text
 from engine.run import Run
 from engine.seed import seed_everything
 from engine.trainer import Trainer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from engine_toy import Points, Regression, make_net  # noqa: E402
 
 
 def toy_args(run_dir: Path, *extra: str) -> argparse.Namespace:

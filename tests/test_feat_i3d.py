@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from feat_script.base import main
 from feat_script.extract_i3d import ClipMaps, I3dExtractor, load_clips
-from feat_script.i3d import I3Res50, i3d_r50, normalize
+from feat_script.i3d import I3Res50, i3d_input, i3d_r50
 from tests.videos import make_gif
 
 # Upstream I3Res50: layers [3, 4, 6, 3]; the temporal kernel (3 if set, else 1) of each block's conv1.
@@ -121,7 +121,7 @@ def test_release_style_file_loads_strictly_and_bad_files_are_clear(tmp_path):
 def test_clip_of_8_frames_at_224_gives_one_7x7_map():
     torch.manual_seed(1)
     model = i3d_r50()
-    clip = normalize(torch.randint(0, 256, (1, 3, 8, 224, 224), dtype=torch.uint8))
+    clip = i3d_input(torch.randint(0, 256, (1, 3, 8, 224, 224), dtype=torch.uint8))
     with torch.no_grad():
         fmap = model.features(clip)
         logits = model(clip)

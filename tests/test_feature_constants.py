@@ -128,7 +128,7 @@ def test_r2plus1d_kinetics_112(monkeypatch):
 
 
 def test_grounding_frames_kinetics_224(tmp_path):
-    from grounding_gen.data import load_frame
+    from grounding_gen.dataset import load_frame
 
     given = frames(100, 150, n=1)[0]
     Image.fromarray(given).save(tmp_path / "f.png")

@@ -97,17 +97,16 @@ FAKE_SOURCE = {
 
 
 @pytest.fixture
-def fake_original(tmp_path):
+def fake_original(tmp_path, monkeypatch):
     """Import the throwaway ``model`` package; afterwards forget it (no original code at conversion)."""
     src = tmp_path / "src"
     for rel, text in FAKE_SOURCE.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(textwrap.dedent(text))
-    sys.path.insert(0, str(src))
+    monkeypatch.syspath_prepend(str(src))  # as the authors' pickles were written: `model` importable
     import model.masn  # noqa: F401  (the fake one)
 
     yield sys.modules["model.masn"]
-    sys.path.remove(str(src))
     for name in [n for n in sys.modules if n == "model" or n.startswith("model.")]:
         del sys.modules[name]
 

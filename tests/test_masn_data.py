@@ -147,6 +147,30 @@ def test_frameqa_answer_index_is_deterministic(tmp_path):
     assert [data.splits["test"][i][8] for i in range(2)] == [1, 1]
 
 
+
+def test_check_data_reports_what_load_tgif_builds(tmp_path, capsys):
+    """check_data runs masn/data/build.py's steps: the vocabulary and answer classes load_tgif builds, and
+    load_tgif's refusal listed as a problem."""
+    rows = [{"gif_name": "g", "question": f"what is {a} ?", "answer": a, "type": 0, "vid_id": f"FRAMEQA{i}",
+             "key": i, "description": "a thing ."} for i, a in enumerate(["cat", "dog", "two", "dog", "red", "cat"])]
+    write_tgif(tmp_path / "q", "FrameQA", rows[:5], rows[5:])
+    write_features(tmp_path / "f", {i: 2 for i in range(6)})
+    write_glove(tmp_path / "v" / "glove.42B.300d.txt", ["what", "is"])
+    argv = ["tgif-qa", "--task", "FrameQA", "--csv-dir", str(tmp_path / "q"), "--json"]
+    data = load_tgif("FrameQA", tmp_path / "q", tmp_path / "f", tmp_path / "v", log=quiet)
+    assert check.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    # by hand: description, question and answer of each train row -> a thing <EOS> what is cat \? dog two red,
+    # plus pad and UNK; answers cat dog two red (train) and cat (test)
+    assert report["vocab_size"] == len(data.vocab) == 12
+    assert report["answer_classes"] == len(data.answers) == 4
+    rows[1]["question"] = "..."  # cleans to no tokens: load_tgif refuses the file
+    write_tgif(tmp_path / "q", "FrameQA", rows[:5], rows[5:])
+    with pytest.raises(tgif.DataError) as refused:
+        load_tgif("FrameQA", tmp_path / "q", tmp_path / "f", tmp_path / "v", log=quiet)
+    assert check.main(argv) == 1
+    assert str(refused.value) in json.loads(capsys.readouterr().out)["problems"]
+
 # --- GloVe ---------------------------------------------------------------------------------------------
 
 def test_glove_matrix_matches_original_recipe_and_is_cached(tmp_path):

@@ -163,6 +163,7 @@ def test_action_trains_with_acc_plateau_schedule(demo, tmp_path):
 # --- entry points and bad input ------------------------------------------------------------------------
 
 def run_cli(args, cwd=ROOT):
+    """As a user runs it after ``make setup``: the installed package, no PYTHONPATH."""
     env = {**os.environ, "PYTHONPATH": ""}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
@@ -170,6 +171,9 @@ def run_cli(args, cwd=ROOT):
 @pytest.mark.parametrize("args,cwd", [(["masn/main.py"], ROOT), (["-m", "masn.main"], ROOT),
                                       (["main.py"], ROOT / "masn"), (["masn/main_msrvtt.py"], ROOT)])
 def test_entry_points_run_from_anywhere(args, cwd):
+    installed = run_cli(["-c", "import masn; print(masn.__file__)"], cwd="/").stdout.strip()
+    if not installed.startswith(str(ROOT)):
+        pytest.skip(f"the installed avqa-repro is another checkout ({installed}); pip install -e . here")
     proc = run_cli([*args, "--task", "Counting", "--device", "cpu"], cwd)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown task 'Counting'"), proc.stderr

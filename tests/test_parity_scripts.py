@@ -85,7 +85,6 @@ MASN_CHECKOUT = {
 # unpickler refuses in an authors' pickle; the driver lets it read them as it reads model.* classes.
 MASN_DRIVER = """
 import runpy, sys
-sys.path.insert(0, "scripts")
 import masn.convert_checkpoint as convert
 convert._STAND_IN_PREFIXES += ("masn.model.",)
 sys.argv = ["parity_masn.py", *sys.argv[1:]]
@@ -95,7 +94,8 @@ runpy.run_path("scripts/parity_masn.py", run_name="__main__")
 
 def test_parity_masn_script_singles_out_a_moved_head(tmp_path):
     original = write(tmp_path / "MASN-pytorch", MASN_CHECKOUT)
-    proc = run(["-c", MASN_DRIVER, "--original", str(original), "--tasks", "Count", "FrameQA"], 1e-3)
+    proc = run(["-c", MASN_DRIVER, "--original", str(original), "--tasks", "Count", "FrameQA"], 1e-3,
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "scripts")]))  # as python scripts/...
     lines = [line for line in proc.stdout.splitlines() if "glove" not in line]
     assert [line.split()[0] for line in lines] == ["Count", "FrameQA", "worst"], proc.stdout + proc.stderr
     errors = [float(line.split("max|ours - original| ")[1].split()[0]) for line in lines[:2]]

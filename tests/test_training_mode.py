@@ -11,17 +11,13 @@ tests/test_avst_train.py::test_loss_is_qa_plus_half_the_interleaved_matching_los
 from __future__ import annotations
 
 import copy
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 P = 0.25  # MASN's --dropout: the original's "p" sites follow it, the 0.1 / 0.2 / 0.5 sites are fixed
 MASN_COMPRESSORS = ("compress_appr_local", "compress_motion_local", "compress_appr_global", "compress_motion_global")

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
-
-from feat_script.vggish import VGGish  # noqa: E402
-from feat_script.vggish.convert import convert  # noqa: E402
+from feat_script.vggish import VGGish
+from feat_script.vggish.convert import convert
 
 
 def tf_vggish(features):

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from answering import RANDOM_NOTE, add_extractor_args
+from engine.cli import accept_both_spellings
 from engine.device import resolve_device
 from engine.errors import UserError, run_cli
 from feat_script.streams import bound_heap_growth
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--avst-checkpoint", type=Path, default=None, help="written by avst/main_avst.py")
     p.add_argument("--masn-checkpoint", type=Path, nargs="+", default=[],
                    help="written by masn/main.py (one per task; the page offers each)")
-    p.add_argument("--vocab_json", type=Path, default=None,
+    p.add_argument("--vocab-json", type=Path, default=None,
                    help="AVST: the official avqa-train.json, for the authors' weights-only avst.pt")
     p.add_argument("--videos", type=Path, default=None, help="a folder whose videos the page offers to pick")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=float, default=100, help="largest upload accepted (MB)")
     p.add_argument("--max-seconds", type=float, default=300, help="longest video accepted (seconds)")
     add_extractor_args(p)
-    return p
+    return accept_both_spellings(p)
 
 
 def make_server(args: argparse.Namespace):

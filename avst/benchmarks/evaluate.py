@@ -36,10 +36,10 @@ ABLATIONS = {"audio": ("audio",), "visual": ("visual_posi",), "both": ("audio", 
 
 def add_benchmark_args(p: argparse.ArgumentParser) -> None:
     """The flags of this module (``--label_test`` itself takes one or more files in main_avst.py)."""
-    p.add_argument("--answer_file", default=None,
+    p.add_argument("--answer-file", default=None,
                    help="answer order as a file (answer2idx.json: {\"ans2ix\": {answer: index}} or a list), "
                         "e.g. MUSIC-AVQA v2.0's 42 answers incl. 'ten'; default: first appearance in --vocab_json")
-    p.add_argument("--unknown_words", choices=OOV_POLICIES, default="error",
+    p.add_argument("--unknown-words", choices=OOV_POLICIES, default="error",
                    help="test questions with words outside the vocabulary (MUSIC-AVQA-R): error (the original), "
                         "pad (word -> <pad>), drop (word left out); pad/drop keep the first 14 tokens")
     p.add_argument("--ablate", nargs="*", choices=sorted(ABLATIONS), default=[],

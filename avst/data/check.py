@@ -25,29 +25,30 @@ from avst.benchmarks.oov import oov_counts
 from avst.data.annotations import MODALITIES, QUESTION_TYPES, AnnotationError, load_annotations, video_list
 from avst.data.features import ROWS, FeatureError, feature_problems, nonfinite_error, open_features
 from avst.data.vocab import OOV_POLICIES, Vocab, VocabError
+from engine.cli import accept_both_spellings
 from engine.errors import run_cli
 
 DEFAULT_VOCAB_JSON = "data/json/avqa-train.json"
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="check_data.py music-avqa", description=__doc__)
-    p.add_argument("--json_file", required=True, help="the split to check (MUSIC-AVQA JSON)")
-    p.add_argument("--vocab_json", default=DEFAULT_VOCAB_JSON,
+    p.add_argument("--json-file", required=True, help="the split to check (MUSIC-AVQA JSON)")
+    p.add_argument("--vocab-json", default=DEFAULT_VOCAB_JSON,
                    help="original train JSON the vocabularies come from (default %(default)s)")
-    p.add_argument("--answer_file", help="answer order file (answer2idx.json, e.g. MUSIC-AVQA v2.0's 42 answers)")
-    p.add_argument("--unknown_words", choices=OOV_POLICIES, default="error",
+    p.add_argument("--answer-file", help="answer order file (answer2idx.json, e.g. MUSIC-AVQA v2.0's 42 answers)")
+    p.add_argument("--unknown-words", choices=OOV_POLICIES, default="error",
                    help="as avst/main_avst.py: error (a problem), pad or drop (counted, not a problem)")
     p.add_argument("--audio_dir", help="VGGish [60,128] .npy per video")
     p.add_argument("--video_res14x14_dir", help="ResNet-18 [60,512,14,14] .npy per video")
     p.add_argument("--packed", help="packed feature store (instead of the two directories)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
+    return accept_both_spellings(p)
 
 
 def check(args: argparse.Namespace) -> dict:
     if not Path(args.json_file).is_file():  # nothing to check: a usage error, not a finding
-        raise AnnotationError(f"--json_file {args.json_file}: no such file; give the MUSIC-AVQA JSON to check")
+        raise AnnotationError(f"--json-file {args.json_file}: no such file; give the MUSIC-AVQA JSON to check")
     report: dict = {"json_file": str(args.json_file), "problems": []}
     problems = report["problems"]
     try:
@@ -185,7 +186,7 @@ def _print_text(report: dict) -> None:
 
 def main(argv: list[str]) -> int:
     """``argv[0]`` is the data-set name (``music-avqa``)."""
-    args = _parser().parse_args(argv[1:])
+    args = build_parser().parse_args(argv[1:])
     report = check(args)
     report["ok"] = not report["problems"]
     if args.json:

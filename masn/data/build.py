@@ -77,36 +77,59 @@ def _glove_path(glove: Path | None, vc_dir: Path) -> Path:
     return Path(glove) if glove else Path(vc_dir) / "glove.42B.300d.txt"
 
 
-def frameqa_answers(df_dir: Path, train_df: Callable[[], pd.DataFrame], test_df: pd.DataFrame) -> list[str]:
-    """The original's FrameQA answer order: from the Total CSV when present, else from train and test."""
-    total = tgif.csv_path(df_dir, "FrameQA", "total")
-    all_answers = (tgif.read_csv(total, "FrameQA")["answer"] if total.is_file()
-                   else pd.concat([train_df()["answer"], test_df["answer"]]))
-    return frameqa_order(all_answers)
+# The steps of assembling a data set, one definition each: load_tgif / load_msqa run them and stop on the
+# first problem; masn/data/check.py runs the same steps over every split and reports every problem.
+
+def split_paths(dataset: str, task: str, df_dir: Path) -> dict[str, Path]:
+    """The question file of each split: TGIF-QA's Train / Test CSV of the task, MSVD/MSRVTT's ``<split>_qa.json``."""
+    if dataset == "tgif-qa":
+        return {s: tgif.csv_path(df_dir, task, s) for s in ("train", "test")}
+    return {s: msqa.json_path(df_dir, s) for s in msqa.SPLITS}
 
 
-def tgif_dataset(task: str, df: pd.DataFrame, path: Path, split: str, vocab: Vocabulary, q_max_length: int,
-                 ans2idx: dict[str, int] | None, features: VideoFeatures) -> QADataset:
-    """One TGIF-QA CSV's questions, encoded; an empty file or a question without tokens is refused."""
-    require_questions(split, len(df), path)
-    fields = tgif.encode(df, task, vocab, q_max_length, ans2idx)
+def read_split(dataset: str, task: str, path: Path) -> pd.DataFrame:
+    return tgif.read_csv(path, task) if dataset == "tgif-qa" else msqa.read_json(path)
+
+
+def build_vocab(dataset: str, task: str, train: pd.DataFrame) -> Vocabulary:
+    """The word vocabulary, from the train split only (the original's rule for each data set)."""
+    if dataset == "tgif-qa":
+        return tgif.build_vocabulary(train, task)
+    return Vocabulary.build(train["question"].astype(str))
+
+
+def answer_order(dataset: str, task: str, df_dir: Path, frames: dict[str, pd.DataFrame]) -> list[str] | None:
+    """The answer classes: FrameQA's from the Total CSV (else the splits given), MSVD/MSRVTT's top k of
+    train; None for the tasks without classes (Count, Action, Trans)."""
+    if dataset == "tgif-qa":
+        if task != "FrameQA":
+            return None
+        total = tgif.csv_path(df_dir, task, "total")
+        return frameqa_order(tgif.read_csv(total, task)["answer"] if total.is_file()
+                             else pd.concat([df["answer"] for df in frames.values()]))
+    return top_k_order(frames["train"]["answer"], msqa.TOP_K[dataset])
+
+
+def encode_split(df: pd.DataFrame, task: str, vocab: Vocabulary, q_max_length: int, answers: list[str] | None,
+                 path: Path) -> list[np.ndarray]:
+    """The encoded fields of one split; a question with no token left after cleaning is refused."""
+    fields = tgif.encode(df, task, vocab, q_max_length, {a: i for i, a in enumerate(answers or [])})
     empty = tgif.empty_encodings(fields, task)
     if len(empty):
-        raise tgif.DataError(f"{path}: {len(empty)} question(s) have no tokens after cleaning "
-                             f"(vid_id {', '.join(df['vid_id'].iloc[empty[:5]].astype(str))})")
-    return QADataset(task, df["key"].to_numpy(dtype=np.int64), fields, features, df["vid_id"].astype(str).tolist())
+        which = (f"vid_id {', '.join(df['vid_id'].iloc[empty[:5]].astype(str))}" if "vid_id" in df
+                 else f"records {empty[:5].tolist()}")
+        raise tgif.DataError(f"{path}: {len(empty)} question(s) have no tokens after cleaning ({which})")
+    return fields
 
 
-def msqa_dataset(df: pd.DataFrame, path: Path, split: str, vocab: Vocabulary, q_max_length: int,
-                 ans2idx: dict[str, int], features: VideoFeatures) -> QADataset:
-    """One MSVD-QA / MSRVTT-QA split's questions, encoded; refused like ``tgif_dataset``."""
-    require_questions(split, len(df), path)
-    fields = tgif.encode(df, "MS-QA", vocab, q_max_length, ans2idx)
-    empty = tgif.empty_encodings(fields, "MS-QA")
-    if len(empty):
-        raise tgif.DataError(f"{path}: {len(empty)} question(s) have no tokens after cleaning "
-                             f"(records {empty[:5].tolist()})")
-    return QADataset("MS-QA", df["video_id"].to_numpy(dtype=np.int64), fields, features)
+def video_ids(dataset: str, df: pd.DataFrame) -> np.ndarray:
+    """The feature key of each question: TGIF-QA's ``key`` column, MSVD/MSRVTT's ``video_id``."""
+    return df["key" if dataset == "tgif-qa" else "video_id"].to_numpy(dtype=np.int64)
+
+
+def open_features(dataset: str, feat_dir: Path, v_max_length: int, allow_missing: bool = False) -> VideoFeatures:
+    return VideoFeatures(resolve_feature_files(feat_dir, dataset), LAYOUTS[dataset].key_prefix, v_max_length,
+                         allow_missing)
 
 
 def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path | None = None, *,
@@ -116,21 +139,24 @@ def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path
     """TGIF-QA: train CSV split into train/val (seeded), test CSV as test."""
     if task not in tgif.TASKS:
         raise tgif.DataError(f"unknown TGIF-QA task {task!r}; choose one of {', '.join(tgif.TASKS)}")
-    train_df = tgif.read_csv(tgif.csv_path(df_dir, task, "train"), task)
-    test_df = tgif.read_csv(tgif.csv_path(df_dir, task, "test"), task)
-    vocab = tgif.build_vocabulary(train_df, task)
+    paths = split_paths("tgif-qa", task, df_dir)
+    dfs = {s: read_split("tgif-qa", task, path) for s, path in paths.items()}
+    vocab = build_vocab("tgif-qa", task, dfs["train"])
     matrix = load_embedding(vocab, _glove_path(glove, vc_dir), f"vocab_embedding_{task}", log=log)
-    if task == "FrameQA" and answers is None:
-        answers = frameqa_answers(df_dir, lambda: train_df, test_df)
-    ans2idx = {a: i for i, a in enumerate(answers)} if task == "FrameQA" else None
+    if answers is None:
+        answers = answer_order("tgif-qa", task, df_dir, dfs)
     if max_n_videos is not None:
-        train_df, test_df = train_df[:max_n_videos], test_df[:max_n_videos]
-    tgif.check_keys({tgif.csv_path(df_dir, task, "train"): train_df, tgif.csv_path(df_dir, task, "test"): test_df})
-    features = VideoFeatures(resolve_feature_files(feat_dir, "tgif-qa"), "", v_max_length, allow_missing)
-    datasets = {split: tgif_dataset(task, df, tgif.csv_path(df_dir, task, split), split, vocab, q_max_length,
-                                    ans2idx, features) for split, df in (("train", train_df), ("test", test_df))}
+        dfs = {s: df[:max_n_videos] for s, df in dfs.items()}
+    tgif.check_keys({paths[s]: df for s, df in dfs.items()})
+    features = open_features("tgif-qa", feat_dir, v_max_length, allow_missing)
+    datasets = {}
+    for split, df in dfs.items():
+        require_questions(split, len(df), paths[split])
+        fields = encode_split(df, task, vocab, q_max_length, answers, paths[split])
+        datasets[split] = QADataset(task, video_ids("tgif-qa", df), fields, features, df["vid_id"].astype(str).tolist())
     train_idx, val_idx = random_val_split(len(datasets["train"]), val_ratio, split_seed)
-    missing = check_features(features, np.concatenate([train_df["key"], test_df["key"]]), allow_missing, log)
+    missing = check_features(features, np.concatenate([video_ids("tgif-qa", df) for df in dfs.values()]),
+                             allow_missing, log)
     splits = {"train": Subset(datasets["train"], train_idx), "val": Subset(datasets["train"], val_idx),
               "test": datasets["test"]}
     return QAData("tgif-qa", task, vocab, matrix, answers, splits, missing)
@@ -142,23 +168,22 @@ def load_msqa(dataset: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: P
     """MSVD-QA / MSRVTT-QA with their explicit train/val/test files."""
     if dataset not in msqa.TOP_K:
         raise tgif.DataError(f"unknown data set {dataset!r}; choose one of {', '.join(msqa.TOP_K)}")
-    dfs = {s: msqa.read_json(msqa.json_path(df_dir, s)) for s in msqa.SPLITS}
-    vocab = Vocabulary.build(dfs["train"]["question"].astype(str))
+    paths = split_paths(dataset, "MS-QA", df_dir)
+    dfs = {s: read_split(dataset, "MS-QA", path) for s, path in paths.items()}
+    vocab = build_vocab(dataset, "MS-QA", dfs["train"])
     matrix = load_embedding(vocab, _glove_path(glove, vc_dir), "vocab_embedding", log=log)
     if answers is None:
-        answers = top_k_order(dfs["train"]["answer"], msqa.TOP_K[dataset])
-    ans2idx = {a: i for i, a in enumerate(answers)}
-    layout = LAYOUTS[dataset]
-    features = VideoFeatures(resolve_feature_files(feat_dir, dataset), layout.key_prefix, v_max_length,
-                             allow_missing)
+        answers = answer_order(dataset, "MS-QA", df_dir, dfs)
+    if max_n_videos is not None:
+        dfs = {s: df[:max_n_videos] for s, df in dfs.items()}
+    features = open_features(dataset, feat_dir, v_max_length, allow_missing)
     splits = {}
     for split, df in dfs.items():
-        if max_n_videos is not None:
-            df = df[:max_n_videos]
-        splits[split] = msqa_dataset(df, msqa.json_path(df_dir, split), split, vocab, q_max_length, ans2idx,
-                                     features)
-        dfs[split] = df
-    missing = check_features(features, np.concatenate([d["video_id"] for d in dfs.values()]), allow_missing, log)
+        require_questions(split, len(df), paths[split])
+        fields = encode_split(df, "MS-QA", vocab, q_max_length, answers, paths[split])
+        splits[split] = QADataset("MS-QA", video_ids(dataset, df), fields, features)
+    missing = check_features(features, np.concatenate([video_ids(dataset, df) for df in dfs.values()]),
+                             allow_missing, log)
     return QAData(dataset, "MS-QA", vocab, matrix, answers, splits, missing)
 
 
@@ -169,32 +194,26 @@ def load_test_split(dataset: str, task: str, df_dir: Path, feat_dir: Path, vocab
     and answer order, and the features of its videos; no GloVe. The training split is read only for a
     checkpoint without them (the authors' file converted without ``--csv_dir`` / ``--answer-index``), to
     rebuild them by the training rule."""
-    if dataset == "tgif-qa":
-        if task not in tgif.TASKS:
-            raise tgif.DataError(f"unknown TGIF-QA task {task!r}; choose one of {', '.join(tgif.TASKS)}")
-        path = tgif.csv_path(df_dir, task, "test")
-        df = tgif.read_csv(path, task)
-        train = functools.cache(lambda: tgif.read_csv(tgif.csv_path(df_dir, task, "train"), task))
-        vocab = vocab or tgif.build_vocabulary(train(), task)
-        if task == "FrameQA" and answers is None:
-            answers = frameqa_answers(df_dir, train, df)
-    else:
-        if dataset not in msqa.TOP_K:
-            raise tgif.DataError(f"unknown data set {dataset!r}; choose one of {', '.join(msqa.TOP_K)}")
-        path = msqa.json_path(df_dir, "test")
-        df = msqa.read_json(path)
-        train = functools.cache(lambda: msqa.read_json(msqa.json_path(df_dir, "train")))
-        vocab = vocab or Vocabulary.build(train()["question"].astype(str))
-        answers = answers or top_k_order(train()["answer"], msqa.TOP_K[dataset])
-    ans2idx = {a: i for i, a in enumerate(answers)} if task in ("FrameQA", "MS-QA") else None
+    if dataset == "tgif-qa" and task not in tgif.TASKS:
+        raise tgif.DataError(f"unknown TGIF-QA task {task!r}; choose one of {', '.join(tgif.TASKS)}")
+    if dataset != "tgif-qa" and dataset not in msqa.TOP_K:
+        raise tgif.DataError(f"unknown data set {dataset!r}; choose one of {', '.join(msqa.TOP_K)}")
+    paths = split_paths(dataset, task, df_dir)
+    df = read_split(dataset, task, paths["test"])
+    needs_answers = answers is None and (dataset != "tgif-qa" or task == "FrameQA")
+    if vocab is None or needs_answers:
+        frames = {"train": read_split(dataset, task, paths["train"]), "test": df}
+        vocab = vocab or build_vocab(dataset, task, frames["train"])
+        if needs_answers:
+            answers = answer_order(dataset, task, df_dir, frames)
     if max_n_videos is not None:
         df = df[:max_n_videos]
-    features = VideoFeatures(resolve_feature_files(feat_dir, dataset), LAYOUTS[dataset].key_prefix, v_max_length,
-                             allow_missing)
     if dataset == "tgif-qa":
-        tgif.check_keys({path: df})
-        test, keys = tgif_dataset(task, df, path, "test", vocab, q_max_length, ans2idx, features), df["key"]
-    else:
-        test, keys = msqa_dataset(df, path, "test", vocab, q_max_length, ans2idx, features), df["video_id"]
-    missing = check_features(features, keys.to_numpy(), allow_missing, log)
+        tgif.check_keys({paths["test"]: df})
+    features = open_features(dataset, feat_dir, v_max_length, allow_missing)
+    require_questions("test", len(df), paths["test"])
+    fields = encode_split(df, task, vocab, q_max_length, answers, paths["test"])
+    names = [df["vid_id"].astype(str).tolist()] if dataset == "tgif-qa" else []
+    test = QADataset(task, video_ids(dataset, df), fields, features, *names)
+    missing = check_features(features, video_ids(dataset, df), allow_missing, log)
     return QAData(dataset, task, vocab, None, answers, {"test": test}, missing)

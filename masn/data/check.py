@@ -13,30 +13,33 @@ from pathlib import Path
 
 import numpy as np
 
-from masn.answer_index import frameqa_order, top_k_order
-from masn.data import msqa, tgif
-from masn.data.features import LAYOUTS, FeatureError, VideoFeatures, container_label, resolve_feature_files
+from engine.cli import accept_both_spellings
+from masn.data import build, tgif
+from masn.data.features import LAYOUTS, FeatureError, VideoFeatures, container_label
 from masn.data.glove import GloveError, read_glove_vectors
 from masn.data.text import Vocabulary
 
 
-def _parser(dataset: str) -> argparse.ArgumentParser:
+def build_parser(dataset: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"check_data.py {dataset}", description=__doc__)
     if dataset == "tgif-qa":
         p.add_argument("--task", required=True, choices=tgif.TASKS)
-    p.add_argument("--csv_dir", "--df_dir", dest="csv_dir", type=Path, required=True,
+    p.add_argument("--csv-dir", "--df_dir", dest="csv_dir", type=Path, required=True,
                    help="folder of the question files")
     p.add_argument("--feat_dir", type=Path, default=None, help="folder of the four HDF5 feature files")
     p.add_argument("--glove", type=Path, default=None, help="GloVe text file: report how many words it covers")
     p.add_argument("--q_max_length", type=int, default=20)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
+    return accept_both_spellings(p)
+
+
+LONGEST = 256  # encoding length at which no question is cut, to count those longer than --q_max_length
 
 
 def _check_features(dataset: str, feat_dir: Path, video_ids: np.ndarray, report: dict, problems: list) -> None:
     """The loader's own checks (``VideoFeatures.check_videos``) over every video, then a full NaN / inf scan."""
     try:
-        features = VideoFeatures(resolve_feature_files(feat_dir, dataset), LAYOUTS[dataset].key_prefix, 1)
+        features = build.open_features(dataset, feat_dir, 1)
         try:
             missing, bad = features.check_videos(video_ids)
             nonfinite = nonfinite_videos(features, video_ids)
@@ -82,56 +85,40 @@ def _check_glove(path: Path, vocab: Vocabulary, report: dict, problems: list) ->
 
 
 def check(dataset: str, args: argparse.Namespace) -> dict:
+    """masn/data/build.py's steps over every split, each problem recorded instead of stopping at the first."""
     if not Path(args.csv_dir).is_dir():  # nothing to check: a usage error, not a finding
-        raise tgif.DataError(f"--csv_dir {args.csv_dir}: no such folder; give the folder of the question files")
+        raise tgif.DataError(f"--csv-dir {args.csv_dir}: no such folder; give the folder of the question files")
     problems: list[str] = []
-    report: dict = {"dataset": dataset, "task": getattr(args, "task", "MS-QA"), "splits": {}}
+    task = getattr(args, "task", "MS-QA")
+    report: dict = {"dataset": dataset, "task": task, "splits": {}}
+    split_paths = build.split_paths(dataset, task, args.csv_dir)
     frames = {}
-    if dataset == "tgif-qa":
-        split_paths = {s: tgif.csv_path(args.csv_dir, args.task, s) for s in ("train", "test")}
-        read = lambda path: tgif.read_csv(path, args.task)  # noqa: E731
-    else:
-        split_paths = {s: msqa.json_path(args.csv_dir, s) for s in msqa.SPLITS}
-        read = msqa.read_json
     for split, path in split_paths.items():
         if not path.is_file():
             report["splits"][split] = {"absent": True, "path": str(path)}
             problems.append(f"{path}: absent")
             continue
         try:
-            frames[split] = read(path)
+            frames[split] = build.read_split(dataset, task, path)
             report["splits"][split] = {"questions": len(frames[split])}
         except tgif.DataError as e:
             report["splits"][split] = {"error": str(e), "path": str(path)}
             problems.append(str(e))
-    task = report["task"]
     if dataset == "tgif-qa" and frames:
         try:
             tgif.check_keys({split_paths[s]: df for s, df in frames.items()})
         except tgif.DataError as e:
             problems.append(str(e))
-    vocab = None
-    if "train" in frames:
-        sentences = (tgif.vocab_sentences(frames["train"], task) if dataset == "tgif-qa"
-                     else frames["train"]["question"].astype(str))
-        vocab = Vocabulary.build(sentences)
-        report["vocab_size"] = len(vocab)
-    else:
-        report["vocab_size"] = None
+    vocab = build.build_vocab(dataset, task, frames["train"]) if "train" in frames else None
+    report["vocab_size"] = len(vocab) if vocab is not None else None
+    if vocab is None:
         problems.append("no train split: the vocabulary cannot be built")
     answers = None
-    if dataset == "tgif-qa" and task == "FrameQA":
-        total = tgif.csv_path(args.csv_dir, task, "total")
+    if frames and (dataset == "tgif-qa" or "train" in frames):
         try:
-            source = tgif.read_csv(total, task)["answer"] if total.is_file() else None
+            answers = build.answer_order(dataset, task, args.csv_dir, frames)
         except tgif.DataError as e:
             problems.append(str(e))
-            source = None
-        if source is None and frames:
-            source = np.concatenate([df["answer"].astype(str).to_numpy() for df in frames.values()])
-        answers = frameqa_order(source) if source is not None else None
-    elif dataset != "tgif-qa" and "train" in frames:
-        answers = top_k_order(frames["train"]["answer"], msqa.TOP_K[dataset])
     if answers is not None:
         report["answer_classes"] = len(answers)
         known = set(answers)
@@ -139,17 +126,17 @@ def check(dataset: str, args: argparse.Namespace) -> dict:
             report["splits"][split]["answers_outside_index"] = int((~df["answer"].astype(str).isin(known)).sum())
     if vocab is not None:
         for split, df in frames.items():
-            fields = tgif.encode(df, task, vocab, 256, {a: i for i, a in enumerate(answers or [])})
+            try:  # long enough for every question: the lengths beyond --q_max_length are counted
+                fields = build.encode_split(df, task, vocab, LONGEST, answers, split_paths[split])
+            except tgif.DataError as e:
+                problems.append(str(e))
+                continue
             lengths = fields[1] if fields[1].ndim == 1 else fields[1].max(axis=1)
-            empty = tgif.empty_encodings(fields, task)
             report["splits"][split]["longer_than_q_max_length"] = int((lengths > args.q_max_length).sum())
-            if len(empty):
-                problems.append(f"{split_paths[split]}: {len(empty)} question(s) with no tokens after cleaning")
     if args.glove is not None and vocab is not None:
         _check_glove(args.glove, vocab, report, problems)
     if args.feat_dir is not None and frames:
-        id_col = "key" if dataset == "tgif-qa" else "video_id"
-        ids = np.concatenate([df[id_col].to_numpy(dtype=np.int64) for df in frames.values()])
+        ids = np.concatenate([build.video_ids(dataset, df) for df in frames.values()])
         _check_features(dataset, args.feat_dir, ids, report, problems)
     report["problems"] = problems
     report["ok"] = not problems
@@ -161,7 +148,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in LAYOUTS:
         print(f"usage: check_data.py {{{','.join(LAYOUTS)}}} [options]")
         return 2
-    args = _parser(argv[0]).parse_args(argv[1:])
+    args = build_parser(argv[0]).parse_args(argv[1:])
     report = check(argv[0], args)
     if args.json:
         print(json.dumps(report))

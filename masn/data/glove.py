@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from masn.data.text import Vocabulary
+from masn.data.text import Vocabulary, vocab_sha256
 from engine.errors import UserError
 from engine import dist
 from engine.files import atomic_write_bytes
@@ -31,10 +31,6 @@ class GloveError(UserError, ValueError):
 def _glove_identity(path: Path) -> dict:
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def vocab_sha256(words: list[str]) -> str:
-    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
 
 
 def read_glove_vectors(path: Path, wanted: set[str], dim: int = GLOVE_DIM) -> dict[str, np.ndarray]:

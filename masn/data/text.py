@@ -5,6 +5,7 @@ The tokenizer keeps the original's quirk: ``(``, ``)`` and ``?`` become the lite
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 
@@ -40,6 +41,11 @@ def clean_str(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     return clean_str(text).split()
+
+
+def vocab_sha256(words: list[str]) -> str:
+    """The identity of a word list (order included), stored in checkpoints and the GloVe matrix cache."""
+    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
 
 
 class Vocabulary:

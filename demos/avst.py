@@ -50,19 +50,19 @@ def run(demo_dir: Path, runs_dir: Path) -> None:
     print("AVST demo, stage 1: audio-visual grounding pretraining (random ResNet-18, 1 epoch)")
     grounding_main([*feats, "--video_dir", str(demo_dir / "frames"), "--label_train", str(train_json),
                     "--label_val", str(val_json), "--epochs", "1", "--batch-size", "8",
-                    "--run_dir", str(runs_dir / "grounding"), *common])
+                    "--run-dir", str(runs_dir / "grounding"), *common])
     grounding_vis(["--checkpoint", str(runs_dir / "grounding/checkpoints/best.pt"), *feats, "--video_dir",
-                   str(demo_dir / "frames"), "--label_json", str(val_json), "--max_videos", "1", "--frames", "0",
+                   str(demo_dir / "frames"), "--label-json", str(val_json), "--max-videos", "1", "--frames", "0",
                    "--out_dir", str(runs_dir / "grounding/heatmaps"), "--device", "cpu"])
     labels = {f"--label_{s}": str(demo_dir / "json" / f"avqa-{s}.json") for s in ("train", "val", "test")}
     data = [*feats, "--video_res14x14_dir", str(demo_dir / "feats/res18_14x14"),
-            "--vocab_json", labels["--label_train"], *[x for kv in labels.items() for x in kv]]
+            "--vocab-json", labels["--label_train"], *[x for kv in labels.items() for x in kv]]
     print(f"AVST demo, stage 2: AVST, {AVST_EPOCHS} epochs, lr {AVST_LR}")
     avst_main(["--mode", "train", *data, "--epochs", str(AVST_EPOCHS), "--lr", str(AVST_LR),
-               "--batch-size", str(AVST_BATCH), "--run_dir", str(runs_dir / "avst"),
-               "--pretrained_grounding", str(runs_dir / "grounding/checkpoints/best.pt"), *common])
-    report = avst_main(["--mode", "test", *data, "--run_dir", str(runs_dir / "avst"), "--heatmaps", "1",
-                        "--frames_dir", str(demo_dir / "frames"), *common])
+               "--batch-size", str(AVST_BATCH), "--run-dir", str(runs_dir / "avst"),
+               "--pretrained-grounding", str(runs_dir / "grounding/checkpoints/best.pt"), *common])
+    report = avst_main(["--mode", "test", *data, "--run-dir", str(runs_dir / "avst"), "--heatmaps", "1",
+                        "--frames-dir", str(demo_dir / "frames"), *common])
     chance = majority_baseline(load_records(labels["--label_train"]), load_records(labels["--label_test"]))
     print("\nAVST on the synthetic test set, beside the majority-answer chance level:\n")
     print(to_markdown(report, chance))

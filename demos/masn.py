@@ -48,9 +48,9 @@ def run(demo_dir: Path, runs_dir: Path) -> None:
         summary = run_main([
             "--task", task, "--df_dir", str(demo_dir / "question"), "--feat_dir", str(demo_dir),
             "--vc_dir", str(demo_dir / "vocab"), "--v_max_length", str(FRAMES + 1), "--batch_size", str(BATCH),
-            "--eval_batch_size", "96", "--max_epoch", str(epochs), "--hidden_size", str(width),
+            "--eval-batch-size", "96", "--max_epoch", str(epochs), "--hidden_size", str(width),
             "--lr", str(LR), "--dropout", str(DROPOUT),
-            "--num_workers", "0", "--run_dir", str(run_dir),
+            "--num_workers", "0", "--run-dir", str(run_dir),
             "--save_path", str(runs_dir / "saved_models"), "--seed", "0", "--quiet", "--device", "cpu"])
         result = summary["val_selected"]["test"]
         chance, how = chance_level(demo_dir / "question", task)

@@ -1,4 +1,4 @@
-"""Stage-1 data (``grounding_gen/dataloader_grd_gen.py``): (frame, audio) pairs and negatives.
+"""Stage-1 dataset (``grounding_gen/dataloader_grd_gen.py``): (frame, audio) pairs and negatives.
 
 Item ``idx`` is frame ``idx % 10`` (the sorted frame folder's first 10 frames, the first 10 seconds) of
 video ``idx // 10`` with VGGish row ``idx % 10``; its negative is a frame 0-9 of another video, drawn
@@ -17,7 +17,6 @@ from torchvision import transforms
 
 from avst.data.dataset import check_features, finite
 from engine.errors import UserError
-from engine.trainer import Task
 
 FRAMES_PER_VIDEO = 10
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -92,22 +91,3 @@ class GroundingDataset(Dataset):
         return {"audio": row.expand(2, -1).contiguous(), "visual": visual,
                 "label": torch.tensor([1, 0]), "index": torch.tensor(idx)}
 
-
-class GroundingTask(Task):
-    """Cross-entropy over the (positive, negative) logits; selected on val pair accuracy (%)."""
-
-    select_metric = "accuracy"
-    select_mode = "max"
-
-    def training_loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = model(batch["audio"], batch["visual"])
-        loss = torch.nn.functional.cross_entropy(logits, batch["label"].reshape(-1))
-        return loss, {}
-
-    def predict(self, model, batch: dict) -> dict[str, torch.Tensor]:
-        logits = model(batch["audio"], batch["visual"])
-        b = batch["label"].shape[0]
-        return {"correct": (logits.argmax(-1) == batch["label"].reshape(-1)).reshape(b, 2).float()}
-
-    def metrics(self, records: dict[str, torch.Tensor]) -> dict[str, float]:
-        return {"accuracy": 100.0 * records["correct"].mean().item()}
