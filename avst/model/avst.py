@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from avst.model.fusion import FusionNetBase, check_inputs
+from avst.model.fusion import FusionNetBase
 from avst.model.grounding import match_logits, spatial_grounding
 
 
@@ -22,19 +22,11 @@ class AVST(FusionNetBase):
 
     PURE = True
     UNUSED = ("fc_a1_pure", "fc_a2_pure")
+    USES_NEGATIVES = True
+    MEAN_RESIDUAL = True
 
-    def forward(
-        self,
-        audio: torch.Tensor,
-        visual_posi: torch.Tensor,
-        visual_nega: torch.Tensor | None,
-        question: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        check_inputs(audio, visual_posi, visual_nega, question)
-        b, t = audio.shape[:2]
-        q = self.question_encoder(question)
-        a = self.encode_audio(audio)
+    def visual_sequence(self, a: torch.Tensor, visual_posi: torch.Tensor, visual_nega: torch.Tensor | None):
+        b, t = a.shape[:2]
         a_flat = a.reshape(b * t, -1)
         pooled, p_posi = spatial_grounding(visual_posi.flatten(0, 1), a_flat)
         branches = 1
@@ -43,12 +35,5 @@ class AVST(FusionNetBase):
             branches = 2
         v = self.fc_gl(pooled)
         match = match_logits(self, torch.cat((a_flat.repeat(branches, 1), v), dim=-1))
-        out_match_posi = match[: b * t]
         out_match_nega = match[b * t :] if visual_nega is not None else None
-
-        v_posi = v[: b * t].reshape(b, t, -1)
-        out_qa, w_v, w_a = self.answer(q, a, v_posi, residual=True)
-        if return_attention:
-            attention = {"spatial": p_posi, "temporal_visual": w_v, "temporal_audio": w_a}
-            return out_qa, out_match_posi, out_match_nega, attention
-        return out_qa, out_match_posi, out_match_nega
+        return v[: b * t].reshape(b, t, -1), match[: b * t], out_match_nega, {"spatial": p_posi}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from avst.model.fusion import FusionNetBase, check_inputs
+from avst.model.fusion import FusionNetBase
 
 
 class AVSTBaseline(FusionNetBase):
@@ -20,21 +20,9 @@ class AVSTBaseline(FusionNetBase):
 
     PURE = False
     UNUSED = ("fc_gl", "fc1", "fc2", "fc3", "fc4")
+    USES_NEGATIVES = False
+    MEAN_RESIDUAL = False
 
-    def forward(
-        self,
-        audio: torch.Tensor,
-        visual_posi: torch.Tensor,
-        visual_nega: torch.Tensor | None,
-        question: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        check_inputs(audio, visual_posi, None, question)
-        q = self.question_encoder(question)
-        a = self.encode_audio(audio)
-        b, t = audio.shape[:2]
-        visual = self.avgpool(visual_posi.flatten(0, 1)).reshape(b, t, -1)
-        out_qa, w_v, w_a = self.answer(q, a, visual, residual=False)
-        if return_attention:
-            return out_qa, None, None, {"temporal_visual": w_v, "temporal_audio": w_a}
-        return out_qa, None, None
+    def visual_sequence(self, a: torch.Tensor, visual_posi: torch.Tensor, visual_nega: torch.Tensor | None):
+        b, t = a.shape[:2]
+        return self.avgpool(visual_posi.flatten(0, 1)).reshape(b, t, -1), None, None, {}

@@ -27,11 +27,15 @@ UNUSED = ("visual_net", "fc_v", "fc_st", "fc", "fc_aq", "fc_vq", "norm3")
 
 
 class FusionNetBase(nn.Module):
-    """Registers the original's modules. A subclass sets ``PURE`` (AVST's dead ``fc_a*_pure`` copies)
-    and ``UNUSED`` (the modules its forward does not call, beyond :data:`UNUSED`)."""
+    """The original's modules and forward: question and audio encoders, a visual sequence [B, T, 512]
+    (the subclass's :meth:`visual_sequence`), temporal attention, answer. A subclass sets ``PURE`` (AVST's
+    dead ``fc_a*_pure`` copies), ``UNUSED`` (the modules its forward does not call, beyond :data:`UNUSED`),
+    ``USES_NEGATIVES`` (whether ``visual_nega`` is read) and ``MEAN_RESIDUAL`` (see :meth:`answer`)."""
 
     PURE: bool
     UNUSED: tuple[str, ...]
+    USES_NEGATIVES: bool
+    MEAN_RESIDUAL: bool
 
     def __init__(
         self,
@@ -81,6 +85,31 @@ class FusionNetBase(nn.Module):
 
         add_match_head(self)
         freeze_unused(self, UNUSED + self.UNUSED)
+
+    def forward(
+        self,
+        audio: torch.Tensor,
+        visual_posi: torch.Tensor,
+        visual_nega: torch.Tensor | None,
+        question: torch.Tensor,
+        return_attention: bool = False,
+    ):
+        """-> (out_qa, out_match_posi, out_match_nega[, attention]); see the subclass."""
+        check_inputs(audio, visual_posi, visual_nega if self.USES_NEGATIVES else None, question)
+        q = self.question_encoder(question)
+        a = self.encode_audio(audio)
+        visual, out_match_posi, out_match_nega, attention = self.visual_sequence(a, visual_posi, visual_nega)
+        out_qa, w_v, w_a = self.answer(q, a, visual, residual=self.MEAN_RESIDUAL)
+        if return_attention:
+            return out_qa, out_match_posi, out_match_nega, {**attention, "temporal_visual": w_v, "temporal_audio": w_a}
+        return out_qa, out_match_posi, out_match_nega
+
+    def visual_sequence(
+        self, a: torch.Tensor, visual_posi: torch.Tensor, visual_nega: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """(visual [B, T, 512], out_match_posi, out_match_nega, extra attention maps) from the encoded audio
+        a [B, T, 512] and the feature maps."""
+        raise NotImplementedError
 
     def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """[..., 128] VGGish -> [..., 512]; no activation after ``fc_a2``."""
