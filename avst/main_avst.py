@@ -221,12 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.run_dir = str(evaluation_dir(args, args.model, test_label(args.label_test)))
     check_start(args, args.model, harmless=HARMLESS)
     prepared = prepare_training(args, vocab) if args.mode == "train" else prepare_test(args, vocab)
-    run = Run(args, name=args.model, harmless=HARMLESS)
-    try:
+    with Run(args, name=args.model, harmless=HARMLESS) as run:
         run.write_json("vocab.json", vocab.to_dict())
         return (train if args.mode == "train" else test)(args, run, vocab, device, prepared)
-    finally:
-        run.close()
 
 
 def cli() -> int:

@@ -205,16 +205,13 @@ def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
     if args.test:
         check_checkpoint(args, data, payload, ckpt)
         load_masn_state(model, model_state(payload), str(ckpt))
-    run = Run(args, name, harmless=HARMLESS)
-    try:
+    with Run(args, name, harmless=HARMLESS) as run:
         sizes = "/".join(str(len(s)) for s in data.splits.values())
         run.log(f"{args.dataset} {args.task}: train/val/test {sizes} questions, vocabulary {len(data.vocab)}"
                 + (f", {len(data.answers)} answers" if data.answers else ""))
         if args.test:
             return evaluate_only(args, run, data, model.to(device), task, ckpt, device)
         return train(args, run, data, model, task, device)
-    finally:
-        run.close()
 
 
 def train(args, run: Run, data: QAData, model: torch.nn.Module, task: MASNTask, device) -> dict:
