@@ -85,7 +85,6 @@ MASN_CHECKOUT = {
 # unpickler refuses in an authors' pickle; the driver lets it read them as it reads model.* classes.
 MASN_DRIVER = """
 import runpy, sys
-sys.path.insert(0, "scripts")
 import masn.convert_checkpoint as convert
 convert._STAND_IN_PREFIXES += ("masn.model.",)
 sys.argv = ["parity_masn.py", *sys.argv[1:]]
