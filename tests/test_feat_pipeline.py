@@ -18,7 +18,7 @@ from feat_script.extract_frames import Frames
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.sampling import fixed60_indices, masn_clip_indices, masn_frame_indices, read_fixed60
 from feat_script.stores import Hdf5Store, NpyDirStore, PackedStore
-from tests.videos import make_set, make_video
+from feat_script.synthetic_video import make_pattern_video, make_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_fixed60_frames_are_the_ones_the_original_script_took(tmp_path):
     # Expected indices measured by running AVST's extract_frames_adaptive.py (moviepy 1.0.1) on the
     # same kind of video (3.2 s, 25 fps: moviepy estimates 81 frames, 80 exist, so positions past
     # the end return the previously read frame).
-    video = make_video(tmp_path / "short.mp4", seconds=3.2, audio=None)
+    video = make_pattern_video(tmp_path / "short.mp4", seconds=3.2, audio=None)
     full = read_frames(video)
     got = read_fixed60(video, seconds=8)
     picked = [int(np.flatnonzero((full == f).all(axis=(1, 2, 3)))[0]) for f in got]
@@ -312,5 +312,5 @@ def test_missing_videos_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_short_video_audio_length(tmp_path):
-    video = make_video(tmp_path / "short.mp4", seconds=1)
+    video = make_pattern_video(tmp_path / "short.mp4", seconds=1)
     assert load_audio_16k(video).shape == (16000, 2)
