@@ -33,6 +33,11 @@ def run_main(extractor, *args: str) -> int:
     return main(extractor, ["--quiet", *args])
 
 
+def run_on_set(extractor, videos: dict[str, Path], out: Path, *args: str) -> int:
+    """The CLI on the folder of the mixed video set (``make_set``), writing ``out``."""
+    return run_main(extractor, "--videos", str(videos["odd"].parent), "--out", str(out), *args)
+
+
 # ---------------------------------------------------------------- sampling
 
 
@@ -202,12 +207,7 @@ def test_id_map_from_a_tgif_question_file_rekeys_and_skips_unnamed_videos(tmp_pa
         "anim\tHow many ?\t2\tCOUNT2\t16\nanim\tHow often ?\t2\tCOUNT3\t16\n"
     )
     out = tmp_path / "frames"
-    assert (
-        run_main(
-            Frames, "--videos", str(videos["odd"].parent), "--out", str(out), "--id-map", str(csv), "--workers", "0"
-        )
-        == 0
-    )
+    assert run_on_set(Frames, videos, out, "--id-map", str(csv), "--workers", "0") == 0
     assert sorted(p.name for p in out.iterdir()) == ["16", "5"]
     assert read_manifest(out)["counts"]["not_in_id_map"] == 5
     two = tmp_path / "youtube_mapping.txt"
@@ -230,20 +230,7 @@ def test_sharded_cli_runs_cover_the_set_and_list_failures(tmp_path, videos):
     out = tmp_path / "frames"
     for i in range(3):
         workers = "1" if i == 0 else "0"
-        assert (
-            run_main(
-                Frames,
-                "--videos",
-                str(videos["odd"].parent),
-                "--out",
-                str(out),
-                "--shard",
-                f"{i}/3",
-                "--workers",
-                workers,
-            )
-            == 0
-        )
+        assert run_on_set(Frames, videos, out, "--shard", f"{i}/3", "--workers", workers) == 0
     assert sorted(p.name for p in out.iterdir()) == ["anim", "mono", "odd", "vfr", "web"]
     assert sorted(p.name for p in (out / "odd").iterdir())[0] == "000001.jpg"
     assert sorted(f["video_id"] for f in read_failures(out)) == ["corrupt", "empty"]
@@ -254,22 +241,7 @@ def test_sharded_cli_runs_cover_the_set_and_list_failures(tmp_path, videos):
 
 def test_fixed60_frames_cli_gives_exactly_n_frames_named_8_digits(tmp_path, videos):
     out = tmp_path / "frames60"
-    assert (
-        run_main(
-            Frames,
-            "--videos",
-            str(videos["odd"].parent),
-            "--out",
-            str(out),
-            "--mode",
-            "fixed60",
-            "--seconds",
-            "5",
-            "--workers",
-            "0",
-        )
-        == 0
-    )
+    assert run_on_set(Frames, videos, out, "--mode", "fixed60", "--seconds", "5", "--workers", "0") == 0
     for vid in ("anim", "mono", "odd", "vfr", "web"):
         names = sorted(p.name for p in (out / vid).iterdir())
         assert names == [f"{i:08d}.jpg" for i in range(1, 6)]
@@ -298,7 +270,7 @@ def test_audio_matches_moviepy_bit_for_bit(tmp_path, videos):
 
 def test_audio_cli_writes_wavs_and_lists_videos_without_audio(tmp_path, videos):
     out = tmp_path / "audio"
-    assert run_main(Audio, "--videos", str(videos["odd"].parent), "--out", str(out), "--workers", "0") == 0
+    assert run_on_set(Audio, videos, out, "--workers", "0") == 0
     assert sorted(p.stem for p in out.glob("*.wav")) == ["mono", "odd"]
     assert _wav(out / "odd.wav").shape == (48000, 2)  # 3 s at 16 kHz, stereo
     reasons = {f["video_id"]: f["reason"] for f in read_failures(out)}
