@@ -199,12 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         prepared = prepare_test(args)
         vocab = prepared[3]
-    run = Run(args, name=args.model, harmless=HARMLESS)
-    try:
+    with Run(args, name=args.model, harmless=HARMLESS) as run:
         run.write_json("vocab.json", vocab.to_dict())
         return (train if args.mode == "train" else test)(args, run, vocab, device, prepared)
-    finally:
-        run.close()
 
 
 def cli(model: str | None = None) -> int:

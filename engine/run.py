@@ -190,6 +190,12 @@ class Run:
             return None
         return atomic_write_text(self.dir / rel, text)
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

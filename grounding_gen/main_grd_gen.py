@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=8, gamma=0.1)
     task = (_FrozenBNTask if args.freeze_bn else GroundingTask)()
-    run = Run(args, name="grounding")
-    try:
+    with Run(args, name="grounding") as run:
         run.log(f"stage 1 on {len(train_videos)} videos ({len(train_set)} pairs), val {len(val_set)} pairs")
         trainer = Trainer(run, model, optimizer, task, device=device, epochs=args.epochs,
                           batch_size=args.batch_size, num_workers=args.num_workers, scheduler=scheduler,
@@ -92,8 +91,6 @@ def main(argv: list[str] | None = None) -> dict:
         run.log(f"selected epoch {result['best_epoch']} (val pair accuracy {result['best_metric']:.2f} %); "
                 f"weights in {run.ckpt_dir / 'best.pt'}")
         return result
-    finally:
-        run.close()
 
 
 def cli() -> int:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avst.model.grounding import match_logits, spatial_grounding
+from avst.model.grounding import add_match_head, match_logits, spatial_grounding
 from feat_script.models.resnet_stride1 import resnet18_stride1
 
 
@@ -31,14 +31,7 @@ class GroundingNet(nn.Module):
         self.fc_a1 = nn.Linear(128, 512)
         self.fc_a2 = nn.Linear(512, 512)
         self.visual_net = resnet18_stride1(visual_weights)
-        self.fc1 = nn.Linear(1024, 512)
-        self.relu1 = nn.ReLU()
-        self.fc2 = nn.Linear(512, 256)
-        self.relu2 = nn.ReLU()
-        self.fc3 = nn.Linear(256, 128)
-        self.relu3 = nn.ReLU()
-        self.fc4 = nn.Linear(128, 2)
-        self.relu4 = nn.ReLU()
+        add_match_head(self)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc_gl = nn.Linear(1024, 512)
         self.tanh = nn.Tanh()
@@ -58,9 +51,7 @@ class GroundingNet(nn.Module):
         a = self.fc_a2(F.relu(self.fc_a1(audio))).flatten(0, 1)
         maps = self.visual_net(visual.flatten(0, 1))
         pooled, p = spatial_grounding(maps, a)
-        logits = match_logits(
-            (self.fc1, self.fc2, self.fc3, self.fc4), torch.cat((a, self.fc_gl(pooled)), dim=-1)
-        )
+        logits = match_logits(self, torch.cat((a, self.fc_gl(pooled)), dim=-1))
         if return_map:
             return p.unsqueeze(1), logits
         return logits

@@ -228,14 +228,11 @@ def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
     data = load_data(args, answers, print)  # bad input fails here, before anything is written
     require_samples(data.splits)
     model = build_model(args, data)
-    run = Run(args, name, harmless=HARMLESS)
-    try:
+    with Run(args, name, harmless=HARMLESS) as run:
         sizes = "/".join(str(len(s)) for s in data.splits.values())
         run.log(f"{args.dataset} {args.task}: train/val/test {sizes} questions, vocabulary {len(data.vocab)}"
                 + (f", {len(data.answers)} answers" if data.answers else ""))
         return train(args, run, data, model, MASNTask(args.task), device)
-    finally:
-        run.close()
 
 
 def test(args: argparse.Namespace, device) -> dict:
@@ -248,14 +245,11 @@ def test(args: argparse.Namespace, device) -> dict:
     name = f"masn-{args.dataset}-{args.task}"
     args.run_dir = str(evaluation_dir(args, name, ckpt.stem))
     check_start(args, name, harmless=HARMLESS)
-    run = Run(args, name, harmless=HARMLESS)
-    try:
+    with Run(args, name, harmless=HARMLESS) as run:
         run.log(f"{args.dataset} {args.task}: test {len(data.splits['test'])} questions, vocabulary "
                 f"{len(data.vocab)}" + (f", {len(data.answers)} answers" if data.answers else "")
                 + f" (from {ckpt})")
         return evaluate_only(args, run, data, model.to(device), MASNTask(args.task), ckpt, device)
-    finally:
-        run.close()
 
 
 def train(args, run: Run, data: QAData, model: torch.nn.Module, task: MASNTask, device) -> dict:

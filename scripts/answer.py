@@ -17,15 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from answering import RANDOM_NOTE, AnswerError, add_extractor_args  # noqa: E402
-from engine.checkpoint import CheckpointError  # noqa: E402
-from engine.cli import accept_both_spellings  # noqa: E402
-from engine.device import resolve_device  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
-from feat_script.streams import bound_heap_growth  # noqa: E402
+from answering import RANDOM_NOTE, AnswerError, add_extractor_args
+from engine.checkpoint import CheckpointError
+from engine.cli import accept_both_spellings
+from engine.device import resolve_device
+from engine.errors import run_cli
+from feat_script.streams import bound_heap_growth
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,20 +10,16 @@ the ratio. The CLIs run with ``--exact`` (no BatchNorm folding), as the answer p
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+import torchvision
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
-from answering import StageTimer  # noqa: E402
-from feat_script.cli_features import avst_cli_features, masn_cli_features, max_abs_diff  # noqa: E402
-from feat_script.synthetic_video import Shape, make_video  # noqa: E402
+from answering import StageTimer
+from feat_script.cli_features import avst_cli_features, masn_cli_features, max_abs_diff
+from feat_script.synthetic_video import Shape, make_video
 
 CPU = torch.device("cpu")
 

@@ -8,52 +8,38 @@ alternately and prints the median per-step time of each and the ratio.
 
     python scripts/bench_avst_step.py --original /path/to/MUSIC-AVQA [--batch 8 --frames 10 --steps 10]
 
-``--original`` is a checkout of GeWu-Lab/MUSIC-AVQA (imported by ``avst_original.py``, with
+``--original`` is a checkout of GeWu-Lab/MUSIC-AVQA (imported by ``benchkit/originals.py``, with
 ``pretrained=False`` forced; the visual net plays no part in the step).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avst_original import original_avst  # noqa: E402
-
-from avst.model import AVST, organize_match  # noqa: E402
-
-
-def make_inputs(batch: int, frames: int, seed: int) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    audio = torch.randn(batch, frames, 128, generator=g).abs()
-    visual_posi = torch.randn(batch, frames, 512, 14, 14, generator=g).relu()
-    visual_nega = torch.randn(batch, frames, 512, 14, 14, generator=g).relu()
-    question = torch.randint(0, 93, (batch, 14), generator=g)
-    label = torch.randint(0, 42, (batch,), generator=g)
-    return audio, visual_posi, visual_nega, question, label
+from avst.model import AVST
+from avst.tasks import AVQATask
+from benchkit.batches import avst_batch
+from benchkit.originals import original_avst
+from benchkit.timing import interleaved, ratio_lines
+from engine.errors import run_cli
 
 
-def ours_step(model, optimizer, inputs) -> float:
-    audio, posi, nega, question, label = inputs
+def ours_step(model, optimizer, batch) -> float:
     optimizer.zero_grad()
-    out_qa, match_posi, match_nega = model(audio, posi, nega, question)
-    match, match_label = organize_match(match_posi, match_nega)
-    loss = F.cross_entropy(out_qa, label) + 0.5 * F.cross_entropy(match, match_label)
+    loss = AVQATask().training_loss(model, batch)[0]
     loss.backward()
     optimizer.step()
     return loss.item()
 
 
 def make_original_step(batch_organize):
-    def step(model, optimizer, inputs) -> float:
-        audio, posi, nega, question, label = inputs
+    def step(model, optimizer, batch) -> float:
+        """The original main_avst.py's per-batch step (its loss, its ``batch_organize``)."""
+        audio, posi, nega, question, label = (batch[k] for k in ("audio", "visual_posi", "visual_nega", "question",
+                                                                 "label"))
         criterion = torch.nn.CrossEntropyLoss()
         optimizer.zero_grad()
         out_qa, match_posi, match_nega = model(audio, posi, nega, question)
@@ -95,50 +81,31 @@ def main(argv: list[str] | None = None) -> None:
     ours = AVST().to(device)
     orig = net_avst.AVQA_Fusion_Net().to(device)
     orig.load_state_dict(ours.state_dict(), strict=True)
-    inputs = tuple(x.to(device) for x in make_inputs(args.batch, args.frames, args.seed))
+    batch = {k: v.to(device) for k, v in avst_batch(batch=args.batch, frames=args.frames, seed=args.seed).items()}
+    inputs = [batch[k] for k in ("audio", "visual_posi", "visual_nega", "question")]
 
     ours.eval(), orig.eval()
     with torch.no_grad():
-        out_diff = max((x - y).abs().max().item() for x, y in zip(ours(*inputs[:4]), orig(*inputs[:4])))
+        out_diff = max((x - y).abs().max().item() for x, y in zip(ours(*inputs), orig(*inputs)))
     ours.train(), orig.train()
     opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-4)
     opt_orig = torch.optim.Adam(orig.parameters(), lr=1e-4)
     torch.manual_seed(args.seed)
-    loss_ours = ours_step(ours, opt_ours, inputs)
+    loss_ours = ours_step(ours, opt_ours, batch)
     torch.manual_seed(args.seed)
-    loss_orig = original_step(orig, opt_orig, inputs)
+    loss_orig = original_step(orig, opt_orig, batch)
     print(f"eval outputs max |ours - original|: {out_diff:.2e}")
     loss_diff = abs(loss_ours - loss_orig)
     print(f"train step 1 loss: ours {loss_ours:.6f}, original {loss_orig:.6f} (|diff| {loss_diff:.2e})")
     print(f"gradients max |diff|: {max_diff(ours, orig, grad=True):.2e}")
     print(f"weights after one Adam step max |diff|: {max_diff(ours, orig):.2e}")
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    runners = {
-        "original": (original_step, orig, opt_orig),
-        "ours": (ours_step, ours, opt_ours),
-    }
-    wall = {name: [] for name in runners}
-    cpu = {name: [] for name in runners}
-    for _ in range(args.steps):
-        for name, (step, model, opt) in runners.items():
-            sync()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            step(model, opt, inputs)
-            sync()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-    print(
-        f"training step, B={args.batch} T={args.frames} on {device} ({torch.get_num_threads()} threads), "
-        f"median of {args.steps} (process CPU time is the steadier figure on a shared machine):"
-    )
-    for label, times in (("wall", wall), ("cpu ", cpu)):
-        med = {name: statistics.median(t) for name, t in times.items()}
-        print(
-            f"  {label}: original {med['original'] * 1e3:8.1f} ms, ours {med['ours'] * 1e3:8.1f} ms, "
-            f"speed-up (original / ours) {med['original'] / med['ours']:.2f}x"
-        )
+    medians = interleaved({"original": lambda: original_step(orig, opt_orig, batch),
+                           "ours": lambda: ours_step(ours, opt_ours, batch)}, args.steps, device, warmup=0)
+    print(f"training step, B={args.batch} T={args.frames} on {device} ({torch.get_num_threads()} threads), "
+          f"median of {args.steps} (process CPU time is the steadier figure on a shared machine):")
+    print("\n".join(ratio_lines(medians)))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(main))

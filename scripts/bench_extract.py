@@ -30,39 +30,19 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
+from benchkit.timing import synchronize
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, main
 from feat_script.decode import ffmpeg_exe
 from feat_script.extract_14x14 import Res18x14
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.models.resnet_stride1 import resnet18_stride1
+from feat_script.synthetic_video import make_pattern_video
 
 
 def make_videos(folder: Path, count: int, seconds: float, size: str) -> list[Path]:
-    paths = []
-    for i in range(count):
-        path = folder / f"video{i}.mp4"
-        subprocess.run(
-            [
-                ffmpeg_exe(),
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc2=size={size}:rate=25:duration={seconds + 0.37 * i}",
-                "-c:v",
-                "libx264",
-                "-pix_fmt",
-                "yuv420p",
-                "-preset",
-                "ultrafast",
-                str(path),
-            ],
-            check=True,
-        )
-        paths.append(path)
-    return paths
+    """``count`` silent testsrc2 mp4s (yuv420p, 25 fps) of ``seconds`` + 0.37 s x their index."""
+    return [make_pattern_video(folder / f"video{i}.mp4", size=size, seconds=seconds + 0.37 * i, audio=None,
+                               pattern="testsrc2", pix_fmt="yuv420p") for i in range(count)]
 
 
 def naive(
@@ -143,17 +123,12 @@ def model_only(build, shape: tuple[int, ...], batch: int, fast: bool, device: to
     with torch.inference_mode():
         model(x)
         for _ in range(3):  # best of three: the machine may be shared
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             model(x)
-            _sync(device)
+            synchronize(device)
             best = min(best, time.perf_counter() - start)
     return batch / best, counter.get_total_flops() / best / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench(
@@ -204,6 +179,19 @@ def _load(build, weights: Path) -> torch.nn.Module:
     return model
 
 
+# name -> (our extractor, the reference model, the reference's torchvision transform, our CLI's flags)
+RECIPES = {
+    "14x14": (Res18x14, resnet18_stride1,
+              transforms.Compose([transforms.Resize([224, 224]), transforms.ToTensor(),
+                                  transforms.Normalize(KINETICS_MEAN, KINETICS_STD)]),
+              ["--sampling", "1fps", "--jpeg-quality", "0"]),
+    "resnet152": (ResNetGlobal, torchvision.models.resnet152,
+                  transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                                      transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]),
+                  ["--arch", "resnet152", "--sampling", "1fps"]),
+}
+
+
 def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=2)
@@ -212,7 +200,7 @@ def main_cli() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--only", choices=["14x14", "resnet152"], default=None)
+    parser.add_argument("--only", choices=list(RECIPES), default=None)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (both pipelines and the model-only timing)")
     args = parser.parse_args()
     if args.threads:
@@ -223,41 +211,9 @@ def main_cli() -> None:
         root = Path(tmp)
         (root / "videos").mkdir()
         videos = make_videos(root / "videos", args.videos, args.seconds, args.size)
-        kinetics = transforms.Compose(
-            [transforms.Resize([224, 224]), transforms.ToTensor(), transforms.Normalize(KINETICS_MEAN, KINETICS_STD)]
-        )
-        imagenet = transforms.Compose(
-            [
-                transforms.Resize(256),
-                transforms.CenterCrop(224),
-                transforms.ToTensor(),
-                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-            ]
-        )
-        if args.only in (None, "14x14"):
-            bench(
-                "14x14",
-                Res18x14,
-                resnet18_stride1,
-                kinetics,
-                (3, 224, 224),
-                ["--sampling", "1fps", "--jpeg-quality", "0"],
-                videos,
-                root,
-                args,
-            )
-        if args.only in (None, "resnet152"):
-            bench(
-                "resnet152",
-                ResNetGlobal,
-                torchvision.models.resnet152,
-                imagenet,
-                (3, 224, 224),
-                ["--arch", "resnet152", "--sampling", "1fps"],
-                videos,
-                root,
-                args,
-            )
+        for name in [args.only] if args.only else RECIPES:
+            extractor, build, tf, extra = RECIPES[name]
+            bench(name, extractor, build, tf, (3, 224, 224), extra, videos, root, args)
 
 
 if __name__ == "__main__":

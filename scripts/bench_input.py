@@ -27,9 +27,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 LINK_BYTES_PER_S = 50e9
 HOST_WORKERS = 16
 

@@ -11,7 +11,6 @@ and computes the 60 examples in one batched torch call. Prints videos/s and the 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from feat_script.vggish import VGGish, avst_examples  # noqa: E402
-from feat_script.vggish.mel import mel_matrix  # noqa: E402
+from feat_script.vggish import VGGish, avst_examples
+from feat_script.vggish.mel import mel_matrix
 
 
 def numpy_log_mel_second(chunk: np.ndarray, mel: np.ndarray) -> np.ndarray:

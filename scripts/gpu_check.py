@@ -33,11 +33,14 @@ from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from benchkit.batches import avst_batch, masn_batch
+from benchkit.timing import synchronize as sync
+from benchkit.weights import perturb
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SECTIONS = ("environment", "parity", "amp_steps", "resume", "train_throughput", "extraction")
 PARITY_TOL = 1e-4
@@ -68,11 +71,6 @@ def install_stubs(folder: Path) -> list[str]:
     return missing
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ---------------------------------------------------------------- models and inputs
 def masn_model(size: dict, answers: int | None, seed: int = 0) -> torch.nn.Module:
     from masn.model import MASN
@@ -81,41 +79,16 @@ def masn_model(size: dict, answers: int | None, seed: int = 0) -> torch.nn.Modul
     emb = np.random.RandomState(seed).normal(size=(size["vocab"], 300))
     model = MASN(size["vocab"], 1, emb, size["feat"], size["feat"], size["hidden"], dropout_p=0.3,
                  answer_vocab_size=answers, q_max_len=size["words"], v_max_len=size["frames"])
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():  # spread the outputs as scripts/parity_masn.py does
-        for p in model.parameters():
-            scale = p.std() if p.numel() > 1 else 0.3 * p.abs()
-            p.add_(torch.randn(p.shape, generator=g) * (scale if scale > 0 else 0.3))
-    return model
+    return perturb(model, torch.Generator().manual_seed(seed + 1))  # spread the outputs as parity_masn.py does
 
 
-def masn_batch(size: dict, task: str, seed: int) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    b, t, n, f, w = size["batch"], size["frames"], size["objects"], size["feat"], size["words"]
-    vid_len = torch.randint(1, t + 1, (b,), generator=g)
-    vid_len[0] = t  # the longest video and question in every batch: padding as in a full batch
-    feats = [torch.randn(b, t, f, generator=g), torch.randn(b, t, f, generator=g),
-             torch.randn(b, t, n, f, generator=g), torch.rand(b, t, n, 6, generator=g),
-             torch.randn(b, t, n, f, generator=g)]
-    for i in range(b):
-        for x in feats:
-            x[i, vid_len[i]:] = 0
-    shape = (b, 5) if task in ("Action", "Trans") else (b,)
-    lens = torch.randint(2, w, shape, generator=g)
-    lens.view(-1)[0] = w - 1
-    tokens = torch.randint(2, size["vocab"], (*shape, w), generator=g) * (torch.arange(w) < lens.unsqueeze(-1))
-    answers = torch.randint(0, 5, (b,), generator=g)
-    tail = {"Count": [answers.float() + 1], "Action": [answers, torch.arange(b)],
-            "FrameQA": [answers, torch.zeros(b, dtype=torch.long)]}[task]
-    return [*feats, vid_len, tokens, lens, *tail]
+def masn_inputs(size: dict, task: str, seed: int) -> list[torch.Tensor]:
+    return masn_batch(task, batch=size["batch"], frames=size["frames"], objects=size["objects"], feat=size["feat"],
+                      words=size["words"], vocab=size["vocab"], seed=seed)
 
 
-def avst_batch(size: dict, seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    b, t, hw = size["batch"], size["time"], size["hw"]
-    return {"audio": torch.randn(b, t, 128, generator=g), "visual_posi": torch.rand(b, t, 512, hw, hw, generator=g),
-            "visual_nega": torch.rand(b, t, 512, hw, hw, generator=g),
-            "question": torch.randint(0, 93, (b, 14), generator=g), "label": torch.randint(0, 42, (b,), generator=g)}
+def avst_inputs(size: dict, seed: int) -> dict[str, torch.Tensor]:
+    return avst_batch(batch=size["batch"], frames=size["time"], hw=size["hw"], seed=seed)
 
 
 def to(batch, device: torch.device):
@@ -152,14 +125,14 @@ def parity(ctx: Namespace) -> dict:
     for task, answers in (("Count", None), ("Action", None), ("FrameQA", 50)):
         cases.append((f"masn_{task}", lambda a=answers: masn_model(ctx.masn, a),
                       lambda m, b, t=task: torch.cat([x.flatten().float() for x in m(t, *b)[:1]]),
-                      masn_batch(ctx.masn, task, seed=3)))
+                      masn_inputs(ctx.masn, task, seed=3)))
 
     def avst_outputs(model, batch):
         return torch.cat([x.flatten() for x in model(batch["audio"], batch["visual_posi"], batch["visual_nega"],
                                                           batch["question"])])
 
     torch.manual_seed(0)
-    cases.append(("avst", AVST, avst_outputs, avst_batch(ctx.avst, seed=3)))
+    cases.append(("avst", AVST, avst_outputs, avst_inputs(ctx.avst, seed=3)))
     worst = 0.0
     for name, build, run, batch in cases:
         model = build().eval()
@@ -208,9 +181,9 @@ def amp_steps(ctx: Namespace) -> dict:
     steps = ctx.steps
     setups = {
         "avst": (lambda: AVST(), AVQATask, lambda m: m.question_encoder.lstm,
-                 [avst_batch(ctx.avst, seed=s) for s in range(steps)]),
+                 [avst_inputs(ctx.avst, seed=s) for s in range(steps)]),
         "masn": (lambda: masn_model(ctx.masn, None), lambda: MASNTask("Count"), lambda m: m.sentence_encoder.rnn,
-                 [masn_batch(ctx.masn, "Count", seed=s) for s in range(steps)]),
+                 [masn_inputs(ctx.masn, "Count", seed=s) for s in range(steps)]),
     }
     failures = []
     for name, (build, make_task, lstm_of, batches) in setups.items():

@@ -18,13 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avst.data.annotations import load_records, video_list  # noqa: E402
-from avst.data.features import NpyFeatures  # noqa: E402
-from avst.data.packing import pack  # noqa: E402
-from engine.errors import run_cli  # noqa: E402
+from avst.data.annotations import load_records, video_list
+from avst.data.features import NpyFeatures
+from avst.data.packing import pack
+from engine.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,27 +11,21 @@ same random inputs, and the largest absolute difference of every output is print
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avst_original import original_avst, original_baseline, original_grounding  # noqa: E402
-
-from avst.model import AVST, AVSTBaseline, load_avst_state  # noqa: E402
-from grounding_gen.model import GroundingNet  # noqa: E402
+from avst.model import AVST, AVSTBaseline, load_avst_state
+from benchkit.batches import avst_batch
+from benchkit.originals import original_avst, original_baseline, original_grounding
+from benchkit.weights import perturb
+from engine.errors import run_cli
+from grounding_gen.model import GroundingNet
 
 
 def perturbed(model: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
-    """Move every float tensor by 10% of its own spread (or by 0.1 where it is constant, e.g. LayerNorm)."""
-    with torch.no_grad():
-        for value in model.state_dict().values():
-            if value.is_floating_point():
-                scale = value.std().item() if value.numel() > 1 else 0.0
-                value.add_((0.1 * scale or 0.1) * torch.randn(value.shape, generator=generator))
-    return model.eval()
+    """Every float tensor moved by 10% of its own spread (by 0.1 where it is constant, e.g. LayerNorm)."""
+    return perturb(model, generator, relative=0.1, floor=1.0, buffers=True).eval()
 
 
 def twin(ours: torch.nn.Module, original: torch.nn.Module) -> torch.nn.Module:
@@ -60,13 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.original.resolve()
     torch.manual_seed(args.seed)
-    g = torch.Generator().manual_seed(args.seed)
     b, t = args.batch, args.frames
-    audio = torch.randn(b, t, 128, generator=g).abs() * 2
-    posi = torch.randn(b, t, 512, 14, 14, generator=g).relu() * 3
-    nega = torch.randn(b, t, 512, 14, 14, generator=g).relu()
-    question = torch.randint(0, 93, (b, 14), generator=g)
-    question[0, 8:] = 0
+    batch = avst_batch(batch=b, frames=t, seed=args.seed)
+    audio, posi, nega, question = (batch[k] for k in ("audio", "visual_posi", "visual_nega", "question"))
+    g = torch.Generator().manual_seed(args.seed + 1)
     ok = True
     with torch.no_grad():
         ours = perturbed(AVST(), g)
@@ -95,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avst.data.annotations import load_records  # noqa: E402
-from avst.data.vocab import Vocab  # noqa: E402
+from avst.data.annotations import load_records
+from avst.data.vocab import Vocab
+from benchkit.originals import original_avqa_dataset
+from engine.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab_json", type=Path, required=True)
     p.add_argument("--json", type=Path, nargs="+", required=True)
     args = p.parse_args(argv)
-    sys.modules.setdefault("munch", types.SimpleNamespace(munchify=lambda x: x))
-    sys.path.insert(0, str(args.original.resolve() / "net_grd_avst"))
-    import dataloader_avst
-
+    dataloader_avst = original_avqa_dataset(args.original)
     real_np = dataloader_avst.np
     dataloader_avst.np = types.SimpleNamespace(array=real_np.array,
                                                load=lambda *a, **k: real_np.zeros((60, 1, 1, 1), np.float32))
@@ -64,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -20,43 +20,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from masn_original import original_masn  # noqa: E402
-
-from masn.checkpoint import build_from_checkpoint, load_masn_state  # noqa: E402
-from masn.convert_checkpoint import convert  # noqa: E402
-from masn.model import MASN  # noqa: E402
+from benchkit.batches import masn_batch
+from benchkit.originals import original_masn
+from benchkit.weights import perturb
+from engine.errors import run_cli
+from masn.checkpoint import build_from_checkpoint, load_masn_state
+from masn.convert_checkpoint import convert
+from masn.model import MASN
 
 VOCAB = 100
 HEADS = [("Count", None, 20), ("Action", None, 20), ("Trans", None, 20), ("FrameQA", 50, 20), ("MS-QA", 1000, 30)]
-
-
-def perturb(model: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            scale = p.std() if p.numel() > 1 else 0.3 * p.abs()
-            p.add_(torch.randn(p.shape, generator=g) * (scale if scale > 0 else 0.3))
+QUESTION_LENGTHS = {"single": [20, 9, 12, 5],
+                    "candidates": [[20, 9, 12, 5, 8], [6, 7, 8, 9, 10], [11, 11, 3, 4, 15], [5, 5, 5, 5, 5]]}
 
 
 def inputs(task: str, frames: int, seed: int) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    B, N = 4, 10
-    vid_len = torch.tensor([frames, 7, 13, 1])
-    feats = [torch.randn(B, frames, 2048, generator=g), torch.randn(B, frames, 2048, generator=g),
-             torch.randn(B, frames, N, 2048, generator=g), torch.rand(B, frames, N, 6, generator=g),
-             torch.randn(B, frames, N, 2048, generator=g)]
-    for b in range(B):
-        for f in feats:
-            f[b, vid_len[b]:] = 0
-    lens = (torch.tensor([[20, 9, 12, 5, 8], [6, 7, 8, 9, 10], [11, 11, 3, 4, 15], [5, 5, 5, 5, 5]])
-            if task in ("Action", "Trans") else torch.tensor([20, 9, 12, 5]))
-    tokens = torch.randint(2, VOCAB, (*lens.shape, 20), generator=g) * (torch.arange(20) < lens.unsqueeze(-1))
-    answers = torch.randint(0, 5, (B,), generator=g)
-    tail = {"Count": [answers.float()], "Action": [answers, torch.arange(B)], "Trans": [answers, torch.arange(B)],
-            "FrameQA": [answers, torch.zeros(B, dtype=torch.long)], "MS-QA": [answers]}[task]
-    return feats + [vid_len, tokens, lens] + tail
+    """Batch 4: videos of ``frames``/7/13/1 frames, questions (or candidates) of mixed lengths."""
+    lengths = QUESTION_LENGTHS["candidates" if task in ("Action", "Trans") else "single"]
+    return masn_batch(task, batch=4, frames=frames, vocab=VOCAB, seed=seed, question_lengths=lengths,
+                      video_lengths=[frames, 7, 13, 1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(999)
             original = OriginalMASN(VOCAB, 1, emb, 2048, 2048, 512, dropout_p=0.3, answer_vocab_size=answers,
                                     q_max_len=20, v_max_len=frames).eval()
-            perturb(original, seed=2)
+            perturb(original, torch.Generator().manual_seed(2))
             batch = inputs(task, frames, args.seed)
             with torch.no_grad():
                 expected = original(task, *batch)[0]
@@ -100,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -77,13 +77,12 @@ def test_masn_main_trains_and_evaluates_under_autocast(tmp_path, amp):
 
 @pytest.mark.slow
 def test_extractor_amp_runs_the_model_under_autocast(tmp_path):
-    from videos import make_video
-
     from feat_script.base import main
     from feat_script.extract_14x14 import Res18x14
+    from feat_script.synthetic_video import make_pattern_video
 
     (tmp_path / "v").mkdir()
-    make_video(tmp_path / "v" / "a.mp4", seconds=1, audio=None)
+    make_pattern_video(tmp_path / "v" / "a.mp4", seconds=1, audio=None)
     outs = {}
     for amp in ("off", "bf16"):
         torch.manual_seed(0)  # --random-init draws from the global generator: the same weights both times

@@ -11,6 +11,7 @@ from avst_spec_vector import fill_spec_weights, normals
 
 from avst.model import AVST, AVSTBaseline, init_from_grounding, load_avst_state, organize_match
 from avst.model.grounding import spatial_grounding
+from benchkit.batches import avst_batch
 from grounding_gen.model import GroundingNet
 
 # Non-visual_net modules of AVST in registration order (original net_grd_avst/net_avst.py, AVQA_Fusion_Net.__init__).
@@ -38,13 +39,9 @@ def spec_inputs() -> tuple[torch.Tensor, ...]:
 
 
 def small_inputs(b: int, t: int, hw: int = 4, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(b, t, 128, generator=g),
-        torch.rand(b, t, 512, hw, hw, generator=g),
-        torch.rand(b, t, 512, hw, hw, generator=g),
-        torch.randint(0, 93, (b, 14), generator=g),
-    )
+    """(audio, visual_posi, visual_nega, question) of a random batch with hw x hw maps."""
+    batch = avst_batch(batch=b, frames=t, hw=hw, seed=seed)
+    return tuple(batch[k] for k in ("audio", "visual_posi", "visual_nega", "question"))
 
 
 @pytest.fixture(scope="module")
@@ -257,11 +254,8 @@ def test_checkpoint_key_mismatch_names_file_and_keys(tmp_path, random_avst):
         load_avst_state(AVST(), tmp_path / "list.pt")
 
 
-def test_stage2_initialisation_from_grounding(tmp_path):
-    torch.manual_seed(2)
-    grounding = GroundingNet()
-    path = tmp_path / "main_grounding_gen_best.pt"
-    torch.save({"module." + k: v for k, v in grounding.state_dict().items()}, path)
+def test_stage2_initialisation_from_grounding(authors_grounding_checkpoint):
+    grounding, path = authors_grounding_checkpoint
     model = AVST()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     written = init_from_grounding(model, path)

@@ -10,17 +10,14 @@ import pytest
 from avst.benchmarks import known_files
 from avst.benchmarks.head_tail import head_answers, is_head
 from avst.benchmarks.priors import mean_count_answers, prior_baselines
-from avst.data.annotations import AnnotationError, QARecord, load_annotations, load_records
+from avst.data.annotations import AnnotationError, QARecord, load_annotations, load_records, make_record
 from avst.data.vocab import Vocab, VocabError, load_answer_order
 
 AVC = '["Audio-Visual", "Counting"]'
 
 
 def rec(qid, video, content, values, answer, qtype='["Audio", "Counting"]', **extra):
-    out = {"video_id": video, "question_id": qid, "type": qtype, "question_content": content,
-           "templ_values": json.dumps(values), "question_deleted": 0, "anser": answer}
-    out.update(extra)
-    return out
+    return {**make_record(video, qid, *json.loads(qtype), content, values, answer), **extra}
 
 
 def write(path, records):

@@ -26,7 +26,7 @@ from feat_script.manifest import read_failures, read_manifest, sha256_file
 from feat_script.models.resnet_stride1 import resnet18_stride1
 from feat_script.sampling import masn_frame_indices, read_fixed60
 from feat_script.stores import PackedStore
-from tests.videos import make_corrupt, make_gif, make_video
+from feat_script.synthetic_video import make_corrupt, make_gif, make_pattern_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 def videos(tmp_path_factory) -> Path:
     """Two good videos (odd size mp4 with audio, GIF) and a corrupt one."""
     folder = tmp_path_factory.mktemp("ext_videos")
-    odd = make_video(folder / "odd.mp4", size="97x61", seconds=3)
+    odd = make_pattern_video(folder / "odd.mp4", size="97x61", seconds=3)
     make_gif(folder / "anim.gif")
     make_corrupt(folder / "broken.mp4", odd)
     return folder
@@ -239,7 +239,7 @@ def test_run_killed_after_two_videos_resumes_complete(tmp_path, videos, store, s
     vids.mkdir()
     for name in ("odd.mp4", "anim.gif", "broken.mp4"):
         os.symlink(videos / name, vids / name)
-    make_video(vids / "third.mkv", seconds=1, audio=None)
+    make_pattern_video(vids / "third.mkv", seconds=1, audio=None)
     weights = tmp_path / "w.pth"
     torch.manual_seed(1)
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)

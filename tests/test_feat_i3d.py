@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from feat_script.base import main
 from feat_script.extract_i3d import ClipMaps, I3dExtractor, load_clips
 from feat_script.i3d import I3Res50, i3d_input, i3d_r50
-from tests.videos import make_gif
+from feat_script.synthetic_video import make_gif
 
 # Upstream I3Res50: layers [3, 4, 6, 3]; the temporal kernel (3 if set, else 1) of each block's conv1.
 BN = ("weight", "bias", "running_mean", "running_var")

@@ -18,7 +18,7 @@ from feat_script.extract_resnet import ResNetGlobal
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
 from feat_script.rekey_hdf5 import main as rekey_main
-from tests.videos import make_gif, make_video
+from feat_script.synthetic_video import make_gif, make_pattern_video
 
 
 def test_spatial_feature_is_the_masn_six_vector():
@@ -99,7 +99,7 @@ def masn_files(tmp_path_factory):
     videos = root / "videos"
     videos.mkdir()
     make_gif(videos / "tumblr_a.gif", size="97x61", seconds=1)
-    (videos / "broken.mp4").write_bytes(make_video(root / "src.mp4", seconds=1).read_bytes()[:1500])
+    (videos / "broken.mp4").write_bytes(make_pattern_video(root / "src.mp4", seconds=1).read_bytes()[:1500])
     feats = root / "feat_r6_vsync2"
     common = ["--quiet", "--videos", str(videos), "--random-init", "--workers", "0", "--num-clips", "3"]
     files = {"res_avg": feats / "res152_avgpool.hdf5", "i3d_avg": feats / "tgif_i3d_hw7_perclip_avgpool.hdf5",

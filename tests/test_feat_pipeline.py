@@ -18,7 +18,7 @@ from feat_script.extract_frames import Frames
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.sampling import fixed60_indices, masn_clip_indices, masn_frame_indices, read_fixed60
 from feat_script.stores import Hdf5Store, NpyDirStore, PackedStore
-from tests.videos import make_set, make_video
+from feat_script.synthetic_video import make_pattern_video, make_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +31,11 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 def run_main(extractor, *args: str) -> int:
     """The CLI in this process (no interpreter start-up per call)."""
     return main(extractor, ["--quiet", *args])
+
+
+def run_on_set(extractor, videos: dict[str, Path], out: Path, *args: str) -> int:
+    """The CLI on the folder of the mixed video set (``make_set``), writing ``out``."""
+    return run_main(extractor, "--videos", str(videos["odd"].parent), "--out", str(out), *args)
 
 
 # ---------------------------------------------------------------- sampling
@@ -55,7 +60,7 @@ def test_fixed60_frames_are_the_ones_the_original_script_took(tmp_path):
     # Expected indices measured by running AVST's extract_frames_adaptive.py (moviepy 1.0.1) on the
     # same kind of video (3.2 s, 25 fps: moviepy estimates 81 frames, 80 exist, so positions past
     # the end return the previously read frame).
-    video = make_video(tmp_path / "short.mp4", seconds=3.2, audio=None)
+    video = make_pattern_video(tmp_path / "short.mp4", seconds=3.2, audio=None)
     full = read_frames(video)
     got = read_fixed60(video, seconds=8)
     picked = [int(np.flatnonzero((full == f).all(axis=(1, 2, 3)))[0]) for f in got]
@@ -202,12 +207,7 @@ def test_id_map_from_a_tgif_question_file_rekeys_and_skips_unnamed_videos(tmp_pa
         "anim\tHow many ?\t2\tCOUNT2\t16\nanim\tHow often ?\t2\tCOUNT3\t16\n"
     )
     out = tmp_path / "frames"
-    assert (
-        run_main(
-            Frames, "--videos", str(videos["odd"].parent), "--out", str(out), "--id-map", str(csv), "--workers", "0"
-        )
-        == 0
-    )
+    assert run_on_set(Frames, videos, out, "--id-map", str(csv), "--workers", "0") == 0
     assert sorted(p.name for p in out.iterdir()) == ["16", "5"]
     assert read_manifest(out)["counts"]["not_in_id_map"] == 5
     two = tmp_path / "youtube_mapping.txt"
@@ -230,20 +230,7 @@ def test_sharded_cli_runs_cover_the_set_and_list_failures(tmp_path, videos):
     out = tmp_path / "frames"
     for i in range(3):
         workers = "1" if i == 0 else "0"
-        assert (
-            run_main(
-                Frames,
-                "--videos",
-                str(videos["odd"].parent),
-                "--out",
-                str(out),
-                "--shard",
-                f"{i}/3",
-                "--workers",
-                workers,
-            )
-            == 0
-        )
+        assert run_on_set(Frames, videos, out, "--shard", f"{i}/3", "--workers", workers) == 0
     assert sorted(p.name for p in out.iterdir()) == ["anim", "mono", "odd", "vfr", "web"]
     assert sorted(p.name for p in (out / "odd").iterdir())[0] == "000001.jpg"
     assert sorted(f["video_id"] for f in read_failures(out)) == ["corrupt", "empty"]
@@ -254,22 +241,7 @@ def test_sharded_cli_runs_cover_the_set_and_list_failures(tmp_path, videos):
 
 def test_fixed60_frames_cli_gives_exactly_n_frames_named_8_digits(tmp_path, videos):
     out = tmp_path / "frames60"
-    assert (
-        run_main(
-            Frames,
-            "--videos",
-            str(videos["odd"].parent),
-            "--out",
-            str(out),
-            "--mode",
-            "fixed60",
-            "--seconds",
-            "5",
-            "--workers",
-            "0",
-        )
-        == 0
-    )
+    assert run_on_set(Frames, videos, out, "--mode", "fixed60", "--seconds", "5", "--workers", "0") == 0
     for vid in ("anim", "mono", "odd", "vfr", "web"):
         names = sorted(p.name for p in (out / vid).iterdir())
         assert names == [f"{i:08d}.jpg" for i in range(1, 6)]
@@ -298,7 +270,7 @@ def test_audio_matches_moviepy_bit_for_bit(tmp_path, videos):
 
 def test_audio_cli_writes_wavs_and_lists_videos_without_audio(tmp_path, videos):
     out = tmp_path / "audio"
-    assert run_main(Audio, "--videos", str(videos["odd"].parent), "--out", str(out), "--workers", "0") == 0
+    assert run_on_set(Audio, videos, out, "--workers", "0") == 0
     assert sorted(p.stem for p in out.glob("*.wav")) == ["mono", "odd"]
     assert _wav(out / "odd.wav").shape == (48000, 2)  # 3 s at 16 kHz, stereo
     reasons = {f["video_id"]: f["reason"] for f in read_failures(out)}
@@ -312,5 +284,5 @@ def test_missing_videos_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_short_video_audio_length(tmp_path):
-    video = make_video(tmp_path / "short.mp4", seconds=1)
+    video = make_pattern_video(tmp_path / "short.mp4", seconds=1)
     assert load_audio_16k(video).shape == (16000, 2)

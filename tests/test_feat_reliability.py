@@ -19,7 +19,7 @@ from feat_script.decode import read_frames
 from feat_script.extract_audio import Audio
 from feat_script.extract_frames import Frames
 from feat_script.manifest import read_failures, read_manifest
-from tests.videos import make_video
+from feat_script.synthetic_video import make_pattern_video
 
 
 class Mean(Extractor):
@@ -43,7 +43,7 @@ class Mean(Extractor):
 def videos(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("videos")
     for name in ("a", "b"):
-        make_video(folder / f"{name}.mp4", seconds=2)
+        make_pattern_video(folder / f"{name}.mp4", seconds=2)
     return folder
 
 

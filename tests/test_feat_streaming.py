@@ -17,14 +17,14 @@ from feat_script.extract_r2plus1d import R2Plus1D
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.extract_vggish import VggishExtractor
 from feat_script.streams import rechunk
+from feat_script.synthetic_video import make_pattern_video
 from feat_script.vggish import standard_examples
 from feat_script.vggish.recipes import standard_examples_stream
-from tests.videos import make_video
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    return make_video(tmp_path_factory.mktemp("stream") / "clip.mp4", size="97x61", seconds=3.3)
+    return make_pattern_video(tmp_path_factory.mktemp("stream") / "clip.mp4", size="97x61", seconds=3.3)
 
 
 def test_rechunk_gives_the_chunks_of_the_whole_array():

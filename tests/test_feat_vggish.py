@@ -16,10 +16,10 @@ from feat_script.base import main
 from feat_script.extract_audio import load_audio_16k
 from feat_script.extract_vggish import VggishExtractor
 from feat_script.manifest import read_failures, read_manifest
+from feat_script.synthetic_video import make_pattern_video
 from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples, vggish
 from feat_script.vggish.convert import convert, save_state_dict
 from feat_script.vggish.mel import log_mel
-from tests.videos import make_video
 
 SR = 16000
 
@@ -207,9 +207,9 @@ def test_model_shapes_and_relu_embedding():
 def test_cli_writes_avst_features_and_lists_bad_audio(tmp_path, converted_port):
     videos = tmp_path / "videos"
     videos.mkdir()
-    make_video(videos / "long.mp4", seconds=3)
-    make_video(videos / "short.mkv", seconds=0.5, audio="mono22k")
-    make_video(videos / "silent.webm", vcodec="libvpx", audio=None, seconds=1)
+    make_pattern_video(videos / "long.mp4", seconds=3)
+    make_pattern_video(videos / "short.mkv", seconds=0.5, audio="mono22k")
+    make_pattern_video(videos / "silent.webm", vcodec="libvpx", audio=None, seconds=1)
     port, weights = converted_port
     out = tmp_path / "vggish"
     argv = ["--quiet", "--videos", str(videos), "--out", str(out), "--weights", str(weights),

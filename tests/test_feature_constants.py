@@ -65,10 +65,12 @@ def torchvision_pipeline(frame: np.ndarray, *steps, stats) -> np.ndarray:
     return t(Image.fromarray(frame)).numpy()
 
 
-def recovered_stats(normalised_black: np.ndarray, normalised_white: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) per channel from the normalised value of pixels 0 and 255 (x = (p/255 - m) / s)."""
-    std = 1.0 / (normalised_white - normalised_black)
-    return -normalised_black * std, std
+def assert_normalised_with(stats, out: np.ndarray, y: int, x: int) -> None:
+    """``out`` holds a black and a white frame, normalised: the (mean, std) per channel recovered at pixel
+    (y, x) from the values of pixels 0 and 255 (x = (p/255 - m) / s) must be ``stats``."""
+    black, white = out[0, :, y, x], out[1, :, y, x]
+    std = 1.0 / (white - black)
+    assert -black * std == pytest.approx(stats[0], abs=1e-6) and std == pytest.approx(stats[1], abs=1e-6)
 
 
 def constant_frames(height: int, width: int) -> np.ndarray:
@@ -91,8 +93,7 @@ def test_resnet_global_imagenet_resize256_crop224(monkeypatch, size):
         assert np.abs(ours[k] - ref).max() < 1e-5
     feed(monkeypatch, extract_resnet, lambda *a, **k: constant_frames(*size))
     out = ex.load(None)["frames"]
-    mean, std = recovered_stats(out[0, :, 100, 100], out[1, :, 100, 100])
-    assert mean == pytest.approx(IMAGENET[0], abs=1e-6) and std == pytest.approx(IMAGENET[1], abs=1e-6)
+    assert_normalised_with(IMAGENET, out, 100, 100)
 
 
 def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
@@ -111,8 +112,7 @@ def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
         assert np.abs(ours[k] - ref).max() < 1e-5
     feed(monkeypatch, extract_14x14, lambda *a, **k: constant_frames(180, 320))
     out = extractor(extract_14x14.Res18x14, "--jpeg-quality", "0").load(None)["frames"]
-    mean, std = recovered_stats(out[0, :, 7, 7], out[1, :, 7, 7])
-    assert mean == pytest.approx(KINETICS[0], abs=1e-6) and std == pytest.approx(KINETICS[1], abs=1e-6)
+    assert_normalised_with(KINETICS, out, 7, 7)
 
 
 def test_r2plus1d_kinetics_112(monkeypatch):

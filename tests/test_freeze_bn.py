@@ -14,6 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
+from avst.data.annotations import make_record
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,9 +41,8 @@ def test_freeze_bn_keeps_backbone_statistics(tmp_path, monkeypatch):
                 tmp_path / "frames" / video / f"{f + 1:06d}.png")
         np.save(tmp_path / "audio" / f"{video}.npy", rng.randn(60, 128).astype(np.float32))
     label = tmp_path / "train.json"
-    label.write_text(json.dumps([{"video_id": v, "question_id": i, "type": '["Audio", "Counting"]',
-                                  "question_content": "Is there a voiceover?", "templ_values": "[]",
-                                  "question_deleted": 0, "anser": "no"} for i, v in enumerate(["v0", "v1"])]))
+    label.write_text(json.dumps([make_record(v, i, "Audio", "Counting", "Is there a voiceover?", [], "no")
+                                 for i, v in enumerate(["v0", "v1"])]))
     main(["--audio_dir", str(tmp_path / "audio"), "--video_dir", str(tmp_path / "frames"), "--label_train", str(label),
           "--epochs", "1", "--batch-size", "10", "--num_workers", "0", "--run_dir", str(tmp_path / "run"), "--quiet",
           "--device", "cpu", "--freeze_bn"])

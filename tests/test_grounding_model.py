@@ -60,11 +60,8 @@ def test_bad_calls_are_named():
         model(audio)
 
 
-def test_authors_grounding_checkpoint_loads_strictly(tmp_path):
-    torch.manual_seed(3)
-    source = GroundingNet()
-    path = tmp_path / "main_grounding_gen_best.pt"
-    torch.save({"module." + k: v for k, v in source.state_dict().items()}, path)
+def test_authors_grounding_checkpoint_loads_strictly(authors_grounding_checkpoint):
+    source, path = authors_grounding_checkpoint
     model = GroundingNet()
     load_avst_state(model, path)
     for key, value in source.state_dict().items():

@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchkit.batches import masn_video
+from benchkit.weights import perturb as perturb_weights
 from engine.checkpoint import CheckpointError
 from masn.checkpoint import load_masn_state
 from masn.losses import MultipleChoiceLoss, build_criterion
@@ -24,25 +26,13 @@ def tiny(answers=None, v_max_len=6, dtype=torch.float64, perturb=True, seed=0, h
     model = MASN(V, 1, emb, FEAT, FEAT, hidden, dropout_p=0.3, answer_vocab_size=answers, q_max_len=8,
                  v_max_len=v_max_len).to(dtype).eval()
     if perturb:  # as the reference harness: spread the outputs (and move a_2, b_2, g away from their init)
-        g = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            for p in model.parameters():
-                noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype)
-                scale = p.std() if p.numel() > 1 else 0.3 * p.abs()
-                p.add_(noise * (scale if scale > 0 else 0.3))  # a_2 = 1, b_2 = 0 have std 0
+        perturb_weights(model, torch.Generator().manual_seed(seed + 1))
     return model
 
 
 def video(B, T, N=3, lens=None, seed=0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
     lens = torch.tensor(lens if lens is not None else [T] * B)
-    x = [torch.randn(B, T, FEAT, generator=g), torch.randn(B, T, FEAT, generator=g),
-         torch.randn(B, T, N, FEAT, generator=g), torch.rand(B, T, N, 6, generator=g),
-         torch.randn(B, T, N, FEAT, generator=g)]
-    for b in range(B):
-        for t in x:
-            t[b, lens[b]:] = 0
-    return [t.to(dtype) for t in x] + [lens]
+    return [t.to(dtype) for t in masn_video(torch.Generator().manual_seed(seed), B, T, N, FEAT, lens)] + [lens]
 
 
 def sentences(lens, width=8, seed=0):

@@ -16,6 +16,8 @@ import h5py
 import numpy as np
 import pytest
 
+from avst.data.annotations import make_record
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = {"a": 60, "b": 60, "c": 45}  # "c" is shorter than 60 seconds
 
@@ -34,9 +36,8 @@ def per_video(tmp_path):
         (tmp_path / kind).mkdir()
         for vid, rows in ROWS.items():
             np.save(tmp_path / kind / f"{vid}.npy", rng.randn(rows, *shape).astype(np.float32))
-    records = [{"video_id": vid, "question_id": i, "type": '["Audio", "Counting"]',
-                "question_content": "Is there a voiceover?", "templ_values": "[]", "question_deleted": 0,
-                "anser": "no"} for i, vid in enumerate(["b", "a", "c", "a"])]
+    records = [make_record(vid, i, "Audio", "Counting", "Is there a voiceover?", [], "no")
+               for i, vid in enumerate(["b", "a", "c", "a"])]
     (tmp_path / "train.json").write_text(json.dumps(records[:2]))
     (tmp_path / "test.json").write_text(json.dumps(records[2:]))
     return tmp_path

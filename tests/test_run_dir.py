@@ -67,3 +67,15 @@ def test_env_json_from_a_copy_of_the_code_outside_git(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "unknown"
+
+
+def test_run_as_context_manager_closes_its_writer_even_on_error(tmp_path):
+    """The entry points write ``with Run(...) as run:``; TensorBoard's writer must be closed on the way out."""
+    import argparse
+
+    from engine.run import Run
+
+    with pytest.raises(KeyError), Run(argparse.Namespace(run_dir=str(tmp_path / "r"), seed=1, quiet=True), "x") as run:
+        assert run._writer is not None
+        raise KeyError("inside the run")
+    assert run._writer is None

@@ -107,6 +107,12 @@ class Page:
     def upload(self, path: Path) -> None:
         self.el("upload").send_keys(str(path))
 
+    def upload_and_choose(self, path: Path, model: str) -> None:
+        """Upload ``path``, wait until the page names it, choose ``model``."""
+        self.upload(path)
+        self.wait.until(lambda d: path.name in self.text("video-status"))
+        self.select("model", model)
+
     def ask(self) -> str:
         """Click Ask, wait for the answer or the error; the error's text ('' when answered)."""
         self.el("ask").click()
@@ -162,9 +168,7 @@ def test_avst_question_in_the_browser_with_heat_maps_and_cache(site, browser):
 @pytest.mark.slow
 def test_masn_question_in_the_browser(site, browser):
     page = Page(browser)
-    page.upload(site["video"])
-    page.wait.until(lambda d: "v.mp4" in page.text("video-status"))
-    page.select("model", "MASN FrameQA (TGIF-QA)")
+    page.upload_and_choose(site["video"], "MASN FrameQA (TGIF-QA)")
     assert not page.el("template-box").is_displayed()
     page.el("question").send_keys("what colour is the car?")
     assert page.ask() == ""
@@ -180,9 +184,7 @@ def test_masn_question_in_the_browser(site, browser):
 @pytest.mark.slow
 def test_bad_inputs_show_their_message_on_the_page(site, browser):
     page = Page(browser)
-    page.upload(site["video"])
-    page.wait.until(lambda d: "v.mp4" in page.text("video-status"))
-    page.select("model", "AVST (MUSIC-AVQA)")
+    page.upload_and_choose(site["video"], "AVST (MUSIC-AVQA)")
     page.select("template", "(type your own question in the vocabulary's words)")
     page.el("question").send_keys("Is the violn in the video always playing")
     assert "'violn' (closest known: violin" in page.ask()

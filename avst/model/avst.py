@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from avst.model.fusion import NUM_ANSWERS, NUM_WORDS, FusionNetBase, check_inputs
+from avst.model.fusion import FusionNetBase
 from avst.model.grounding import match_logits, spatial_grounding
 
 
@@ -22,31 +20,13 @@ class AVST(FusionNetBase):
     ``temporal_visual`` / ``temporal_audio`` [B, T].
     """
 
-    def __init__(
-        self,
-        vocab_size: int = NUM_WORDS,
-        num_answers: int = NUM_ANSWERS,
-        visual_weights: str | Path | None = None,
-    ) -> None:
-        super().__init__(
-            pure=True, unused=("fc_a1_pure", "fc_a2_pure"), vocab_size=vocab_size, num_answers=num_answers,
-            visual_weights=visual_weights,
-        )
+    PURE = True
+    UNUSED = ("fc_a1_pure", "fc_a2_pure")
+    USES_NEGATIVES = True
+    MEAN_RESIDUAL = True
 
-    def forward(
-        self,
-        audio: torch.Tensor,
-        visual_posi: torch.Tensor,
-        visual_nega: torch.Tensor | None,
-        question: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        check_inputs(audio, visual_posi, visual_nega, question)
-        b, t = audio.shape[:2]
-        q = self.question_encoder(question)
-        xq = q.unsqueeze(0)
-
-        a = self.encode_audio(audio)
+    def visual_sequence(self, a: torch.Tensor, visual_posi: torch.Tensor, visual_nega: torch.Tensor | None):
+        b, t = a.shape[:2]
         a_flat = a.reshape(b * t, -1)
         pooled, p_posi = spatial_grounding(visual_posi.flatten(0, 1), a_flat)
         branches = 1
@@ -54,17 +34,6 @@ class AVST(FusionNetBase):
             pooled = torch.cat((pooled, spatial_grounding(visual_nega.flatten(0, 1), a_flat)[0]))
             branches = 2
         v = self.fc_gl(pooled)
-        match = match_logits(
-            (self.fc1, self.fc2, self.fc3, self.fc4), torch.cat((a_flat.repeat(branches, 1), v), dim=-1)
-        )
-        out_match_posi = match[: b * t]
+        match = match_logits(self, torch.cat((a_flat.repeat(branches, 1), v), dim=-1))
         out_match_nega = match[b * t :] if visual_nega is not None else None
-
-        v_posi = v[: b * t].reshape(b, t, -1)
-        o_v, w_v = self.attend_visual(xq, v_posi.transpose(0, 1))
-        o_a, w_a = self.attend_audio(xq, a.transpose(0, 1))
-        out_qa = self.answer(torch.cat((o_a + a.mean(dim=1), o_v + v_posi.mean(dim=1)), dim=-1), q)
-        if return_attention:
-            attention = {"spatial": p_posi, "temporal_visual": w_v, "temporal_audio": w_a}
-            return out_qa, out_match_posi, out_match_nega, attention
-        return out_qa, out_match_posi, out_match_nega
+        return v[: b * t].reshape(b, t, -1), match[: b * t], out_match_nega, {"spatial": p_posi}

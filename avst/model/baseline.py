@@ -6,11 +6,9 @@ minus the ``*_pure`` copies.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from avst.model.fusion import NUM_ANSWERS, NUM_WORDS, FusionNetBase, check_inputs
+from avst.model.fusion import FusionNetBase
 
 
 class AVSTBaseline(FusionNetBase):
@@ -20,34 +18,11 @@ class AVSTBaseline(FusionNetBase):
     a fourth output holds the temporal weights ``temporal_visual`` / ``temporal_audio`` [B, T].
     """
 
-    def __init__(
-        self,
-        vocab_size: int = NUM_WORDS,
-        num_answers: int = NUM_ANSWERS,
-        visual_weights: str | Path | None = None,
-    ) -> None:
-        super().__init__(
-            pure=False, unused=("fc_gl", "fc1", "fc2", "fc3", "fc4"), vocab_size=vocab_size, num_answers=num_answers,
-            visual_weights=visual_weights,
-        )
+    PURE = False
+    UNUSED = ("fc_gl", "fc1", "fc2", "fc3", "fc4")
+    USES_NEGATIVES = False
+    MEAN_RESIDUAL = False
 
-    def forward(
-        self,
-        audio: torch.Tensor,
-        visual_posi: torch.Tensor,
-        visual_nega: torch.Tensor | None,
-        question: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        check_inputs(audio, visual_posi, None, question)
-        q = self.question_encoder(question)
-        xq = q.unsqueeze(0)
-        a = self.encode_audio(audio)
-        b, t = audio.shape[:2]
-        visual = self.avgpool(visual_posi.flatten(0, 1)).reshape(b, t, -1)
-        o_v, w_v = self.attend_visual(xq, visual.transpose(0, 1))
-        o_a, w_a = self.attend_audio(xq, a.transpose(0, 1))
-        out_qa = self.answer(torch.cat((o_a, o_v), dim=-1), q)
-        if return_attention:
-            return out_qa, None, None, {"temporal_visual": w_v, "temporal_audio": w_a}
-        return out_qa, None, None
+    def visual_sequence(self, a: torch.Tensor, visual_posi: torch.Tensor, visual_nega: torch.Tensor | None):
+        b, t = a.shape[:2]
+        return self.avgpool(visual_posi.flatten(0, 1)).reshape(b, t, -1), None, None, {}

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avst.model.grounding import add_match_head
 from avst.model.question_encoder import QstEncoder
 from engine.modules import freeze_unused
 from feat_script.models.resnet_stride1 import resnet18_stride1
@@ -26,13 +27,18 @@ UNUSED = ("visual_net", "fc_v", "fc_st", "fc", "fc_aq", "fc_vq", "norm3")
 
 
 class FusionNetBase(nn.Module):
-    """Registers the original's modules; ``pure`` adds AVST's dead ``fc_a*_pure`` copies.
-    ``unused``: the modules the subclass's forward does not call, beyond :data:`UNUSED`."""
+    """The original's modules and forward: question and audio encoders, a visual sequence [B, T, 512]
+    (the subclass's :meth:`visual_sequence`), temporal attention, answer. A subclass sets ``PURE`` (AVST's
+    dead ``fc_a*_pure`` copies), ``UNUSED`` (the modules its forward does not call, beyond :data:`UNUSED`),
+    ``USES_NEGATIVES`` (whether ``visual_nega`` is read) and ``MEAN_RESIDUAL`` (see :meth:`answer`)."""
+
+    PURE: bool
+    UNUSED: tuple[str, ...]
+    USES_NEGATIVES: bool
+    MEAN_RESIDUAL: bool
 
     def __init__(
         self,
-        pure: bool,
-        unused: tuple[str, ...],
         vocab_size: int = NUM_WORDS,
         num_answers: int = NUM_ANSWERS,
         visual_weights: str | Path | None = None,
@@ -40,7 +46,7 @@ class FusionNetBase(nn.Module):
         super().__init__()
         self.fc_a1 = nn.Linear(128, 512)
         self.fc_a2 = nn.Linear(512, 512)
-        if pure:
+        if self.PURE:
             self.fc_a1_pure = nn.Linear(128, 512)
             self.fc_a2_pure = nn.Linear(512, 512)
         self.visual_net = resnet18_stride1(visual_weights)
@@ -77,15 +83,33 @@ class FusionNetBase(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc_gl = nn.Linear(1024, 512)
 
-        self.fc1 = nn.Linear(1024, 512)
-        self.relu1 = nn.ReLU()
-        self.fc2 = nn.Linear(512, 256)
-        self.relu2 = nn.ReLU()
-        self.fc3 = nn.Linear(256, 128)
-        self.relu3 = nn.ReLU()
-        self.fc4 = nn.Linear(128, 2)
-        self.relu4 = nn.ReLU()
-        freeze_unused(self, UNUSED + unused)
+        add_match_head(self)
+        freeze_unused(self, UNUSED + self.UNUSED)
+
+    def forward(
+        self,
+        audio: torch.Tensor,
+        visual_posi: torch.Tensor,
+        visual_nega: torch.Tensor | None,
+        question: torch.Tensor,
+        return_attention: bool = False,
+    ):
+        """-> (out_qa, out_match_posi, out_match_nega[, attention]); see the subclass."""
+        check_inputs(audio, visual_posi, visual_nega if self.USES_NEGATIVES else None, question)
+        q = self.question_encoder(question)
+        a = self.encode_audio(audio)
+        visual, out_match_posi, out_match_nega, attention = self.visual_sequence(a, visual_posi, visual_nega)
+        out_qa, w_v, w_a = self.answer(q, a, visual, residual=self.MEAN_RESIDUAL)
+        if return_attention:
+            return out_qa, out_match_posi, out_match_nega, {**attention, "temporal_visual": w_v, "temporal_audio": w_a}
+        return out_qa, out_match_posi, out_match_nega
+
+    def visual_sequence(
+        self, a: torch.Tensor, visual_posi: torch.Tensor, visual_nega: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """(visual [B, T, 512], out_match_posi, out_match_nega, extra attention maps) from the encoded audio
+        a [B, T, 512] and the feature maps."""
+        raise NotImplementedError
 
     def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """[..., 128] VGGish -> [..., 512]; no activation after ``fc_a2``."""
@@ -105,9 +129,17 @@ class FusionNetBase(nn.Module):
         out = out + self.dropout4(self.linear22(self.dropout3(F.relu(self.linear21(out)))))
         return self.norm2(out), weights.squeeze(1)
 
-    def answer(self, fused: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """fc_fusion(tanh(fused)) gated by the question -> answer logits."""
-        return self.fc_ans(self.tanh(self.fc_fusion(self.tanh(fused)) * q))
+    def answer(self, q: torch.Tensor, audio: torch.Tensor, visual: torch.Tensor, residual: bool):
+        """Question-queried attention over time on audio and visual [B, T, 512], then
+        fc_fusion(tanh([audio | visual])) gated by the question -> (answer logits, visual weights, audio
+        weights). ``residual`` adds each sequence's mean over time to its attended vector (AVST only)."""
+        xq = q.unsqueeze(0)
+        o_v, w_v = self.attend_visual(xq, visual.transpose(0, 1))
+        o_a, w_a = self.attend_audio(xq, audio.transpose(0, 1))
+        if residual:
+            o_a, o_v = o_a + audio.mean(dim=1), o_v + visual.mean(dim=1)
+        fused = torch.cat((o_a, o_v), dim=-1)
+        return self.fc_ans(self.tanh(self.fc_fusion(self.tanh(fused)) * q)), w_v, w_a
 
 
 def check_inputs(

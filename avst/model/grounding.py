@@ -35,10 +35,18 @@ def spatial_grounding(visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.
     return torch.tanh(pooled.reshape(n, 2 * c)), p
 
 
-def match_logits(fcs: tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear], feat: torch.Tensor) -> torch.Tensor:
-    """ReLU(fc1) -> ReLU(fc2) -> ReLU(fc3) -> fc4: [N, 1024] -> [N, 2] (class 1 = matched)."""
-    fc1, fc2, fc3, fc4 = fcs
-    return fc4(F.relu(fc3(F.relu(fc2(F.relu(fc1(feat)))))))
+def add_match_head(net: nn.Module) -> None:
+    """Registers the matching head on ``net`` in the originals' order: ``fc1, relu1, ..., fc4, relu4``
+    (the ``relu*`` modules are registered but unused, as in the originals: their forward calls F.relu)."""
+    for i, (width_in, width_out) in enumerate(((1024, 512), (512, 256), (256, 128), (128, 2)), start=1):
+        net.add_module(f"fc{i}", nn.Linear(width_in, width_out))
+        net.add_module(f"relu{i}", nn.ReLU())
+
+
+def match_logits(net: nn.Module, feat: torch.Tensor) -> torch.Tensor:
+    """ReLU(fc1) -> ReLU(fc2) -> ReLU(fc3) -> fc4 of ``net`` (:func:`add_match_head`): [N, 1024] -> [N, 2]
+    (class 1 = matched)."""
+    return net.fc4(F.relu(net.fc3(F.relu(net.fc2(F.relu(net.fc1(feat)))))))
 
 
 def organize_match(

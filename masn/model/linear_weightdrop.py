@@ -12,18 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masn.model.linear_init import linear_init
+from masn.model.linear_init import init_linear, linear_repr
 
 
 class WeightDropLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  weight_dropout: float = 0.0) -> None:
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
         self.weight_dropout = weight_dropout
-        weight, bias_param = linear_init(in_features, out_features, bias)
-        self.register_parameter("bias", bias_param)
+        weight = init_linear(self, in_features, out_features, bias)
         # nn.Linear registers bias after weight; the original then re-registers weight as weight_raw.
         # Frozen as it is in the original, where no gradient reaches it; DDP then leaves it out of its buckets.
         self.weight_raw = nn.Parameter(weight, requires_grad=False)
@@ -35,8 +32,7 @@ class WeightDropLinear(nn.Module):
         return F.linear(x, weight, self.bias)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, weight_dropout={self.weight_dropout}")
+        return linear_repr(self, weight_dropout=self.weight_dropout)
 
 
 def _accept_transient_weight(module, state_dict, prefix, local_metadata, strict, missing_keys,

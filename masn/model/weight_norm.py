@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masn.model.linear_init import linear_init
+from masn.model.linear_init import init_linear, linear_repr
 
 
 def weight_norm(v: torch.Tensor, g: torch.Tensor, dim: int | None) -> torch.Tensor:
@@ -24,11 +24,8 @@ def weight_norm(v: torch.Tensor, g: torch.Tensor, dim: int | None) -> torch.Tens
 class WeightNormLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dim: int | None = 0) -> None:
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
         self.dim = dim
-        v, bias_param = linear_init(in_features, out_features, bias)
-        self.register_parameter("bias", bias_param)
+        v = init_linear(self, in_features, out_features, bias)
         g = v.norm() if dim is None else v.norm(dim=1, keepdim=True)
         self.weight_g = nn.Parameter(g.clone())
         self.weight_v = nn.Parameter(v)
@@ -41,5 +38,4 @@ class WeightNormLinear(nn.Module):
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, dim={self.dim}")
+        return linear_repr(self, dim=self.dim)
