@@ -7,8 +7,8 @@ JPEG frames, decoded and resized per item) this times the real Dataset + DataLoa
 collate (``engine.batching``: datasets with ``__getitems__`` read a batch in one pass) + pinned-memory
 copy on generated files in the real formats (in the page cache: CPU and memory work, not disk speed),
 and prints per pipeline: samples/s per worker process (wall clock), CPU-ms per sample in one process
-(one thread) and in the ``--workers`` pass (every process: workers, their start-up, and this one, which
-pins), bytes per sample that cross to the device, and beside each other the samples/s that a 16-core
+(one thread) and in a ``--workers`` pass of persistent workers (every process: the workers, and this
+one, which pins), bytes per sample that cross to the device, and beside each other the samples/s that a 16-core
 host supplies (16 / CPU-s per sample of the workers pass: CPU time, not the wall clock of a shared
 machine) and the samples/s that a 50 GB/s host-to-device link carries at those bytes per sample.
 Without CUDA, pinning is emulated by a copy into a preallocated buffer (what pinning costs).
@@ -130,10 +130,17 @@ def pin(batch, buffers: dict):
     return batch
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its exited, reaped children (DataLoader workers once shut down)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+def worker_cpu_seconds() -> float:
+    """CPU time of this process's live children (the DataLoader workers), from ``/proc/<pid>/stat``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a process that just ended
+            continue
+        if int(fields[1]) == os.getpid():  # ppid; utime and stime follow at 14 and 15 (1-based)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def measure(dataset: Dataset, workers: int, batch_size: int, batches: int) -> dict:
@@ -150,15 +157,16 @@ def measure(dataset: Dataset, workers: int, batch_size: int, batches: int) -> di
     for batch in single:
         pin(batch, buffers)
     cpu_ms = (time.process_time() - cpu) * 1000 / len(sampler)
-    # workers start and stop inside the pass, so their CPU time is counted once they are reaped
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
-                        prefetch_factor=4, pin_memory=torch.cuda.is_available())
-    cpu, start = cpu_seconds(), time.perf_counter()
+                        persistent_workers=True, prefetch_factor=4, pin_memory=torch.cuda.is_available())
+    for _ in loader:  # start the workers (their start-up is not counted: they persist across epochs)
+        pass
+    cpu, start = time.process_time() + worker_cpu_seconds(), time.perf_counter()
     for batch in loader:
         if not torch.cuda.is_available():
             pin(batch, buffers)
     rate = len(sampler) / (time.perf_counter() - start)
-    cpu_ms_all = (cpu_seconds() - cpu) * 1000 / len(sampler)
+    cpu_ms_all = (time.process_time() + worker_cpu_seconds() - cpu) * 1000 / len(sampler)
     return {"samples_per_s": rate, "per_worker": rate / workers, "cpu_ms": cpu_ms, "cpu_ms_workers": cpu_ms_all,
             "bytes": per_sample_bytes}
 
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"measured {label}", file=sys.stderr, flush=True)
     print(f"{args.workers} workers measured on {cores} cores, batch {args.batch_size}; "
           f"pinning {'real' if torch.cuda.is_available() else 'emulated (copy)'}. CPU-ms/sample counts every "
-          f"process of the {args.workers}-worker pass (workers incl. start-up, and this one, which pins); a "
+          f"process of the {args.workers}-worker pass (the persistent workers, and this one, which pins); a "
           f"{HOST_WORKERS}-core host supplies {HOST_WORKERS} / (CPU-s per sample) samples/s, whatever the "
           "wall clock of this shared machine says")
     print(f"| pipeline | samples/s/worker (wall) | CPU-ms/sample, 1 process | CPU-ms/sample, {args.workers} workers | "

@@ -100,14 +100,16 @@ def test_avst_batches_hold_the_rows_of_the_files(avst, store, workers):
 
 def test_avst_nonfinite_row_in_a_batch_names_its_video(avst):
     root, train = avst
-    audio = np.load(root / "audio" / "v2.npy")
-    audio[12, 5] = np.nan
-    np.save(root / "audio" / "v2.npy", audio)
+    clean = {v: np.load(root / "audio" / f"{v}.npy") for v in ("v2", "v3")}
+    for video, row in (("v2", 12), ("v3", 0)):
+        audio = clean[video].copy()
+        audio[row, 5] = np.nan
+        np.save(root / "audio" / f"{video}.npy", audio)
     ds = avst_dataset(root, train, "npy")
     with pytest.raises(FeatureError, match=r"v2\.npy: the audio features of video 'v2' hold NaN"):
-        ds.__getitems__([0, 1, 2])  # v1 (fine), v2, v3
-    audio[12, 5] = 0
-    np.save(root / "audio" / "v2.npy", audio)
+        ds.__getitems__([0, 1, 2])  # v1 (fine), v2, v3: the first bad item is named
+    for video, audio in clean.items():
+        np.save(root / "audio" / f"{video}.npy", audio)
     ds = avst_dataset(root, train, "f16")
     store = np.load(root / "f16" / "res18_14x14.npy", mmap_mode="r+")
     store[30 + 30 + 31, 7, 2, 2] = -np.inf  # v3's row 31: only a negative can draw it (positives: 0, 6, ..., 42)
