@@ -161,7 +161,9 @@ class Loaders:
     """One DataLoader per (dataset, batch size), built on first use and kept: its workers persist across
     epochs and evaluations. Each index travels with its epoch, so a worker's copy of the dataset follows
     ``set_epoch`` (``epoch=None``: leave the dataset's epoch alone). Worker seeds come from (seed, the
-    epoch the loader was built in); our datasets draw from per-item generators."""
+    epoch the loader was built in); our datasets draw from per-item generators. A dataset with
+    ``__getitems__`` reads each batch in one pass; the default collate (:func:`engine.batching.collate`)
+    passes such a batch through without copying it."""
 
     def __init__(self, *, num_workers: int | None, collate_fn: Callable | None, seed: int,
                  device: torch.device) -> None:

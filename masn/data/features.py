@@ -253,7 +253,7 @@ class VideoFeatures:
                     continue
                 shape = (min(t_max, raw[name].shape[0]), *raw[name].shape[1:])
                 try:
-                    raw[name].read_direct(dest, np.s_[:shape[0]], tuple(slice(0, n) for n in shape))
+                    read_corner(raw[name], dest, shape)
                 except (OSError, RuntimeError, ValueError, TypeError) as err:
                     raise self._corrupt(name, key, err) from None
                 dest[shape[0]:] = 0
@@ -262,6 +262,17 @@ class VideoFeatures:
                     raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
                                        "inf values; extract it again (scripts/check_data.py lists every such video)")
         return (*(out[name] for name in ORDER), torch.tensor(lengths))
+
+
+def read_corner(ds: h5py.Dataset, dest: np.ndarray, shape: tuple[int, ...]) -> None:
+    """The leading ``shape`` corner of ``ds`` into the same corner of the C-contiguous ``dest``, through h5py's
+    low-level calls (its high-level selections cost about as much as copying a whole video)."""
+    start = (0,) * len(shape)
+    file_space = ds.id.get_space()
+    file_space.select_hyperslab(start, shape)
+    memory_space = h5py.h5s.create_simple(dest.shape)
+    memory_space.select_hyperslab(start, shape)
+    ds.id.read(memory_space, file_space, dest)
 
 
 def padded_tail(name: str) -> tuple[int, ...]:
