@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from engine import dist
+from engine.batching import collate
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from engine.device import AMP_DTYPES, autocast
 from engine.errors import UserError
@@ -134,12 +135,21 @@ class _EpochDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int | None, int]) -> Any:
-        epoch, index = key
+    def _follow(self, epoch: int | None) -> None:
         if epoch is not None and epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
             self.epoch = epoch
-        return self.dataset[index]
+
+    def __getitem__(self, key: tuple[int | None, int]) -> Any:
+        self._follow(key[0])
+        return self.dataset[key[1]]
+
+    def __getitems__(self, keys: list[tuple[int | None, int]]) -> Any:
+        """A batch (one epoch): the dataset's own batched fetch when it has one."""
+        self._follow(keys[0][0])
+        indices = [index for _, index in keys]
+        fetch = getattr(self.dataset, "__getitems__", None)
+        return fetch(indices) if fetch else [self.dataset[i] for i in indices]
 
 
 def _progress(iterable: Iterable, quiet: bool, **kwargs: Any) -> Iterable:
@@ -151,12 +161,14 @@ class Loaders:
     """One DataLoader per (dataset, batch size), built on first use and kept: its workers persist across
     epochs and evaluations. Each index travels with its epoch, so a worker's copy of the dataset follows
     ``set_epoch`` (``epoch=None``: leave the dataset's epoch alone). Worker seeds come from (seed, the
-    epoch the loader was built in); our datasets draw from per-item generators."""
+    epoch the loader was built in); our datasets draw from per-item generators. A dataset with
+    ``__getitems__`` reads each batch in one pass; the default collate (:func:`engine.batching.collate`)
+    passes such a batch through without copying it."""
 
     def __init__(self, *, num_workers: int | None, collate_fn: Callable | None, seed: int,
                  device: torch.device) -> None:
         self.workers = default_workers() if num_workers is None else num_workers
-        self.collate_fn, self.seed, self.device = collate_fn, seed, device
+        self.collate_fn, self.seed, self.device = collate_fn or collate, seed, device
         self._cache: dict[tuple[int, int], tuple[Dataset, _EpochIndices, DataLoader]] = {}
 
     def __len__(self) -> int:

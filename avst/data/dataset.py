@@ -16,8 +16,10 @@ from torch.utils.data import Dataset
 from avst.data.annotations import AnnotationError, QARecord, video_list
 from avst.data.features import ROWS, FeatureError, feature_problems, nonfinite_error
 from avst.data.vocab import Vocab
+from engine.batching import ReadBatch, batch_empty, nonfinite_rows
 
 FRAME_STRIDE = 6
+CHECK_BYTES = 1 << 18  # rows read, then checked for NaN / inf while they still sit in the CPU cache
 
 
 class AVQADataset(Dataset):
@@ -62,23 +64,43 @@ class AVQADataset(Dataset):
         return out
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
-        rec = self.records[idx]
-        item = {
-            "audio": finite(self.audio, "audio", rec.video_id, self.audio.read(rec.video_id, self.rows)),
-            "visual_posi": finite(self.visual, "visual", rec.video_id, self.visual.read(rec.video_id, self.rows)),
-            "question": self.questions[idx],
-            "label": self.labels[idx],
-            "index": torch.tensor(idx),
-        }
+        return self.__getitems__([idx])[0]
+
+    def __getitems__(self, indices: list[int]) -> ReadBatch:
+        """Items ``indices`` as one batch (the DataLoader's batched fetch): each kind read straight into its
+        batch tensor and checked for NaN / inf as it is read; a bad row names its video, the first bad
+        item's, in the order audio, positives, negatives (which would end training at step 1)."""
+        videos = [self.records[i].video_id for i in indices]
+        posi = [(video, int(row)) for video in videos for row in self.rows]
+        audio, bad_audio = self._read(self.audio, posi, len(indices))
+        visual, bad_posi = self._read(self.visual, posi, len(indices))
+        batch = {"audio": audio, "visual_posi": visual, "question": self.questions[indices],
+                 "label": self.labels[indices], "index": torch.tensor(indices, dtype=torch.long)}
+        checks = [("audio", self.audio, bad_audio, None), ("visual", self.visual, bad_posi, None)]
         if self.negatives:
-            pairs = self.negative_frames(idx)
-            rows = torch.from_numpy(self.visual.read_pairs(pairs))
-            bad = (~torch.isfinite(rows.flatten(1)).all(1)).nonzero().flatten().tolist()
-            if bad:
-                video = pairs[bad[0]][0]
-                raise nonfinite_error("visual", video, self.visual.path(video))
-            item["visual_nega"] = rows
-        return item
+            nega = [self.negative_frames(i) for i in indices]
+            batch["visual_nega"], bad_nega = self._read(self.visual, [p for pairs in nega for p in pairs], len(indices))
+            checks.append(("visual", self.visual, bad_nega, nega))
+        flags = np.stack([bad.any(1) for _, _, bad, _ in checks], 1)
+        if flags.any():
+            item, which = np.argwhere(flags)[0]
+            kind, source, bad, pairs = checks[which]
+            video = videos[item] if pairs is None else pairs[item][int(np.argmax(bad[item]))][0]
+            raise nonfinite_error(kind, video, source.path(video))
+        return ReadBatch(batch, len(indices))
+
+    @staticmethod
+    def _read(source, pairs: list[tuple[str, int]], items: int) -> tuple[torch.Tensor, np.ndarray]:
+        """(rows [items, rows per item, *row_shape], which of them hold NaN / inf [items, rows per item]),
+        checked a few rows at a time, while they are still in the CPU cache."""
+        out = batch_empty((len(pairs), *source.row_shape), source.dtype(pairs[0][0]))
+        flat = out.numpy()
+        bad = np.empty(len(pairs), dtype=bool)
+        step = max(1, CHECK_BYTES // flat[0].nbytes)
+        for start in range(0, len(pairs), step):
+            source.read_pairs(pairs[start:start + step], flat[start:start + step])
+            bad[start:start + step] = nonfinite_rows(flat[start:start + step])
+        return out.view(items, -1, *source.row_shape), bad.reshape(items, -1)
 
     def short_videos(self) -> dict[str, dict[str, int]]:
         """Videos whose files have fewer than 60 rows (padded by repeating the last row), per kind."""

@@ -4,9 +4,9 @@ Two layouts hold the same arrays (what ``net_grd_avst/dataloader_avst.py`` reads
 per video (VGGish ``[60,128]``, ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (feat_script's
 ``packed-v1``: per kind one memory-mappable ``<kind>.npy`` with every video's rows stacked, plus
 ``<kind>.index.json`` giving each video's row range), written by ``feat_script.extract_vggish/extract_14x14
---store packed`` or by ``scripts/pack_avst_features.py`` from per-video files. Both are opened with
-``mmap_mode='r'``: fancy-indexing 10 rows reads 10 rows, where the original loaded every whole file (11 per
-sample). Videos with fewer than 60 rows are padded by repeating the last row, as the authors advise
+--store packed`` or by ``scripts/pack_avst_features.py`` from per-video files. Both read only the rows asked
+for, one ``preadv`` each into the caller's buffer (the batch), where the original loaded every whole file
+(11 per sample). Videos with fewer than 60 rows are padded by repeating the last row, as the authors advise
 (MUSIC-AVQA issue #3): a row index past the end reads the last row.
 """
 from __future__ import annotations
@@ -93,6 +93,14 @@ def _check_shape(path: Path, shape: tuple[int, ...], row_shape: tuple[int, ...])
         raise FeatureError(f"{path}: shape {list(shape)}, expected [60, {', '.join(map(str, row_shape))}]")
 
 
+def pread_row(fd: int, out: np.ndarray, offset: int, path: Path, row: int) -> None:
+    """Fill the C-contiguous ``out`` from byte ``offset`` of an open file: one ``preadv``, no mapping to fault in."""
+    if not out.flags.c_contiguous:
+        raise ValueError("pread_row needs a C-contiguous buffer")
+    if os.preadv(fd, [out.reshape(-1).view(np.uint8)], offset) != out.nbytes:
+        raise FeatureError(f"{path}: truncated while reading row {row}")
+
+
 class NpyFeatures:
     """The original layout: ``<dir>/<video_id>.npy``.
 
@@ -157,24 +165,29 @@ class NpyFeatures:
         """Rows ``rows`` of one video (indices past the end repeat the last row)."""
         return self.read_pairs([(video_id, int(r)) for r in rows])
 
-    def read_pairs(self, pairs: list[tuple[str, int]]) -> np.ndarray:
-        """One row per (video, row) pair, stacked, in the dtype of the first pair's file."""
-        out = np.empty((len(pairs), *self.row_shape), dtype=self._header(pairs[0][0])[2])
+    def dtype(self, video_id: str) -> np.dtype:
+        return self._header(video_id)[2]
+
+    def read_pairs(self, pairs: list[tuple[str, int]], out: np.ndarray | None = None) -> np.ndarray:
+        """One row per (video, row) pair, stacked (into ``out`` if given), in the dtype of the first pair's file."""
+        if out is None:
+            out = np.empty((len(pairs), *self.row_shape), dtype=self.dtype(pairs[0][0]))
         for i, (video_id, row) in enumerate(pairs):
             offset, n, dtype = self._header(video_id)
             buf = out[i] if dtype == out.dtype else np.empty(self.row_shape, dtype=dtype)
-            nbytes = buf.nbytes
-            got = os.preadv(self._fd(video_id), [memoryview(buf).cast("B")], offset + min(row, n - 1) * nbytes)
-            if got != nbytes:
-                raise FeatureError(f"{self.path(video_id)}: truncated while reading row {row}")
+            pread_row(self._fd(video_id), buf, offset + min(row, n - 1) * buf.nbytes, self.path(video_id), row)
             if dtype != out.dtype:
                 out[i] = buf
-            self.bytes_read += nbytes
+            self.bytes_read += buf.nbytes
         return out
 
 
 class PackedFeatures:
-    """One kind of the packed store: ``<dir>/<stem>.npy`` [all rows, *row_shape] + ``<stem>.index.json``."""
+    """One kind of the packed store: ``<dir>/<stem>.npy`` [all rows, *row_shape] + ``<stem>.index.json``.
+
+    Rows are read with ``os.preadv`` on a descriptor kept open per process (the memory map only serves the
+    checks): a gather from the map costs a page fault per page in every DataLoader worker, a read does not.
+    """
 
     def __init__(self, root: str | Path, kind: str) -> None:
         self.root = Path(root)
@@ -186,8 +199,14 @@ class PackedFeatures:
             raise FeatureError(f"packed store index not found: {index_path} (write it with "
                                f"feat_script's --store packed or scripts/pack_avst_features.py)")
         self.array = open_npy(self.root / f"{stem}.npy", self.row_shape)
+        if not self.array.flags.c_contiguous:
+            raise FeatureError(f"{self.path('')}: stored in Fortran order; write the store again")
         self.ranges = self._read_index(index_path, self.array.shape[0])
         self.bytes_read = 0
+        self._fd: int | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None}  # a spawned worker opens its own (a forked one may share it)
 
     def _read_index(self, index_path: Path, rows: int) -> dict[str, tuple[int, int]]:
         """The whole index checked when the store is opened, not when a bad entry is first read."""
@@ -224,14 +243,20 @@ class PackedFeatures:
     def read(self, video_id: str, rows: np.ndarray) -> np.ndarray:
         return self.read_pairs([(video_id, int(r)) for r in rows])
 
-    def read_pairs(self, pairs: list[tuple[str, int]]) -> np.ndarray:
-        """One row per (video, row) pair, stacked, in the store's dtype (one fancy-indexed copy)."""
-        index = []
-        for video_id, row in pairs:
+    def dtype(self, video_id: str) -> np.dtype:
+        return self.array.dtype
+
+    def read_pairs(self, pairs: list[tuple[str, int]], out: np.ndarray | None = None) -> np.ndarray:
+        """One row per (video, row) pair, stacked (into ``out`` if given, of the store's dtype)."""
+        if out is None:
+            out = np.empty((len(pairs), *self.row_shape), dtype=self.array.dtype)
+        if self._fd is None:
+            self._fd = os.open(self.path(""), os.O_RDONLY)
+        for i, (video_id, row) in enumerate(pairs):
             start, stop = self._range(video_id)
-            index.append(start + min(row, stop - start - 1))
-        out = self.array[np.array(index)]
-        self.bytes_read += len(index) * self.array[0].nbytes
+            index = start + min(row, stop - start - 1)
+            pread_row(self._fd, out[i], self.array.offset + index * out[i].nbytes, self.path(video_id), index)
+            self.bytes_read += out[i].nbytes
         return out
 
 

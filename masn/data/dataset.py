@@ -1,13 +1,14 @@
-"""One Dataset for every MASN task: encoded text in memory, video features read per item.
+"""One Dataset for every MASN task: encoded text in memory, video features read per item or per batch.
 
 Items are the original's tuples (``data_utils/dataset.py``, ``__getitem__``), so default collation gives the batches
-``model(task, *batch)`` expects.
+``model(task, *batch)`` expects; ``__getitems__`` gives the same batches read in one pass.
 """
 from __future__ import annotations
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
+from engine.batching import ReadBatch
 from masn.data.features import VideoFeatures
 
 
@@ -30,3 +31,10 @@ class QADataset(Dataset):
     def __getitem__(self, index: int) -> tuple:
         video = self.features.read(self.video_ids[index])
         return (*video, *(f[index] for f in self.fields))
+
+    def __getitems__(self, indices: list[int]) -> ReadBatch:
+        """Items ``indices`` as one batch (the DataLoader's batched fetch): video arrays read straight into
+        the batch tensors, the text fields collated as ``default_collate`` would."""
+        video = self.features.read_batch([self.video_ids[i] for i in indices])
+        fields = [default_collate([f[i] for i in indices]) for f in self.fields]
+        return ReadBatch([*video, *fields], len(indices))

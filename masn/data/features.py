@@ -19,6 +19,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
+
+from engine.batching import batch_empty, nonfinite_rows
 from engine.errors import UserError
 
 OBJ_MAX = 10
@@ -98,6 +101,7 @@ def _datasets(files: dict[str, h5py.File]) -> dict[str, h5py.Group]:
 
 EXPECTED_TAIL = {"res_avg": (FEAT_DIM,), "i3d_avg": (FEAT_DIM,), "res_roi": (None, FEAT_DIM),
                  "bbox": (None, BOX_DIM), "i3d_roi": (None, FEAT_DIM)}
+ORDER = ("res_avg", "i3d_avg", "res_roi", "bbox", "i3d_roi")  # items, batches and checks follow it
 SOURCE_ROLE = {"res_avg": "res_avg", "i3d_avg": "i3d_avg", "res_roi": "res_roi", "bbox": "res_roi",
                "i3d_roi": "i3d_roi"}
 
@@ -225,32 +229,52 @@ class VideoFeatures:
 
     def read(self, video_id) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """(res_avg (T,2048), i3d_avg, res_roi (T,10,2048), bbox (T,10,6), i3d_roi, video_length)."""
-        key = self.key(video_id)
+        *arrays, lengths = self.read_batch([video_id])
+        return (*(a[0].numpy() for a in arrays), int(lengths[0]))
+
+    def read_batch(self, video_ids) -> tuple[torch.Tensor, ...]:
+        """The five arrays of every video zero-padded to ``v_max_length`` and stacked ([B, T, ...] float32, in
+        the order of :meth:`read`), and the lengths [B]. Each array is read once, straight into its place in
+        the batch and checked for NaN / inf there, naming the first bad video and array."""
         t_max = self.v_max_length
-        raw = self.video_arrays(self._data(), key)
-        if raw is None and not self.allow_missing:
-            raise FeatureError(f"video {key!r} is missing from the feature files")
-        if raw is None:
-            length = 1
-            arrays = {name: np.zeros((1,) + tuple(OBJ_MAX if t is None else t for t in tail), np.float32)
-                      for name, tail in EXPECTED_TAIL.items()}
-        else:
-            length = raw["res_avg"].shape[0]
-            arrays = {}
-            for name, ds in raw.items():
+        data = self._data()
+        out = {name: batch_empty((len(video_ids), t_max, *padded_tail(name)), torch.float32) for name in ORDER}
+        lengths = []
+        for i, video_id in enumerate(video_ids):
+            key = self.key(video_id)
+            raw = self.video_arrays(data, key)
+            if raw is None and not self.allow_missing:
+                raise FeatureError(f"video {key!r} is missing from the feature files")
+            lengths.append(1 if raw is None else min(t_max, raw["res_avg"].shape[0]))
+            for name in ORDER:
+                dest = out[name][i].numpy()
+                if raw is None:
+                    dest[...] = 0
+                    continue
+                shape = (min(t_max, raw[name].shape[0]), *raw[name].shape[1:])
                 try:
-                    arrays[name] = ds[:t_max]
-                except (OSError, RuntimeError, ValueError) as err:
+                    read_corner(raw[name], dest, shape)
+                except (OSError, RuntimeError, ValueError, TypeError) as err:
                     raise self._corrupt(name, key, err) from None
-                if not np.isfinite(arrays[name]).all():
+                dest[shape[0]:] = 0
+                dest[:shape[0], shape[1]:] = 0  # objects past the video's count (a no-op for the global arrays)
+                if nonfinite_rows(dest[None, :shape[0]])[0]:  # checked while still in the CPU cache
                     raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
                                        "inf values; extract it again (scripts/check_data.py lists every such video)")
-        out = []
-        for name in ("res_avg", "i3d_avg", "res_roi", "bbox", "i3d_roi"):
-            a = arrays[name]
-            tail = tuple(OBJ_MAX if t is None else t for t in EXPECTED_TAIL[name])
-            padded = np.zeros((t_max,) + tail, dtype=np.float32)
-            index = (slice(0, a.shape[0]),) + tuple(slice(0, s) for s in a.shape[1:])
-            padded[index] = a
-            out.append(padded)
-        return (*out, min(t_max, length))
+        return (*(out[name] for name in ORDER), torch.tensor(lengths))
+
+
+def read_corner(ds: h5py.Dataset, dest: np.ndarray, shape: tuple[int, ...]) -> None:
+    """The leading ``shape`` corner of ``ds`` into the same corner of the C-contiguous ``dest``, through h5py's
+    low-level calls (its high-level selections cost about as much as copying a whole video)."""
+    start = (0,) * len(shape)
+    file_space = ds.id.get_space()
+    file_space.select_hyperslab(start, shape)
+    memory_space = h5py.h5s.create_simple(dest.shape)
+    memory_space.select_hyperslab(start, shape)
+    ds.id.read(memory_space, file_space, dest)
+
+
+def padded_tail(name: str) -> tuple[int, ...]:
+    """The shape of one padded row of ``name`` (objects padded to ``OBJ_MAX``)."""
+    return tuple(OBJ_MAX if t is None else t for t in EXPECTED_TAIL[name])

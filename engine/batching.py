@@ -1,0 +1,72 @@
+"""Batches read whole by a Dataset's ``__getitems__``, and the collate that passes them through.
+
+torch's DataLoader hands a whole batch's index list to ``Dataset.__getitems__`` when the dataset has one,
+then collates what it returns. A dataset that reads every row of a batch in one pass, straight into one
+tensor per field, returns a :class:`ReadBatch`: the engine's :func:`collate` passes its batch through as
+it is (no per-sample tensors, no ``torch.stack`` copy), while any other collate sees the per-sample
+items (views into the batch) and collates them as before. Inside a DataLoader worker the batch tensors
+live in shared memory, as ``default_collate`` allocates them, so sending them to the trainer copies nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate, get_worker_info
+
+
+class ReadBatch(Sequence):
+    """A collated batch (tensors with the batch first, in dicts / lists) that also reads as its ``size`` items."""
+
+    def __init__(self, batch: Any, size: int) -> None:
+        self.batch, self.size = batch, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> Any:
+        if not -self.size <= i < self.size:
+            raise IndexError(i)
+        return _item(self.batch, i)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(self.size))
+
+
+def _item(batch: Any, i: int) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch[i]
+    if isinstance(batch, dict):
+        return {k: _item(v, i) for k, v in batch.items()}
+    return tuple(_item(v, i) for v in batch)
+
+
+def collate(items: Sequence) -> Any:
+    """The engine's collate: a :class:`ReadBatch` as it is, anything else through ``default_collate``."""
+    return items.batch if isinstance(items, ReadBatch) else default_collate(items)
+
+
+def batch_empty(shape: tuple[int, ...], dtype: np.dtype | torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor, in shared memory inside a DataLoader worker (what ``default_collate`` does)."""
+    dtype = dtype if isinstance(dtype, torch.dtype) else torch.from_numpy(np.empty(0, dtype)).dtype
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    proto = torch.empty(0, dtype=dtype)
+    storage = proto._typed_storage()._new_shared(int(np.prod(shape)), device=proto.device)
+    return proto.new(storage).view(shape)
+
+
+def nonfinite_rows(rows: np.ndarray) -> np.ndarray:
+    """Which rows (first dimension) of a float array hold NaN or inf, as a bool array.
+
+    A float is NaN or inf when its exponent bits are all ones: read as a signed integer a positive one is
+    >= the exponent mask, read as an unsigned integer a negative one is >= sign bit | mask. Two read-only
+    max passes over the bits, no temporaries (float16 arithmetic in numpy and torch is much slower).
+    """
+    flat = rows.reshape(len(rows), -1)
+    size = flat.dtype.itemsize
+    mask = {2: 0x7C00, 4: 0x7F800000, 8: 0x7FF0000000000000}[size]
+    positive = flat.view(f"i{size}").max(axis=1) >= mask
+    return positive | (flat.view(f"u{size}").max(axis=1) >= (1 << (8 * size - 1)) | mask)
