@@ -16,8 +16,7 @@ from torch.utils.data import Dataset
 from avst.data.annotations import AnnotationError, QARecord, video_list
 from avst.data.features import ROWS, FeatureError, feature_problems, nonfinite_error
 from avst.data.vocab import Vocab
-
-FRAME_STRIDE = 6
+from feat_script.recipes import FRAME_STRIDE
 
 
 class AVQADataset(Dataset):
