@@ -102,7 +102,7 @@ def video_features(video: Path, *, resnet_weights: Path | None, vggish_weights: 
     resnet_path = resolve("resnet18", resnet_weights, random_init, "--resnet18-weights")
     # exact: the networks as built, as the CLIs' --exact (the features the checks compare)
     common = {"random_init": random_init, "device": str(device), "amp": amp, "exact": True, "rows": AVST.rows}
-    with timer("VGGish (16 kHz audio, log-mel, network)"):
+    with timer("VGGish"):  # 16 kHz audio, log-mel, network
         try:
             audio = build(AVST.streams["audio"], weights=vggish_path, **common).extract(video)["vggish"]
         except DecodeError as err:
@@ -110,7 +110,7 @@ def video_features(video: Path, *, resnet_weights: Path | None, vggish_weights: 
                 raise AnswerError(f"{video}: the video has no audio track, and AVST needs one (VGGish "
                                   "features); MASN answers from video alone") from None
             raise AnswerError(str(err)) from None
-    with timer("ResNet-18 14x14 (fixed-60 frames, network)"):
+    with timer("ResNet-18 14x14"):  # fixed-60 frames, network
         visual_ex = build(AVST.streams["visual"], weights=resnet_path, **common)
         try:
             frames = visual_ex.sample(video)
