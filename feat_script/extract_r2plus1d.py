@@ -23,9 +23,11 @@ from feat_script.preprocess import normalise, resize_frames
 from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
 from feat_script.sampling import (
     MASN_NUM_CLIPS,
+    add_mode_args,
     clips_around,
     fixed60_indices,
     masn_frame_indices,
+    mode_record,
     one_fps_indices,
     sample_frames,
 )
@@ -63,18 +65,14 @@ class R2Plus1D(Extractor):
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--sampling", choices=["1fps", "fixed60", "masn"], default="1fps")
-        parser.add_argument("--seconds", type=int, default=60, help="clips per video with fixed60")
-        parser.add_argument("--num-clips", type=int, default=MASN_NUM_CLIPS, help="clips per video with masn")
+        add_mode_args(parser, "clips", "1fps")
         parser.add_argument("--clip-len", type=int, default=1, help="1 = AVST's recipe; 16 = real clips")
         parser.add_argument("--clip-stride", type=int, default=1, help="frame step inside a clip")
 
     def sampling(self) -> dict:
         a = self.config
         return {
-            "mode": a.sampling,
-            "seconds": a.seconds if a.sampling == "fixed60" else None,
-            "num_clips": a.num_clips if a.sampling == "masn" else None,
+            **mode_record(a.sampling, a.seconds, a.num_clips),
             "clip_len": a.clip_len,
             "clip_stride": a.clip_stride,
             "resize": [112, 112],

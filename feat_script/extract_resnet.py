@@ -21,7 +21,7 @@ import torchvision
 from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.preprocess import normalise, resize_short_centre_crop
 from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
-from feat_script.sampling import MASN_NUM_CLIPS, sample_frames
+from feat_script.sampling import MASN_NUM_CLIPS, add_mode_args, mode_record, sample_frames
 from feat_script.streams import one_fps
 
 DIMS = {"resnet18": 512, "resnet152": 2048}
@@ -56,16 +56,7 @@ class ResNetGlobal(Extractor):
             default=None,
             help="resnet18 (default) or resnet152 (default with --masn)",
         )
-        parser.add_argument(
-            "--sampling",
-            choices=["1fps", "fixed60", "masn"],
-            default=None,
-            help="1fps (default), fixed60 or masn (default with --masn)",
-        )
-        parser.add_argument("--seconds", type=int, default=60, help="frames per video with fixed60")
-        parser.add_argument(
-            "--num-clips", type=int, default=MASN_NUM_CLIPS, help="frames per video with masn"
-        )
+        add_mode_args(parser, "frames", None, "1fps (default), fixed60 or masn (default with --masn)")
         parser.add_argument(
             "--masn",
             action="store_true",
@@ -88,9 +79,7 @@ class ResNetGlobal(Extractor):
     def sampling(self) -> dict:
         a = self.config
         return {
-            "mode": a.sampling,
-            "seconds": a.seconds if a.sampling == "fixed60" else None,
-            "num_clips": a.num_clips if a.sampling == "masn" else None,
+            **mode_record(a.sampling, a.seconds, a.num_clips),
             "resize_short": 256,
             "crop": 224,
             "interpolation": "PIL bilinear",
