@@ -63,19 +63,20 @@ def extract(videos: Path, feats: Path) -> None:
     from feat_script.extract_objects import ObjectsExtractor
     from feat_script.extract_resnet import ResNetGlobal
     from feat_script.extract_vggish import VggishExtractor
+    from feat_script.recipes import AVST, MASN
 
     common = ["--videos", str(videos), "--random-init", "--workers", "0", "--quiet", "--device", "cpu"]
     masn = feats / "masn" / "feat_r6_vsync2"
+    out = {**{k: str(feats / s.output) for k, s in AVST.streams.items()},
+           **{k: str(masn / s.output) for k, s in MASN.streams.items()}}  # the recipes' file names
     # A 3-s video's fixed-60 rows 3..59 repeat row 2 (the last second), which is what the AVST loader's
     # padding of short files gives: 3 rows per video compute the same inputs as 60.
-    jobs = [(VggishExtractor, ["--out", str(feats / "vggish"), "--num-secs", str(SECONDS)]),
-            (Res18x14, ["--out", str(feats / "res18_14x14"), "--seconds", str(SECONDS)]),
-            (ResNetGlobal, ["--masn", "--out", str(masn / "res152_avgpool.hdf5"), "--num-clips", "3"]),
-            (I3dExtractor, ["--out", str(masn / "tgif_i3d_hw7_perclip_avgpool.hdf5"), *MASN_SAMPLING]),
-            (ObjectsExtractor, ["--stream", "appearance", "--out", str(masn / "tgif_btup_f_obj10.hdf5"),
-                                *MASN_SAMPLING, *DETECTOR_SIZE]),
-            (ObjectsExtractor, ["--stream", "motion", "--boxes", str(masn / "tgif_btup_f_obj10.hdf5"),
-                                "--out", str(masn / "tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5"),
+    jobs = [(VggishExtractor, ["--out", out["audio"], "--num-secs", str(SECONDS)]),
+            (Res18x14, ["--out", out["visual"], "--seconds", str(SECONDS)]),
+            (ResNetGlobal, ["--masn", "--out", out["res_avg"], "--num-clips", "3"]),
+            (I3dExtractor, ["--out", out["i3d_avg"], *MASN_SAMPLING]),
+            (ObjectsExtractor, ["--stream", "appearance", "--out", out["res_roi"], *MASN_SAMPLING, *DETECTOR_SIZE]),
+            (ObjectsExtractor, ["--stream", "motion", "--boxes", out["res_roi"], "--out", out["i3d_roi"],
                                 *MASN_SAMPLING])]
     for cls, argv in jobs:
         start = time.time()
@@ -116,12 +117,14 @@ def masn_questions(folder: Path) -> Path:
 
 def train(feats: Path, work: Path) -> tuple[Path, Path]:
     from avst.main_avst import main as avst_main
+    from feat_script.recipes import AVST
     from masn.main import main as masn_main
 
     labels = str(avst_labels(work))
     common = ["--num_workers", "0", "--quiet", "--device", "cpu", "--seed", "1"]
-    avst_main(["--mode", "train", "--audio_dir", str(feats / "vggish"), "--video_res14x14_dir",
-               str(feats / "res18_14x14"), "--label_train", labels, "--label_val", labels, "--label_test", labels,
+    avst_main(["--mode", "train", "--audio_dir", str(feats / AVST.streams["audio"].output), "--video_res14x14_dir",
+               str(feats / AVST.streams["visual"].output), "--label_train", labels, "--label_val", labels,
+               "--label_test", labels,
                "--vocab_json", labels, "--epochs", "1", "--batch-size", "6", "--no_grounding_init",
                "--run_dir", str(work / "avst"), *common])
     questions = masn_questions(work / "tgif")
