@@ -283,7 +283,8 @@ class Extractor:
         model, device = self.ready()
         with torch.inference_mode():
             out = self.compute(model, item, device)
-        return {key or self.name: np.concatenate(list(iter_blocks(value))) for key, value in out.items()}
+        return {key or self.name: value if isinstance(value, np.ndarray) else np.concatenate(list(iter_blocks(value)))
+                for key, value in out.items()}
 
     def ready(self) -> tuple[torch.nn.Module | None, torch.device]:
         """The model, built (seeded with ``random_init``), optimised and on ``config.device``, once."""
