@@ -48,15 +48,31 @@ AVST = Recipe(
                       "res18_14x14")},
     rows=tuple(range(0, AVST_SECONDS, FRAME_STRIDE)),
 )
-# MASN (TGIF-QA file names; masn/data/features.py lists MSVD's and MSRVTT's): segment-centre frames
-# and the clips around them, one row per segment; the appearance-local file also holds the boxes
-# (spatial_features) that the motion-local stream pools with.
+# MASN's HDF5 file names per data set (the first is the one written, then the names the authors'
+# releases also use), as masn/data/features.py looks them up.
+MASN_FILES = {
+    "tgif-qa": {"res_avg": ("res152_avgpool.hdf5",),
+                "i3d_avg": ("tgif_i3d_hw7_perclip_avgpool.hdf5",),
+                "res_roi": ("tgif_btup_f_obj10.hdf5",),
+                "i3d_roi": ("tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5",
+                            "tgif_i3d_roialign_hw7_perclip_avgpool.hdf5")},
+    "msvd-qa": {"res_avg": ("msvd_res152_avgpool.hdf5",),
+                "i3d_avg": ("msvd_i3d_avgpool_perclip.hdf5",),
+                "res_roi": ("msvd_btup_f_obj10.hdf5",),
+                "i3d_roi": ("msvd_i3d_roialign_perclip_obj10.hdf5",)},
+    "msrvtt-qa": {"res_avg": ("msrvtt_res152_avgpool.hdf5",),
+                  "i3d_avg": ("msrvtt_i3d_avgpool_perclip.hdf5",),
+                  "res_roi": ("msrvtt_btup_f_obj10.hdf5",),
+                  "i3d_roi": ("msrvtt_i3d_roialign_perclip_obj10.hdf5",)},
+}
+# MASN: segment-centre frames and the clips around them, one row per segment (TGIF-QA's file names);
+# the appearance-local file also holds the boxes (spatial_features) the motion-local stream pools with.
 MASN = Recipe(
     "masn",
-    {"res_avg": Stream("resnet", {"arch": "resnet152", "sampling": "masn"}, "res152_avgpool.hdf5"),
-     "res_roi": Stream("objects", {"stream": "appearance"}, "tgif_btup_f_obj10.hdf5"),
-     "i3d_avg": Stream("i3d", {}, "tgif_i3d_hw7_perclip_avgpool.hdf5"),
-     "i3d_roi": Stream("objects", {"stream": "motion"}, "tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5")},
+    {"res_avg": Stream("resnet", {"arch": "resnet152", "sampling": "masn"}, MASN_FILES["tgif-qa"]["res_avg"][0]),
+     "res_roi": Stream("objects", {"stream": "appearance"}, MASN_FILES["tgif-qa"]["res_roi"][0]),
+     "i3d_avg": Stream("i3d", {}, MASN_FILES["tgif-qa"]["i3d_avg"][0]),
+     "i3d_roi": Stream("objects", {"stream": "motion"}, MASN_FILES["tgif-qa"]["i3d_roi"][0])},
 )
 
 
