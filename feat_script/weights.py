@@ -72,7 +72,7 @@ def resolve(name: str, path: str | Path | None = None, random_init: bool = False
     entry = WEIGHTS[name]
     if random_init:
         if path is not None:
-            raise WeightsNotFound(f"give {flag} or --random-init, not both")
+            raise WeightsNotFound(f"{flag} {path} and --random-init: give one, not both")
         return None
     if path is not None:
         path = Path(path)
