@@ -16,6 +16,8 @@ import torch
 
 from feat_script import recipes
 from feat_script.base import Extractor, add_common_args, main
+from feat_script.decode import DecodeError
+from feat_script.extract_objects import ObjectsConfig, ObjectsExtractor
 from feat_script.extract_resnet import ResNetConfig, ResNetGlobal
 from feat_script.registry import EXTRACTORS, extractor_class
 from feat_script.weights import WeightsNotFound, resolve
@@ -117,3 +119,16 @@ def test_weights_table_resolve_gives_the_file_or_one_line_naming_what_to_get(tmp
                            str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "TORCH_HOME": str(tmp_path / "empty")})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "vggish.pt" in proc.stderr
+
+
+def test_motion_objects_take_boxes_from_memory_as_from_a_file(tmp_path):
+    """``ObjectsConfig.boxes`` may be {video id: spatial features} (what answer.py passes on from the
+    appearance stream) instead of an HDF5 file; a missing id or a wrong shape is a DecodeError."""
+    spatial = np.zeros((3, 10, 6), np.float32)
+    spatial[:, :2] = [0.1, 0.2, 0.5, 0.6, 0.4, 0.4]
+    extractor = ObjectsExtractor(ObjectsConfig(stream="motion", num_clips=3, boxes={"a": spatial, "b": spatial[:2]}))
+    np.testing.assert_array_equal(extractor._stored_boxes(tmp_path / "a.gif"), spatial)
+    with pytest.raises(DecodeError, match="no boxes given for 'c'"):
+        extractor._stored_boxes(tmp_path / "c.gif")
+    with pytest.raises(DecodeError, match=r"expected \(3, 10, 6\)"):
+        extractor._stored_boxes(tmp_path / "b.gif")
