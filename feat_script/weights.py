@@ -51,8 +51,8 @@ WEIGHTS: dict[str, Weights] = {
                        "convert it with Tushar-N/pytorch-resnet3d (python -m utils.convert_weights ... "
                        "i3d_r50_kinetics.pth), then pass the .pth path"),
     "i3d_r50_nl": Weights("non-local I3D ResNet-50", ("i3d_r50_nl_kinetics.pth",),
-                          "Get i3d_nonlocal_32x2_IN_pretrain_400k.pkl from facebookresearch/video-nonlocal-net "
-                          "and convert it with Tushar-N/pytorch-resnet3d (python -m utils.convert_weights ... "
+                          "Get the non-local I3D ResNet-50 Kinetics weights from facebookresearch/video-nonlocal-net "
+                          "and convert them with Tushar-N/pytorch-resnet3d (python -m utils.convert_weights ... "
                           "i3d_r50_nl_kinetics.pth), then pass the .pth path"),
     "fasterrcnn": Weights("COCO Faster R-CNN", ("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",),
                           "Get torchvision's COCO Faster R-CNN weights fasterrcnn_resnet50_fpn_coco-258fb6c6.pth "
