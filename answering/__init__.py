@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from engine.errors import UserError
-from feat_script.base import resolve_weights
 
 
 class AnswerError(UserError, ValueError):
@@ -41,16 +40,6 @@ def top_k(probs: torch.Tensor, labels: Sequence[str], k: int = 5) -> list[dict]:
     """``[{"answer", "prob"}]`` for the ``k`` most probable classes of a 1-D probability vector."""
     values, index = probs.float().topk(min(k, probs.numel()))
     return [{"answer": labels[i], "prob": round(float(v), 6)} for v, i in zip(values.tolist(), index.tolist())]
-
-
-def weights_file(path: Path | None, random_init: bool, names: str | Sequence[str], source: str,
-                 what: str) -> Path | None:
-    """The extractor weights to load (None = random init), or AnswerError naming the file to get."""
-    args = argparse.Namespace(weights=path, random_init=random_init)
-    try:
-        return resolve_weights(args, names, source, what)
-    except ValueError as err:
-        raise AnswerError(str(err).replace("--weights", f"the {what} weights")) from None
 
 
 class StageTimer:

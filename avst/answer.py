@@ -1,10 +1,12 @@
 """Ask AVST a question about a raw video: features in memory, the model, the answer and where it looked.
 
-The features follow the extraction recipe the model was trained on (``feat_script``): AVST's fixed-60
-frames (JPEG q75 round trip, 224x224, Kinetics normalisation, stride-1 ResNet-18 -> [512, 14, 14]) and
-VGGish on moviepy's 16 kHz waveform (one-second examples, the last complete second repeated for short
-audio); the loader's rows 0, 6, ..., 54 are the 10 seconds the model sees, so only those 10 frames
-and examples go through the networks. Nothing is written to disk unless heat maps are asked for.
+The features follow the extraction recipe the model was trained on (``feat_script.recipes.AVST``), made
+by the registered extractors: AVST's fixed-60 frames (JPEG q75 round trip, 224x224, Kinetics
+normalisation, stride-1 ResNet-18 -> [512, 14, 14], ``extract_14x14``) and VGGish on moviepy's 16 kHz
+waveform (one-second examples, the last complete second repeated for short audio, ``extract_vggish``);
+the loader's rows 0, 6, ..., 54 (the recipe's ``rows``) are the 10 seconds the model sees, so only
+those 10 frames and examples go through the networks. Nothing is written to disk unless heat maps are
+asked for.
 """
 from __future__ import annotations
 
@@ -15,27 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from answering import AnswerError, StageTimer, top_k, unknown_words, weights_file
+from answering import AnswerError, StageTimer, top_k, unknown_words
 from avst.data.annotations import MAX_LEN, AnnotationError, question_tokens
-from avst.data.features import ROWS
 from avst.data.vocab import Vocab
 from avst.heatmap import jet, overlay, save_png
 from avst.model.checkpoint import build_from_checkpoint
 from engine.device import autocast
-from feat_script.base import KINETICS_MEAN, KINETICS_STD
 from feat_script.decode import DecodeError
-from feat_script.extract_14x14 import SOURCE as RESNET_SOURCE
-from feat_script.extract_14x14 import WEIGHTS as RESNET_WEIGHTS
-from feat_script.extract_audio import first_seconds_16k
-from feat_script.models.resnet_stride1 import resnet18_stride1
-from feat_script.preprocess import jpeg_roundtrip, resize_frames, to_tensor_normalize
-from feat_script.sampling import read_fixed60
-from feat_script.vggish import avst_examples, vggish
-from feat_script.vggish.mel import SAMPLE_RATE
-from feat_script.vggish.model import WEIGHTS_HELP as VGGISH_HELP
-
-FRAME_STRIDE = 6  # rows 0, 6, ..., 54 of the 60 (avst.data.dataset)
-JPEG_QUALITY = 75
+from feat_script.recipes import AVST, build
+from feat_script.weights import resolve
 
 
 @dataclass
@@ -83,41 +73,34 @@ def encode_question(question: str, values: list[str], vocab: Vocab, source: str)
 
 
 def sampled_rows() -> np.ndarray:
-    return np.arange(0, ROWS, FRAME_STRIDE)
+    return np.asarray(AVST.rows)
 
 
 def video_features(video: Path, *, resnet_weights: Path | None, vggish_weights: Path | None,
                    random_init: bool, device: torch.device, amp: str, timer: StageTimer
                    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(audio [1, 10, 128], visual [1, 10, 512, 14, 14], frames [10, H, W, 3]) of ``video``."""
-    rows = sampled_rows()
-    resnet_path = weights_file(resnet_weights, random_init, RESNET_WEIGHTS, RESNET_SOURCE, "ImageNet ResNet-18")
-    vggish_path = weights_file(vggish_weights, random_init, "vggish.pt", VGGISH_HELP, "VGGish")
-    with timer("decode audio (16 kHz) + log-mel"):
+    """(audio [1, 10, 128], visual [1, 10, 512, 14, 14], frames [10, H, W, 3]) of ``video``: the
+    recipe's extractors with its rows, one after the other (each network freed before the next)."""
+    vggish_path = resolve("vggish", vggish_weights, random_init, "--vggish-weights")
+    resnet_path = resolve("resnet18", resnet_weights, random_init, "--resnet18-weights")
+    # exact: the networks as built, as the CLIs' --exact (the features the checks compare)
+    common = {"random_init": random_init, "device": str(device), "amp": amp, "exact": True, "rows": AVST.rows}
+    with timer("VGGish"):  # 16 kHz audio, log-mel, network
         try:
-            wave = first_seconds_16k(video, ROWS, SAMPLE_RATE) / 32768.0  # decoding stops after ROWS s
+            audio = build(AVST.streams["audio"], weights=vggish_path, **common).extract(video)["vggish"]
         except DecodeError as err:
             if "no audio track" in str(err):
                 raise AnswerError(f"{video}: the video has no audio track, and AVST needs one (VGGish "
                                   "features); MASN answers from video alone") from None
             raise AnswerError(str(err)) from None
+    with timer("ResNet-18 14x14"):  # fixed-60 frames, network
+        visual_ex = build(AVST.streams["visual"], weights=resnet_path, **common)
         try:
-            examples = avst_examples(wave, SAMPLE_RATE, ROWS)[rows].float()
-        except ValueError as err:
-            raise AnswerError(f"{video}: {err}") from None
-    with timer("decode frames (fixed-60)"):
-        try:
-            frames = read_fixed60(video, ROWS)[rows]
+            frames = visual_ex.sample(video)
         except DecodeError as err:
             raise AnswerError(str(err)) from None
-        pixels = to_tensor_normalize(resize_frames(jpeg_roundtrip(frames, JPEG_QUALITY), 224, 224),
-                                     KINETICS_MEAN, KINETICS_STD)
-    with torch.no_grad(), autocast(device, amp):
-        with timer("VGGish"):
-            audio = vggish(vggish_path).to(device)(examples.to(device)).float()
-        with timer("ResNet-18 14x14"):
-            visual = resnet18_stride1(resnet_path).eval().to(device)(torch.from_numpy(pixels).to(device)).float()
-    return audio[None], visual[None], frames
+        visual = visual_ex.features({"frames": visual_ex.prepare(frames)})["res18_14x14"]
+    return torch.from_numpy(audio)[None], torch.from_numpy(visual)[None], frames
 
 
 def answer(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,

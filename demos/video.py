@@ -113,12 +113,14 @@ def masn_questions(folder: Path) -> Path:
 
 def train(feats: Path, work: Path) -> tuple[Path, Path]:
     from avst.main_avst import main as avst_main
+    from feat_script.recipes import AVST
     from masn.main import main as masn_main
 
     labels = str(avst_labels(work))
     common = ["--num_workers", "0", "--quiet", "--device", "cpu", "--seed", "1"]
-    avst_main(["--mode", "train", "--audio_dir", str(feats / "vggish"), "--video_res14x14_dir",
-               str(feats / "res18_14x14"), "--label_train", labels, "--label_val", labels, "--label_test", labels,
+    avst_main(["--mode", "train", "--audio_dir", str(feats / AVST.streams["audio"].output), "--video_res14x14_dir",
+               str(feats / AVST.streams["visual"].output), "--label_train", labels, "--label_val", labels,
+               "--label_test", labels,
                "--vocab-json", labels, "--epochs", "1", "--batch-size", "6", "--no-grounding-init",
                "--run-dir", str(work / "avst"), *common])
     questions = masn_questions(work / "tgif")

@@ -1,11 +1,14 @@
-"""The base every extractor CLI stands on: list -> shard -> skip done -> decode in workers -> model -> store.
+"""The base every extractor stands on: an object with ``extract(video) -> {key: array}``, and the CLI
+run loop over it: list -> shard -> skip done -> decode in workers -> model -> store.
 
-An extractor says how to turn one video file into arrays (``load``, run in DataLoader worker
+An extractor is built from its ``Config`` (a dataclass: weights, batch size, device, sampling...; no
+argparse inside). It says how to turn one video file into arrays (``load``, run in DataLoader worker
 processes so the model never waits on ffmpeg), which model to run (``build_model``) and how to
-apply it to one chunk of at most ``--batch-size`` rows (``forward``, by default ``model(chunk)``).
-The base does the rest: the common flags, video listing, ``--shard i/n``, resuming (videos already
-in the output are verified and skipped), atomic writes, the failures list, the manifest and the
-progress bar.
+apply it to one chunk of at most ``batch_size`` rows (``forward``, by default ``model(chunk)``).
+From code, ``extract(video)`` does both for one video. The CLI (``main``) is a thin layer: the
+common flags plus the extractor's, a ``Config`` built from them (flag names = field names), then
+``run``: video listing, ``--shard i/n``, resuming (videos already in the output are verified and
+skipped), atomic writes, the failures list, the manifest and the progress bar.
 
 A new extractor in eight lines::
 
@@ -28,6 +31,7 @@ keys in ``outputs`` (``""`` is the main one; see ``feat_script.stores`` for the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -47,8 +51,8 @@ from engine.errors import UserError, run_cli
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
-from feat_script.streams import bound_heap_growth, rechunk
-from feat_script.weights import load_into
+from feat_script.streams import bound_heap_growth, iter_blocks, rechunk
+from feat_script.weights import load_into, resolve
 
 VIDEO_EXTENSIONS = (
     ".mp4",
@@ -64,10 +68,6 @@ VIDEO_EXTENSIONS = (
     ".wmv",
     ".3gp",
 )
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
 class ConfigError(UserError, ValueError):
@@ -169,32 +169,6 @@ def take_shard(items: Sequence, shard: tuple[int, int]) -> list:
     return list(items[i::n])
 
 
-def resolve_weights(args: argparse.Namespace, filenames: str | Sequence[str], source: str, what: str) -> Path | None:
-    """The weights file: ``--weights``, else torchvision's cache, else a clear error.
-
-    ``filenames`` are the names looked up in the cache (first found wins; the first is suggested).
-    ``--random-init`` returns None (tests and demo only; the manifest says so).
-    """
-    names = [filenames] if isinstance(filenames, str) else list(filenames)
-    if args.random_init:
-        if args.weights:
-            raise ConfigError("give --weights or --random-init, not both")
-        return None
-    if args.weights:
-        path = Path(args.weights)
-        if not path.is_file():
-            raise ConfigError(f"--weights {path}: no such file ({what}: {names[0]} from {source})")
-        return path
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in names:
-        if (cache / name).is_file():
-            return cache / name
-    raise ConfigError(
-        f"{what} weights needed: pass --weights PATH to {names[0]} (from {source}) or place it in {cache}/. "
-        "Nothing is downloaded. --random-init runs with random weights (tests and demo only)."
-    )
-
-
 def load_weights(model: torch.nn.Module, path: Path | None, what: str) -> torch.nn.Module:
     """Load a state_dict file strictly (``feat_script.weights``: nothing is unpickled)."""
     return model if path is None else load_into(model, path, what)
@@ -247,9 +221,24 @@ def add_common_args(
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+@dataclasses.dataclass
+class ExtractorConfig:
+    """The settings every extractor has; an extractor's ``Config`` subclass adds its own. The CLI
+    fills the fields from the flags of the same names (``--batch-size`` -> ``batch_size``)."""
+
+    weights: Path | None = None  # None: torchvision's cache (feat_script.weights.resolve)
+    random_init: bool = False  # random weights drawn from ``seed``: tests and the demo only
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int | None = None  # rows per forward; None: the extractor's default_batch_size
+    amp: str = "off"
+    exact: bool = False  # run the model as built (no BatchNorm folding, no channels_last)
+
+
 class Extractor:
     """Subclass and fill in ``load`` / ``build_model`` / ``forward`` (or ``compute``)."""
 
+    Config: type[ExtractorConfig] = ExtractorConfig
     name = "extractor"
     description = ""
     outputs: tuple[str, ...] = ("",)
@@ -260,14 +249,59 @@ class Extractor:
     fast_inference = False  # True: optimise() folds BatchNorm (fx) and uses channels_last unless --exact
     output_dtype = "float32"
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, config: ExtractorConfig | None = None) -> None:
+        config = self.Config() if config is None else config
+        if config.batch_size is None:
+            config = dataclasses.replace(config, batch_size=self.default_batch_size)
+        self.config = config
         self.weights_path: Path | None = None
         self.memory_format: torch.memory_format | None = None
+        self._ready: tuple[torch.nn.Module | None, torch.device] | None = None
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        """Extractor-specific flags."""
+        """Extractor-specific flags (their names are the ``Config`` fields they set)."""
+
+    @classmethod
+    def config_from_args(cls, args: argparse.Namespace) -> ExtractorConfig:
+        """The CLI's ``Config``: every flag whose name is a field of it."""
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        return cls.Config(**{k: v for k, v in vars(args).items() if k in names})
+
+    def resolve_weights(self, name: str) -> Path | None:
+        """``config.weights`` (or torchvision's cache, or None with ``random_init``) for the network
+        ``feat_script.weights.WEIGHTS[name]``; a missing file is one line naming what to get."""
+        return resolve(name, self.config.weights, self.config.random_init)
+
+    def extract(self, video: str | Path) -> dict[str, np.ndarray]:
+        """The outputs of one video, from code: ``{key: array}``, the main output under ``self.name``
+        (the arrays the CLI stores). The model is built on first use and kept; ``release`` frees it.
+        Raises DecodeError for a video that cannot be used."""
+        return self.features(self.load(Path(video)))
+
+    def features(self, item: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``compute`` on a loaded item with this extractor's model (see ``extract``)."""
+        model, device = self.ready()
+        with torch.inference_mode():
+            out = self.compute(model, item, device)
+        return {key or self.name: value if isinstance(value, np.ndarray) else np.concatenate(list(iter_blocks(value)))
+                for key, value in out.items()}
+
+    def ready(self) -> tuple[torch.nn.Module | None, torch.device]:
+        """The model, built (seeded with ``random_init``), optimised and on ``config.device``, once."""
+        if self._ready is None:
+            device = resolve_device(self.config.device)
+            if self.config.random_init:
+                torch.manual_seed(self.config.seed)
+            model = self.build_model()
+            if model is not None:
+                model = self.optimise(model.eval()).to(device)
+            self._ready = (model, device)
+        return self._ready
+
+    def release(self) -> None:
+        """Drop the model built by ``extract`` (its memory goes back before the next network loads)."""
+        self._ready = None
 
     def sampling(self) -> dict[str, Any]:
         """Sampling and preprocessing parameters recorded in the manifest."""
@@ -296,7 +330,7 @@ class Extractor:
         """For extractors with ``fast_inference`` and unless ``--exact``: fold eval BatchNorm into the
         convolutions (``torch.fx``, so the model becomes a GraphModule without its custom attributes)
         and use channels_last. Outputs move by float rounding only (about 1e-6 relative)."""
-        if self.args.exact or not self.fast_inference:
+        if self.config.exact or not self.fast_inference:
             return model
         from torch.fx.experimental.optimization import fuse
 
@@ -308,7 +342,7 @@ class Extractor:
         return model.to(memory_format=self.memory_format)
 
     def inference_info(self) -> str:
-        if self.args.exact or not self.fast_inference:
+        if self.config.exact or not self.fast_inference:
             return "exact (eager, as built)"
         return "BatchNorm folded into conv, channels_last"
 
@@ -316,11 +350,11 @@ class Extractor:
         self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
     ) -> dict[str, np.ndarray]:
         """Default: run ``forward`` over ``item[batched_input]`` (an array, or a ``RowStream`` of a long
-        video) in chunks of ``--batch-size`` rows; output key ``""``."""
+        video) in chunks of ``batch_size`` rows; output key ``""``."""
         if model is None:
             return {"": item[self.batched_input]}
         outs = []
-        for rows in rechunk(item[self.batched_input], self.args.batch_size):
+        for rows in rechunk(item[self.batched_input], self.config.batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(rows)).to(device, non_blocking=True)
             if self.memory_format is not None and chunk.dim() in (4, 5):
                 chunk = chunk.contiguous(memory_format=self.memory_format)
@@ -331,10 +365,9 @@ class Extractor:
         return {"": torch.cat(outs).numpy()}
 
     def autocast(self, device: torch.device):
-        return autocast(device, self.args.amp)
+        return autocast(device, self.config.amp)
 
-    def make_store(self) -> Store:
-        out, kind = self.args.out, self.args.store
+    def make_store(self, out: Path, kind: str) -> Store:
         shapes = self.row_shapes()
         if kind == "npy":
             return NpyDirStore(out, self.outputs, shapes)
@@ -379,12 +412,12 @@ class _Decoded(Dataset):
             return i, None, f"{path}: {type(err).__name__}: {err}"
 
 
-def _settings(extractor: Extractor, has_model: bool) -> dict:
+def _settings(extractor: Extractor, has_model: bool, store: str) -> dict:
     """What decides the numbers in the output: a resumed run must have the same (``check_resume``)."""
-    args, weights = extractor.args, extractor.weights_path
+    config, weights = extractor.config, extractor.weights_path
     settings = {
         "extractor": extractor.name,
-        "store": args.store,
+        "store": store,
         "outputs": list(extractor.outputs),
         "row_shapes": {k: list(v) for k, v in extractor.row_shapes().items()},
         "dtype": extractor.output_dtype,
@@ -393,22 +426,23 @@ def _settings(extractor: Extractor, has_model: bool) -> dict:
     }
     if has_model:
         settings.update(
-            weights={"random_init_seed": args.seed} if weights is None else {"sha256": sha256_file(weights)},
-            amp=args.amp,
+            weights={"random_init_seed": config.seed} if weights is None else {"sha256": sha256_file(weights)},
+            amp=config.amp,
             inference=extractor.inference_info(),
         )
     return json.loads(json.dumps(settings))
 
 
-def _manifest_fields(extractor: Extractor, settings: dict, status: str, counts: dict) -> dict:
+def _manifest_fields(extractor: Extractor, args: argparse.Namespace, settings: dict, status: str,
+                     counts: dict) -> dict:
     weights = extractor.weights_path
     return {
         **settings,
         "weights": "random-init" if weights is None else {"path": str(weights), "sha256": sha256_file(weights)},
         "settings": settings,
         "status": status,
-        "shard": extractor.args.shard,
-        "id_map": [str(p) for p in extractor.args.id_map or []],
+        "shard": args.shard,
+        "id_map": [str(p) for p in args.id_map or []],
         "counts": counts,
     }
 
@@ -467,13 +501,14 @@ def settings_diff(old: Any, new: Any, name: str = "") -> list[str]:
     return [] if old == new else [f"{name}: {str(old)[:60]} -> {str(new)[:60]}"]
 
 
-def run(extractor: Extractor) -> int:
-    """Extract every not-yet-done video of this shard; return 0 (failures are listed, not fatal).
+def run(extractor: Extractor, args: argparse.Namespace) -> int:
+    """Extract every not-yet-done video of this shard (``args``: the common flags, see
+    ``add_common_args``); return 0 (failures are listed, not fatal).
 
     Before anything is written: the flags, the video ids, ``--out`` (kind, writable), the weights,
     the settings of what ``--out`` already holds and its foreign entries are checked."""
-    args = extractor.args
-    if args.batch_size < 1:
+    config = extractor.config
+    if config.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
     bound_heap_growth()
     videos, unmapped = list_videos(args.videos), 0
@@ -483,13 +518,13 @@ def run(extractor: Extractor) -> int:
             raise ConfigError(f"--id-map names none of the videos in {args.videos}")
     check_ids(videos, extractor.outputs)
     videos = take_shard(videos, parse_shard(args.shard))
-    device = resolve_device(args.device)
+    device = resolve_device(config.device)
     check_out(args.out, folder=args.store != "hdf5")
-    if args.random_init:
-        torch.manual_seed(args.seed)
+    if config.random_init:
+        torch.manual_seed(config.seed)
     model = extractor.build_model()
-    settings = _settings(extractor, model is not None)
-    store = extractor.make_store()
+    settings = _settings(extractor, model is not None, args.store)
+    store = extractor.make_store(args.out, args.store)
     check_resume(args.out, settings, store.ledger.ids())
     foreign, strays = store.foreign()
     if (foreign or strays) and not args.allow_foreign:
@@ -502,7 +537,7 @@ def run(extractor: Extractor) -> int:
     todo = [(vid, path) for vid, path in videos if vid not in done and vid not in foreign]
     counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo) - len(clashing),
               "not_in_id_map": unmapped, "foreign_in_out": len(clashing)}
-    write_manifest(args.out, _manifest_fields(extractor, settings, "running", counts))
+    write_manifest(args.out, _manifest_fields(extractor, args, settings, "running", counts))
     for vid, path in clashing:
         record_failure(args.out, path, vid, f"--out {args.out} already holds an output for {vid!r} that this "
                        "extractor did not write (--allow-foreign); left untouched")
@@ -538,7 +573,7 @@ def run(extractor: Extractor) -> int:
     store.finalize()
     failed += len(clashing)
     counts.update(written=written, failed=failed, done_total=len(store.done()))
-    write_manifest(args.out, _manifest_fields(extractor, settings, "complete", counts))
+    write_manifest(args.out, _manifest_fields(extractor, args, settings, "complete", counts))
     if failed and not args.quiet:
         print(
             f"{failed} of {len(todo) + len(clashing)} videos failed; see {sidecar(args.out, '.failures.jsonl')}",
@@ -556,6 +591,7 @@ def build_parser(extractor_cls: type[Extractor]) -> argparse.ArgumentParser:
 
 
 def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> int:
-    """Parse the common and the extractor's flags, then ``run``; config errors exit with status 2."""
+    """The CLI: parse the common and the extractor's flags, build the extractor from its ``Config``,
+    then ``run``; config errors exit with status 2."""
     args = build_parser(extractor_cls).parse_args(argv)
-    return run_cli(lambda: run(extractor_cls(args)))
+    return run_cli(lambda: run(extractor_cls(extractor_cls.config_from_args(args)), args))

@@ -12,30 +12,38 @@ memory, so its features are reproduced exactly (``0`` skips it). Output: ``<out>
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, main, resolve_weights
+from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.models.resnet_stride1 import resnet18_stride1
 from feat_script.preprocess import jpeg_roundtrip, resize_frames, to_tensor_normalize
+from feat_script.recipes import AVST_SECONDS, JPEG_QUALITY, KINETICS_MEAN, KINETICS_STD
 from feat_script.sampling import sample_frames
 from feat_script.streams import one_fps
 
-WEIGHTS = ("resnet18-5c106cde.pth", "resnet18-f37072fd.pth")
-SOURCE = "https://download.pytorch.org/models/resnet18-5c106cde.pth (torchvision ImageNet ResNet-18)"
 
-
-def _prepare(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
+def prepare_frames(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
     """uint8 frames -> the network's input: optional JPEG round trip, 224x224, Kinetics mean/std."""
     if jpeg_quality:
         frames = jpeg_roundtrip(frames, jpeg_quality)
     return to_tensor_normalize(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)
 
 
+@dataclasses.dataclass
+class Res18x14Config(ExtractorConfig):
+    sampling: str = "fixed60"  # or 1fps
+    seconds: int = AVST_SECONDS
+    jpeg_quality: int = JPEG_QUALITY  # 0: no JPEG round trip
+    rows: tuple[int, ...] | None = None  # fixed60: keep only these rows (AVST's loader rows); None: all
+
+
 class Res18x14(Extractor):
+    Config = Res18x14Config
     name = "res18_14x14"
     description = __doc__
     fast_inference = True
@@ -48,21 +56,22 @@ class Res18x14(Extractor):
         parser.add_argument(
             "--jpeg-quality",
             type=int,
-            default=75,
+            default=JPEG_QUALITY,
             help="pass frames through a PIL JPEG of this quality first, as the original's "
             "frames on disk (75 = imageio's default); 0 = use the decoded frames as they are",
         )
 
     def sampling(self) -> dict:
-        return {
-            "mode": self.args.sampling,
-            "seconds": self.args.seconds,
+        recipe = {
+            "mode": self.config.sampling,
+            "seconds": self.config.seconds,
             "resize": [224, 224],
             "interpolation": "PIL bilinear",
-            "jpeg_roundtrip_quality": self.args.jpeg_quality or None,
+            "jpeg_roundtrip_quality": self.config.jpeg_quality or None,
             "mean": KINETICS_MEAN,
             "std": KINETICS_STD,
         }
+        return recipe if self.config.rows is None else {**recipe, "rows": list(self.config.rows)}
 
     def row_shapes(self) -> dict:
         return {"": (512, 14, 14)}
@@ -70,14 +79,22 @@ class Res18x14(Extractor):
     def model_info(self) -> dict:
         return {"arch": "resnet18, layer4 stride 1", "output": "layer4 (after ReLU)"}
 
+    def sample(self, video: Path) -> np.ndarray:
+        """The uint8 fixed-60 frames ``[T, H, W, 3]`` the features are made of (``rows`` only)."""
+        frames = sample_frames(video, self.config.sampling, seconds=self.config.seconds)
+        return frames if self.config.rows is None else frames[list(self.config.rows)]
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 frames -> the network's input (see ``prepare_frames``)."""
+        return prepare_frames(frames, self.config.jpeg_quality)
+
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        prepare = functools.partial(_prepare, jpeg_quality=self.args.jpeg_quality)
-        if self.args.sampling == "1fps":
-            return {"frames": one_fps(video, prepare)}
-        return {"frames": prepare(sample_frames(video, self.args.sampling, seconds=self.args.seconds))}
+        if self.config.sampling == "1fps":
+            return {"frames": one_fps(video, functools.partial(prepare_frames, jpeg_quality=self.config.jpeg_quality))}
+        return {"frames": self.prepare(self.sample(video))}
 
     def build_model(self) -> torch.nn.Module:
-        self.weights_path = resolve_weights(self.args, WEIGHTS, SOURCE, "ImageNet ResNet-18")
+        self.weights_path = self.resolve_weights("resnet18")
         return resnet18_stride1(self.weights_path).eval()
 
 

@@ -11,6 +11,7 @@ track is a failure (listed), not a crash. Output: ``<out>/<video_id>.wav``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import tempfile
 import wave
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feat_script.base import Extractor, main
+from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.decode import DecodeError, probe, stream_audio
 from feat_script.stores import WavStore
 from feat_script.streams import RowStream, is_long
@@ -95,7 +96,14 @@ def load_audio_moviepy(video: str | Path, rate: int = 16000) -> np.ndarray:
                 return data.reshape(-1, w.getnchannels())
 
 
+@dataclasses.dataclass
+class AudioConfig(ExtractorConfig):
+    rate: int = 16000
+    backend: str = "memory"  # memory: moviepy's arithmetic in numpy; moviepy: moviepy itself
+
+
 class Audio(Extractor):
+    Config = AudioConfig
     name = "audio"
     description = __doc__
     stores = ("wav",)
@@ -115,25 +123,25 @@ class Audio(Extractor):
 
     def sampling(self) -> dict:
         return {
-            "rate": self.args.rate,
+            "rate": self.config.rate,
             "channels": 2,
-            "backend": self.args.backend,
+            "backend": self.config.backend,
             "method": "moviepy: ffmpeg 44.1 kHz stereo, nearest sample, clip +-0.99",
         }
 
     def load(self, video: Path) -> dict[str, np.ndarray | RowStream]:
-        if self.args.backend == "memory" and is_long(video):
+        if self.config.backend == "memory" and is_long(video):
             if not probe(video).has_audio:
                 raise DecodeError(f"{video}: no audio track")
-            return {"audio": RowStream(functools.partial(iter_audio_16k, video, self.args.rate))}
-        loader = load_audio_16k if self.args.backend == "memory" else load_audio_moviepy
-        audio = loader(video, self.args.rate)
+            return {"audio": RowStream(functools.partial(iter_audio_16k, video, self.config.rate))}
+        loader = load_audio_16k if self.config.backend == "memory" else load_audio_moviepy
+        audio = loader(video, self.config.rate)
         if len(audio) == 0:
             raise DecodeError(f"{video}: the audio track is empty")
         return {"audio": audio}
 
-    def make_store(self) -> WavStore:
-        return WavStore(self.args.out, rate=self.args.rate)
+    def make_store(self, out: Path, kind: str) -> WavStore:
+        return WavStore(out, rate=self.config.rate)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,27 @@ default that the adaptive script used). Output: ``<out>/<video_id>/``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from feat_script.base import Extractor, main
+from feat_script.base import Extractor, ExtractorConfig, main
+from feat_script.recipes import JPEG_QUALITY
 from feat_script.sampling import sample_frames
 from feat_script.stores import FramesStore
 from feat_script.streams import one_fps
 
 
+@dataclasses.dataclass
+class FramesConfig(ExtractorConfig):
+    mode: str = "1fps"  # or fixed60
+    seconds: int = 60
+    jpeg_quality: int = JPEG_QUALITY
+
+
 class Frames(Extractor):
+    Config = FramesConfig
     name = "frames"
     description = __doc__
     stores = ("frames",)
@@ -31,24 +41,24 @@ class Frames(Extractor):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--mode", choices=["1fps", "fixed60"], default="1fps")
         parser.add_argument("--seconds", type=int, default=60, help="frames per video in fixed60 mode")
-        parser.add_argument("--jpeg-quality", type=int, default=75)
+        parser.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
 
     def sampling(self) -> dict:
         return {
-            "mode": self.args.mode,
-            "seconds": self.args.seconds if self.args.mode == "fixed60" else None,
-            "jpeg_quality": self.args.jpeg_quality,
+            "mode": self.config.mode,
+            "seconds": self.config.seconds if self.config.mode == "fixed60" else None,
+            "jpeg_quality": self.config.jpeg_quality,
             "size": "native",
         }
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        if self.args.mode == "1fps":
+        if self.config.mode == "1fps":
             return {"frames": one_fps(video)}
-        return {"frames": sample_frames(video, self.args.mode, seconds=self.args.seconds)}
+        return {"frames": sample_frames(video, self.config.mode, seconds=self.config.seconds)}
 
-    def make_store(self) -> FramesStore:
-        digits = 8 if self.args.mode == "fixed60" else 6
-        return FramesStore(self.args.out, digits=digits, quality=self.args.jpeg_quality)
+    def make_store(self, out: Path, kind: str) -> FramesStore:
+        digits = 8 if self.config.mode == "fixed60" else 6
+        return FramesStore(out, digits=digits, quality=self.config.jpeg_quality)
 
 
 if __name__ == "__main__":

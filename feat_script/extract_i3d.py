@@ -13,6 +13,7 @@ The HDF5 store writes dataset ``<video_id>`` (T, 2048) float32.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from feat_script.base import Extractor, load_weights, main, resolve_weights
+from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.decode import count_frames, read_frames
-from feat_script.i3d import WEIGHTS_HELP, I3Res50, i3d_input
+from feat_script.i3d import I3Res50, i3d_input
 from feat_script.preprocess import resize_frames
 from feat_script.sampling import MASN_CLIP_LEN, MASN_NUM_CLIPS, MASN_STRIDE, masn_clip_indices
+from feat_script.weights import resolve
 
 I3D_SIZE = 224
+
+
+@dataclasses.dataclass
+class ClipConfig(ExtractorConfig):
+    """MASN's clips (shared by the I3D and object extractors): T segments, a clip around each centre."""
+
+    num_clips: int = MASN_NUM_CLIPS
+    clip_len: int = MASN_CLIP_LEN
+    clip_stride: int = MASN_STRIDE
+    non_local: bool = False  # the non-local I3D (i3d_r50_nl_kinetics.pth)
 
 
 def add_clip_args(parser: argparse.ArgumentParser) -> None:
@@ -53,30 +65,31 @@ class ClipMaps(nn.Module):
         return self.i3d.features(i3d_input(clips)).mean(dim=2)
 
 
-def build_i3d(args: argparse.Namespace) -> tuple[ClipMaps, Path | None]:
-    """The I3D of ``--nonlocal`` with ``--weights`` (or the cache, or ``--random-init``), in eval mode."""
-    name = "i3d_r50_nl_kinetics.pth" if args.non_local else "i3d_r50_kinetics.pth"
-    path = resolve_weights(args, name, WEIGHTS_HELP, "I3D ResNet-50")
-    model = load_weights(I3Res50(nonlocal_blocks=args.non_local), path, name.removesuffix("_kinetics.pth"))
+def build_i3d(config: ClipConfig) -> tuple[ClipMaps, Path | None]:
+    """The I3D of ``non_local`` with ``config.weights`` (or the cache, or ``random_init``), in eval mode."""
+    name = "i3d_r50_nl" if config.non_local else "i3d_r50"
+    path = resolve(name, config.weights, config.random_init)
+    model = load_weights(I3Res50(nonlocal_blocks=config.non_local), path, name)
     return ClipMaps(model).eval(), path
 
 
-def clip_sampling(args: argparse.Namespace) -> dict[str, Any]:
-    return {"recipe": "masn", "num_clips": args.num_clips, "clip_len": args.clip_len,
-            "clip_stride": args.clip_stride, "resize": f"{I3D_SIZE}x{I3D_SIZE} (no crop, PIL bilinear)",
+def clip_sampling(config: ClipConfig) -> dict[str, Any]:
+    return {"recipe": "masn", "num_clips": config.num_clips, "clip_len": config.clip_len,
+            "clip_stride": config.clip_stride, "resize": f"{I3D_SIZE}x{I3D_SIZE} (no crop, PIL bilinear)",
             "normalize": "(x - 114.75) / 57.375 on 0..255"}
 
 
-def load_clips(video: Path, args: argparse.Namespace, num_frames: int | None = None) -> np.ndarray:
+def load_clips(video: Path, config: ClipConfig, num_frames: int | None = None) -> np.ndarray:
     """uint8 [T, 3, clip_len, 224, 224] clips of one video (decoded in a worker)."""
     num_frames = count_frames(video) if num_frames is None else num_frames
-    indices = masn_clip_indices(num_frames, args.num_clips, args.clip_len, args.clip_stride)
+    indices = masn_clip_indices(num_frames, config.num_clips, config.clip_len, config.clip_stride)
     frames = resize_frames(read_frames(video, indices=indices.ravel()), I3D_SIZE, I3D_SIZE)
-    clips = frames.reshape(args.num_clips, args.clip_len, I3D_SIZE, I3D_SIZE, 3)
+    clips = frames.reshape(config.num_clips, config.clip_len, I3D_SIZE, I3D_SIZE, 3)
     return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
 
 
 class I3dExtractor(Extractor):
+    Config = ClipConfig
     name = "i3d"
     description = __doc__
     default_store = "hdf5"
@@ -88,20 +101,20 @@ class I3dExtractor(Extractor):
         add_clip_args(parser)
 
     def sampling(self) -> dict[str, Any]:
-        return clip_sampling(self.args)
+        return clip_sampling(self.config)
 
     def row_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"": (2048,)}
 
     def model_info(self) -> dict[str, Any]:
-        arch = "i3d_r50_nl" if self.args.non_local else "i3d_r50"
+        arch = "i3d_r50_nl" if self.config.non_local else "i3d_r50"
         return {"arch": f"{arch} (Tushar-N/pytorch-resnet3d layout)", "layer": "layer4, mean over T', 7, 7"}
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        return {"clips": load_clips(video, self.args)}
+        return {"clips": load_clips(video, self.config)}
 
     def build_model(self) -> torch.nn.Module:
-        model, self.weights_path = build_i3d(self.args)
+        model, self.weights_path = build_i3d(self.config)
         return model
 
     def forward(self, model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,8 @@ rule and the RoIAlign geometry.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +32,17 @@ import torch
 import torchvision
 from torch import nn
 
-from feat_script.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ConfigError,
-    Extractor,
-    load_weights,
-    main,
-    merge_id_maps,
-    resolve_weights,
-)
+from feat_script.base import ConfigError, Extractor, load_weights, main, merge_id_maps
 from feat_script.decode import DecodeError, count_frames, read_frames
-from feat_script.extract_i3d import add_clip_args, build_i3d, clip_sampling, load_clips
-from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
+from feat_script.extract_i3d import ClipConfig, add_clip_args, build_i3d, clip_sampling, load_clips
 from feat_script.manifest import sha256_file
-from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
+from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
 from feat_script.preprocess import resize_frames, to_tensor_normalize
+from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
 from feat_script.sampling import masn_frame_indices
+from feat_script.weights import WEIGHTS, resolve
 
 RESNET_SIZE = 224
-DETECTOR_FILE = "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
 
 
 def resnet152_c5(weights: Path | None) -> nn.Sequential:
@@ -58,7 +51,22 @@ def resnet152_c5(weights: Path | None) -> nn.Sequential:
     return nn.Sequential(*list(model.children())[:-2]).eval()
 
 
+@dataclasses.dataclass
+class ObjectsConfig(ClipConfig):
+    stream: str = "appearance"  # appearance: ResNet-152 C5 (+ spatial features); motion: I3D 7x7 map
+    detector_weights: Path | None = None
+    # motion: the boxes instead of detecting: an HDF5 file with spatial_features/<vid>, or in memory
+    # {video id: [T, 10, 6] spatial features}
+    boxes: Path | Mapping[str, np.ndarray] | None = None
+    det_min_size: int = 800
+    det_max_size: int = 1333
+    det_batch_size: int = 1
+    roi_size: int = 7
+    id_map: list[Path] | None = None  # name -> id files: how --boxes entries are keyed
+
+
 class ObjectsExtractor(Extractor):
+    Config = ObjectsConfig
     name = "objects"
     description = __doc__
     default_store = "hdf5"
@@ -69,7 +77,7 @@ class ObjectsExtractor(Extractor):
         parser.add_argument("--stream", choices=["appearance", "motion"], required=True,
                             help="appearance: ResNet-152 C5 (+ spatial features); motion: I3D 7x7 map")
         parser.add_argument("--detector-weights", type=Path, default=None,
-                            help=f"Faster R-CNN weights ({DETECTOR_FILE} from torchvision)")
+                            help=f"Faster R-CNN weights ({WEIGHTS['fasterrcnn'].files[0]} from torchvision)")
         parser.add_argument("--boxes", type=Path, default=None,
                             help="motion: read boxes from this file's spatial_features instead of detecting")
         parser.add_argument("--det-min-size", type=int, default=800, help="detector input: shorter side")
@@ -79,37 +87,38 @@ class ObjectsExtractor(Extractor):
         parser.add_argument("--roi-size", type=int, default=7, help="RoIAlign bins per side (then averaged)")
         add_clip_args(parser)
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        super().__init__(args)
+    def __init__(self, config: ObjectsConfig | None = None) -> None:
+        super().__init__(config)
+        args = self.config
         if args.det_batch_size < 1:
             raise ConfigError("--det-batch-size must be >= 1")
         if args.boxes is not None and args.stream != "motion":
             raise ConfigError("--boxes is for --stream motion (appearance detects the boxes it writes)")
-        if args.boxes is not None and not args.boxes.is_file():
+        if isinstance(args.boxes, Path) and not args.boxes.is_file():
             raise ConfigError(f"--boxes {args.boxes}: no such file (HDF5 with spatial_features/<video_id>)")
         self.outputs = ("image_features", "spatial_features") if args.stream == "appearance" else ("",)
         self.detector_path: Path | None = None
         self.id_map = merge_id_maps(args.id_map or [])
 
     def sampling(self) -> dict[str, Any]:
-        recipe = clip_sampling(self.args)
-        recipe.update(stream=self.args.stream, frame="centre frame of each segment", objects=10,
-                      boxes=str(self.args.boxes) if self.args.boxes else "faster_rcnn top-10 by score",
-                      detector_input=f"min {self.args.det_min_size}, max {self.args.det_max_size}",
-                      roi_align=f"{self.args.roi_size}x{self.args.roi_size}, aligned, averaged",
+        recipe = clip_sampling(self.config)
+        recipe.update(stream=self.config.stream, frame="centre frame of each segment", objects=10,
+                      boxes=str(self.config.boxes) if self.config.boxes else "faster_rcnn top-10 by score",
+                      detector_input=f"min {self.config.det_min_size}, max {self.config.det_max_size}",
+                      roi_align=f"{self.config.roi_size}x{self.config.roi_size}, aligned, averaged",
                       resnet_input=f"{RESNET_SIZE}x{RESNET_SIZE} (no crop), ImageNet normalisation")
         return recipe
 
     def row_shapes(self) -> dict[str, tuple[int, ...]]:
-        if self.args.stream == "appearance":
+        if self.config.stream == "appearance":
             return {"image_features": (10, 2048), "spatial_features": (10, 6)}
         return {"": (10, 2048)}
 
     def model_info(self) -> dict[str, Any]:
-        backbone = "resnet152 layer4" if self.args.stream == "appearance" else "i3d_r50 layer4, mean over T'"
-        if self.args.boxes is not None:
-            stat = self.args.boxes.stat()
-            return {"backbone": backbone, "boxes": {"path": str(self.args.boxes), "bytes": stat.st_size,
+        backbone = "resnet152 layer4" if self.config.stream == "appearance" else "i3d_r50 layer4, mean over T'"
+        if self.config.boxes is not None:
+            stat = self.config.boxes.stat()
+            return {"backbone": backbone, "boxes": {"path": str(self.config.boxes), "bytes": stat.st_size,
                                                     "mtime": stat.st_mtime}}
         weights = "random-init" if self.detector_path is None else {
             "path": str(self.detector_path), "sha256": sha256_file(self.detector_path)}
@@ -121,51 +130,47 @@ class ObjectsExtractor(Extractor):
         return model
 
     def _stored_boxes(self, video: Path) -> np.ndarray:
-        with h5py.File(self.args.boxes, "r") as f:
-            key = f"spatial_features/{self.id_map.get(video.stem, video.stem)}"
-            if key not in f:
-                raise DecodeError(f"{video}: no {key} in {self.args.boxes}")
-            spatial = f[key][()]
-        if spatial.shape != (self.args.num_clips, 10, 6):
-            raise DecodeError(f"{video}: {self.args.boxes}:{key} has shape {spatial.shape}, "
-                              f"expected ({self.args.num_clips}, 10, 6) (same --num-clips)")
+        vid = self.id_map.get(video.stem, video.stem)
+        if isinstance(self.config.boxes, Mapping):
+            if vid not in self.config.boxes:
+                raise DecodeError(f"{video}: no boxes given for {vid!r}")
+            spatial = np.asarray(self.config.boxes[vid])
+        else:
+            with h5py.File(self.config.boxes, "r") as f:
+                key = f"spatial_features/{vid}"
+                if key not in f:
+                    raise DecodeError(f"{video}: no {key} in {self.config.boxes}")
+                spatial = f[key][()]
+        if spatial.shape != (self.config.num_clips, 10, 6):
+            raise DecodeError(f"{video}: {self.config.boxes}:spatial_features/{vid} has shape {spatial.shape}, "
+                              f"expected ({self.config.num_clips}, 10, 6) (same --num-clips)")
         return spatial.astype(np.float32)
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
         num_frames = count_frames(video)
         item: dict[str, np.ndarray] = {}
-        if self.args.boxes is None:
-            item["frames"] = read_frames(video, indices=masn_frame_indices(num_frames, self.args.num_clips))
+        if self.config.boxes is None:
+            item["frames"] = read_frames(video, indices=masn_frame_indices(num_frames, self.config.num_clips))
         else:
             item["spatial"] = self._stored_boxes(video)
-        if self.args.stream == "appearance":
+        if self.config.stream == "appearance":
             item["input"] = to_tensor_normalize(resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE),
                                       IMAGENET_MEAN, IMAGENET_STD)
         else:
-            item["input"] = load_clips(video, self.args, num_frames)
+            item["input"] = load_clips(video, self.config, num_frames)
         return item
 
     def build_model(self) -> nn.Module:
-        args = self.args
+        args = self.config
         if args.stream == "appearance":
-            names = RESNET_WEIGHTS["resnet152"]
-            self.weights_path = resolve_weights(args, names, f"https://download.pytorch.org/models/{names[0]}",
-                                                "ImageNet resnet152")
+            self.weights_path = self.resolve_weights("resnet152")
             backbone = resnet152_c5(self.weights_path)
         else:
             backbone, self.weights_path = build_i3d(args)
         modules = {"backbone": backbone}
         if args.boxes is None:
-            if args.detector_weights is None and not args.random_init:
-                cached = Path(torch.hub.get_dir()) / "checkpoints" / DETECTOR_FILE
-                if not cached.is_file():
-                    raise ConfigError(f"detector weights needed: --detector-weights PATH. {DETECTOR_HELP}")
-                args.detector_weights = cached
-            if args.random_init and args.detector_weights is not None:
-                raise ConfigError(f"--detector-weights {args.detector_weights} and --random-init: give one")
-            self.detector_path = None if args.random_init else args.detector_weights
-            if self.detector_path is not None and not self.detector_path.is_file():
-                raise ConfigError(f"--detector-weights {self.detector_path}: no such file. {DETECTOR_HELP}")
+            self.detector_path = resolve("fasterrcnn", args.detector_weights, args.random_init,
+                                         "--detector-weights")
             detector = faster_rcnn(None, args.det_min_size, args.det_max_size)
             modules["detector"] = load_weights(detector, self.detector_path, "fasterrcnn_resnet50_fpn").eval()
         return nn.ModuleDict(modules)
@@ -178,18 +183,18 @@ class ObjectsExtractor(Extractor):
         else:
             with self.autocast(device):
                 spatial, counts = detect(model["detector"], torch.from_numpy(item["frames"]),
-                                         self.args.det_batch_size)
+                                         self.config.det_batch_size)
         rows = torch.from_numpy(item["input"])
         maps = []
-        for start in range(0, len(rows), self.args.batch_size):
-            chunk = rows[start:start + self.args.batch_size].to(device)
+        for start in range(0, len(rows), self.config.batch_size):
+            chunk = rows[start:start + self.config.batch_size].to(device)
             if self.memory_format is not None:
                 chunk = chunk.contiguous(memory_format=self.memory_format)
             with self.autocast(device):
                 maps.append(model["backbone"](chunk).float())
         local = roi_features(torch.cat(maps), torch.from_numpy(spatial[..., :4]).to(device),
-                             torch.from_numpy(counts).to(device), self.args.roi_size).cpu().numpy()
-        if self.args.stream == "appearance":
+                             torch.from_numpy(counts).to(device), self.config.roi_size).cpu().numpy()
+        if self.config.stream == "appearance":
             return {"image_features": local, "spatial_features": spatial}
         return {"": local}
 

@@ -10,27 +10,28 @@ it, clamped at the ends; with 1fps sampling the centres are the frames at t = 0,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 
-from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, load_weights, main, resolve_weights
+from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.decode import count_frames, probe, read_frames
 from feat_script.preprocess import resize_frames, to_tensor_normalize
+from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
 from feat_script.sampling import (
     MASN_NUM_CLIPS,
+    add_mode_args,
     clips_around,
     fixed60_indices,
     masn_frame_indices,
+    mode_record,
     one_fps_indices,
     sample_frames,
 )
 from feat_script.streams import one_fps
-
-WEIGHTS = ("r2plus1d_18-91a641e6.pth",)
-SOURCE = "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth (torchvision Kinetics-400 R(2+1)D-18)"
 
 
 def _prepare(clips: np.ndarray) -> np.ndarray:
@@ -46,7 +47,17 @@ def _one_frame_clips(frames: np.ndarray) -> np.ndarray:
     return _prepare(frames[:, None])
 
 
+@dataclasses.dataclass
+class R2Plus1DConfig(ExtractorConfig):
+    sampling: str = "1fps"  # or fixed60, masn
+    seconds: int = 60
+    num_clips: int = MASN_NUM_CLIPS
+    clip_len: int = 1  # 1 = AVST's recipe; 16 = real clips
+    clip_stride: int = 1
+
+
 class R2Plus1D(Extractor):
+    Config = R2Plus1DConfig
     name = "r2plus1d"
     description = __doc__
     fast_inference = True
@@ -54,18 +65,14 @@ class R2Plus1D(Extractor):
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--sampling", choices=["1fps", "fixed60", "masn"], default="1fps")
-        parser.add_argument("--seconds", type=int, default=60, help="clips per video with fixed60")
-        parser.add_argument("--num-clips", type=int, default=MASN_NUM_CLIPS, help="clips per video with masn")
+        add_mode_args(parser, "clips", "1fps")
         parser.add_argument("--clip-len", type=int, default=1, help="1 = AVST's recipe; 16 = real clips")
         parser.add_argument("--clip-stride", type=int, default=1, help="frame step inside a clip")
 
     def sampling(self) -> dict:
-        a = self.args
+        a = self.config
         return {
-            "mode": a.sampling,
-            "seconds": a.seconds if a.sampling == "fixed60" else None,
-            "num_clips": a.num_clips if a.sampling == "masn" else None,
+            **mode_record(a.sampling, a.seconds, a.num_clips),
             "clip_len": a.clip_len,
             "clip_stride": a.clip_stride,
             "resize": [112, 112],
@@ -81,7 +88,7 @@ class R2Plus1D(Extractor):
         return {"arch": "torchvision r2plus1d_18", "output": "avgpool (fc removed)"}
 
     def _clips(self, video: Path) -> np.ndarray:
-        a = self.args
+        a = self.config
         if a.clip_len == 1:
             return sample_frames(video, a.sampling, seconds=a.seconds, num_clips=a.num_clips)[:, None]
         info, n = probe(video), count_frames(video)
@@ -97,12 +104,12 @@ class R2Plus1D(Extractor):
         )
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        if self.args.clip_len == 1 and self.args.sampling == "1fps":
+        if self.config.clip_len == 1 and self.config.sampling == "1fps":
             return {"frames": one_fps(video, _one_frame_clips)}
         return {"frames": _prepare(self._clips(video))}
 
     def build_model(self) -> torch.nn.Module:
-        self.weights_path = resolve_weights(self.args, WEIGHTS, SOURCE, "Kinetics R(2+1)D-18")
+        self.weights_path = self.resolve_weights("r2plus1d_18")
         model = load_weights(
             torchvision.models.video.r2plus1d_18(weights=None), self.weights_path, "r2plus1d_18"
         )

@@ -11,22 +11,29 @@ MASN's appearance-global file ``res152_avgpool.hdf5``: ResNet-152 by default, MA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 
-from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, Extractor, load_weights, main, resolve_weights
+from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.preprocess import resize_short_centre_crop, to_tensor_normalize
-from feat_script.sampling import MASN_NUM_CLIPS, sample_frames
+from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
+from feat_script.sampling import MASN_NUM_CLIPS, add_mode_args, mode_record, sample_frames
 from feat_script.streams import one_fps
 
-WEIGHTS = {
-    "resnet18": ("resnet18-5c106cde.pth", "resnet18-f37072fd.pth"),
-    "resnet152": ("resnet152-b121ed2d.pth", "resnet152-394f9c45.pth"),
-}
 DIMS = {"resnet18": 512, "resnet152": 2048}
+
+
+@dataclasses.dataclass
+class ResNetConfig(ExtractorConfig):
+    arch: str | None = None  # None: resnet18, or resnet152 with masn
+    sampling: str | None = None  # 1fps, fixed60, masn; None: 1fps, or masn with masn
+    seconds: int = 60
+    num_clips: int = MASN_NUM_CLIPS
+    masn: bool = False
 
 
 def _prepare(frames: np.ndarray) -> np.ndarray:
@@ -35,6 +42,7 @@ def _prepare(frames: np.ndarray) -> np.ndarray:
 
 
 class ResNetGlobal(Extractor):
+    Config = ResNetConfig
     name = "resnet"
     description = __doc__
     fast_inference = True
@@ -48,36 +56,30 @@ class ResNetGlobal(Extractor):
             default=None,
             help="resnet18 (default) or resnet152 (default with --masn)",
         )
-        parser.add_argument(
-            "--sampling",
-            choices=["1fps", "fixed60", "masn"],
-            default=None,
-            help="1fps (default), fixed60 or masn (default with --masn)",
-        )
-        parser.add_argument("--seconds", type=int, default=60, help="frames per video with fixed60")
-        parser.add_argument(
-            "--num-clips", type=int, default=MASN_NUM_CLIPS, help="frames per video with masn"
-        )
+        add_mode_args(parser, "frames", None, "1fps (default), fixed60 or masn (default with --masn)")
         parser.add_argument(
             "--masn",
             action="store_true",
             help="MASN's res152_avgpool.hdf5: --arch resnet152 --sampling masn --store hdf5",
         )
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        super().__init__(args)
-        args.arch = args.arch or ("resnet152" if args.masn else "resnet18")
-        args.sampling = args.sampling or ("masn" if args.masn else "1fps")
+    @classmethod
+    def config_from_args(cls, args: argparse.Namespace) -> ResNetConfig:
         if args.masn:
             args.store = "hdf5"
-        self.name = f"{args.arch}_avgpool"
+        return super().config_from_args(args)
+
+    def __init__(self, config: ResNetConfig | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        self.config = dataclasses.replace(c, arch=c.arch or ("resnet152" if c.masn else "resnet18"),
+                                          sampling=c.sampling or ("masn" if c.masn else "1fps"))
+        self.name = f"{self.config.arch}_avgpool"
 
     def sampling(self) -> dict:
-        a = self.args
+        a = self.config
         return {
-            "mode": a.sampling,
-            "seconds": a.seconds if a.sampling == "fixed60" else None,
-            "num_clips": a.num_clips if a.sampling == "masn" else None,
+            **mode_record(a.sampling, a.seconds, a.num_clips),
             "resize_short": 256,
             "crop": 224,
             "interpolation": "PIL bilinear",
@@ -86,24 +88,21 @@ class ResNetGlobal(Extractor):
         }
 
     def row_shapes(self) -> dict:
-        return {"": (DIMS[self.args.arch],)}
+        return {"": (DIMS[self.config.arch],)}
 
     def model_info(self) -> dict:
-        return {"arch": f"torchvision {self.args.arch}", "output": "avgpool (fc = Identity)"}
+        return {"arch": f"torchvision {self.config.arch}", "output": "avgpool (fc = Identity)"}
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        if self.args.sampling == "1fps":
+        if self.config.sampling == "1fps":
             return {"frames": one_fps(video, _prepare)}
         return {"frames": _prepare(sample_frames(
-            video, self.args.sampling, seconds=self.args.seconds, num_clips=self.args.num_clips
+            video, self.config.sampling, seconds=self.config.seconds, num_clips=self.config.num_clips
         ))}
 
     def build_model(self) -> torch.nn.Module:
-        arch = self.args.arch
-        names = WEIGHTS[arch]
-        self.weights_path = resolve_weights(
-            self.args, names, f"https://download.pytorch.org/models/{names[0]}", f"ImageNet {arch}"
-        )
+        arch = self.config.arch
+        self.weights_path = self.resolve_weights(arch)
         model = load_weights(getattr(torchvision.models, arch)(weights=None), self.weights_path, arch)
         model.fc = torch.nn.Identity()
         return model.eval()

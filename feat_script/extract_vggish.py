@@ -15,6 +15,7 @@ moviepy's ``write_audiofile(fps=16000)`` gives, the WAV the original read), aver
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from feat_script.base import ConfigError, Extractor, load_weights, main, resolve_weights
+from feat_script.base import ConfigError, Extractor, ExtractorConfig, load_weights, main
 from feat_script.decode import DecodeError
 from feat_script.extract_audio import first_seconds_16k, iter_audio_16k, load_audio_16k
 from feat_script.manifest import sha256_file
+from feat_script.recipes import AVST_SECONDS
 from feat_script.streams import RowStream, is_long
 from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples
 from feat_script.vggish.mel import SAMPLE_RATE
-from feat_script.vggish.model import WEIGHTS_HELP
 from feat_script.vggish.recipes import standard_examples_stream
 
 
@@ -44,7 +45,17 @@ def standard_example_blocks(video: Path) -> Iterator[np.ndarray]:
         raise DecodeError(f"{video}: {err}") from err
 
 
+@dataclasses.dataclass
+class VggishConfig(ExtractorConfig):
+    recipe: str = "avst"  # avst: one-second examples, raw embedding; standard: 0.96 s hop
+    num_secs: int = AVST_SECONDS  # examples per video (avst recipe)
+    pca: Path | None = None  # vggish_pca_params.npz (standard recipe)
+    no_quantize: bool = False
+    rows: tuple[int, ...] | None = None  # avst recipe: keep only these examples (AVST's loader rows)
+
+
 class VggishExtractor(Extractor):
+    Config = VggishConfig
     name = "vggish"
     description = __doc__
     default_store = "npy"
@@ -55,26 +66,29 @@ class VggishExtractor(Extractor):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--recipe", choices=["avst", "standard"], default="avst",
                             help="avst: 60 one-second examples, raw embedding; standard: 0.96 s hop")
-        parser.add_argument("--num-secs", type=int, default=60, help="examples per video (avst recipe)")
+        parser.add_argument("--num-secs", type=int, default=AVST_SECONDS, help="examples per video (avst recipe)")
         parser.add_argument("--pca", type=Path, default=None,
                             help="vggish_pca_params.npz: PCA + 8-bit quantisation (standard recipe)")
         parser.add_argument("--no-quantize", action="store_true", help="with --pca: keep the PCA output")
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        super().__init__(args)
-        if args.pca is not None and args.recipe != "standard":
+    def __init__(self, config: VggishConfig | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        if c.pca is not None and c.recipe != "standard":
             raise ConfigError("--pca belongs to --recipe standard (AVST's features are raw embeddings)")
-        self.pca = load_pca(args.pca, quantize=not args.no_quantize) if args.pca is not None else None
+        self.pca = load_pca(c.pca, quantize=not c.no_quantize) if c.pca is not None else None
 
     def sampling(self) -> dict[str, Any]:
-        recipe = {"recipe": self.args.recipe, "sample_rate": SAMPLE_RATE, "channels": "mean",
+        recipe = {"recipe": self.config.recipe, "sample_rate": SAMPLE_RATE, "channels": "mean",
                   "log_mel": "Hann 400/160, FFT 512 magnitude, 64 HTK mel 125-7500 Hz, log(x+0.01)",
                   "example": "96 frames"}
-        if self.args.recipe == "avst":
-            recipe.update(num_secs=self.args.num_secs, short_audio="last complete second repeated")
+        if self.config.recipe == "avst":
+            recipe.update(num_secs=self.config.num_secs, short_audio="last complete second repeated")
+            if self.config.rows is not None:
+                recipe.update(rows=list(self.config.rows))
         else:
-            recipe.update(hop_frames=96, pca={"sha256": sha256_file(self.args.pca)} if self.pca is not None else None,
-                          quantized=self.pca is not None and not self.args.no_quantize)
+            recipe.update(hop_frames=96, pca={"sha256": sha256_file(self.config.pca)} if self.pca is not None else None,
+                          quantized=self.pca is not None and not self.config.no_quantize)
         return recipe
 
     def row_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -84,12 +98,14 @@ class VggishExtractor(Extractor):
         return {"arch": "vggish", "layer": "fc2 embedding after ReLU"}
 
     def load(self, video: Path) -> dict[str, np.ndarray | RowStream]:
-        if self.args.recipe == "standard" and is_long(video):
+        if self.config.recipe == "standard" and is_long(video):
             return {"examples": RowStream(functools.partial(standard_example_blocks, video))}
         try:
-            if self.args.recipe == "avst":
-                wave = first_seconds_16k(video, self.args.num_secs, SAMPLE_RATE) / 32768.0
-                examples = avst_examples(wave, SAMPLE_RATE, self.args.num_secs)
+            if self.config.recipe == "avst":
+                wave = first_seconds_16k(video, self.config.num_secs, SAMPLE_RATE) / 32768.0
+                examples = avst_examples(wave, SAMPLE_RATE, self.config.num_secs)
+                if self.config.rows is not None:
+                    examples = examples[list(self.config.rows)]
             else:
                 examples = standard_examples(load_audio_16k(video, SAMPLE_RATE) / 32768.0, SAMPLE_RATE)
         except ValueError as err:
@@ -97,7 +113,7 @@ class VggishExtractor(Extractor):
         return {"examples": examples.float().numpy()}
 
     def build_model(self) -> torch.nn.Module:
-        self.weights_path = resolve_weights(self.args, "vggish.pt", WEIGHTS_HELP, "VGGish")
+        self.weights_path = self.resolve_weights("vggish")
         model = load_weights(VGGish(), self.weights_path, "converted VGGish").eval()
         return model if self.pca is None else torch.nn.Sequential(model, self.pca)
 

@@ -15,15 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from feat_script.weights import load_into
+from feat_script.weights import WEIGHTS, load_into
 
 I3D_MEAN = 114.75
 I3D_STD = 57.375
-WEIGHTS_HELP = (
-    "Get i3d_baseline_32x2_IN_pretrain_400k.pkl from facebookresearch/video-nonlocal-net and convert it "
-    "with Tushar-N/pytorch-resnet3d (python -m utils.convert_weights ... i3d_r50_kinetics.pth), then pass "
-    "the .pth path"
-)
 
 
 class NonLocalBlock(nn.Module):
@@ -142,5 +137,5 @@ def i3d_r50(weights: str | Path | None = None, num_classes: int = 400, nonlocal_
     ``nonlocal_blocks``, ``i3d_r50_nl_kinetics.pth`` (None: random init)."""
     model = I3Res50(num_classes=num_classes, nonlocal_blocks=nonlocal_blocks)
     if weights is not None:
-        load_into(model, weights, "i3d_r50", WEIGHTS_HELP)
+        load_into(model, weights, "i3d_r50", WEIGHTS["i3d_r50"].source)
     return model.eval()

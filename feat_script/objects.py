@@ -21,12 +21,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops import roi_align
 
 from feat_script.boxes import OBJECTS_PER_FRAME, spatial_features
-from feat_script.weights import load_into
-
-DETECTOR_HELP = (
-    "Get torchvision's COCO Faster R-CNN weights fasterrcnn_resnet50_fpn_coco-258fb6c6.pth "
-    "(https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) and pass its path"
-)
+from feat_script.weights import WEIGHTS, load_into
 
 
 def faster_rcnn(weights: str | Path | None = None, min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
@@ -35,7 +30,7 @@ def faster_rcnn(weights: str | Path | None = None, min_size: int = 800, max_size
                                     max_size=max_size, box_score_thresh=0.0,
                                     box_detections_per_img=OBJECTS_PER_FRAME)
     if weights is not None:
-        load_into(model, weights, "fasterrcnn_resnet50_fpn", DETECTOR_HELP)
+        load_into(model, weights, "fasterrcnn_resnet50_fpn", WEIGHTS["fasterrcnn"].source)
     return model.eval()
 
 

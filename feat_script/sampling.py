@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -119,6 +120,21 @@ def frame_indices(
     if mode == "masn":
         return masn_frame_indices(num_frames, num_clips)
     raise ValueError(f"unknown sampling mode {mode!r} (1fps, fixed60, masn)")
+
+
+def add_mode_args(parser: argparse.ArgumentParser, rows: str, default: str | None,
+                  mode_help: str | None = None) -> None:
+    """``--sampling {1fps,fixed60,masn}``, ``--seconds`` and ``--num-clips``: the sampling flags of the
+    extractors that offer every mode (``rows``: what one row is, for the help)."""
+    parser.add_argument("--sampling", choices=["1fps", "fixed60", "masn"], default=default, help=mode_help)
+    parser.add_argument("--seconds", type=int, default=60, help=f"{rows} per video with fixed60")
+    parser.add_argument("--num-clips", type=int, default=MASN_NUM_CLIPS, help=f"{rows} per video with masn")
+
+
+def mode_record(mode: str, seconds: int, num_clips: int) -> dict:
+    """The manifest's record of ``add_mode_args``'s flags (only the one of the mode in use counts)."""
+    return {"mode": mode, "seconds": seconds if mode == "fixed60" else None,
+            "num_clips": num_clips if mode == "masn" else None}
 
 
 def sample_frames(

@@ -1,4 +1,8 @@
-"""Reading weight files without unpickling anything: one reader for every network of feat_script.
+"""Every network's weights in one table, and reading weight files without unpickling anything.
+
+``WEIGHTS`` names each file an extractor (or ``answer.py``) may load: the file names looked up in
+torchvision's cache, where to get it and what it is; ``resolve`` turns a user's path (or none, or
+``--random-init``) into the file to load or one clear error naming the file and its source.
 
 Every file a user passes (``--weights``, ``--detector-weights``, ``--pca``, a converter's source) is
 read with ``torch.load(weights_only=True)`` (tensors, plain containers and, where allowed, numeric
@@ -8,12 +12,82 @@ of its code could run, with one line naming the file.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.errors import UserError
+
+TORCHVISION = "https://download.pytorch.org/models/"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One network's weights: ``files`` are the names looked up in torchvision's cache (the first is
+    the one to get), ``source`` where to get it (and how to convert it, where needed)."""
+
+    what: str
+    files: tuple[str, ...]
+    source: str
+
+
+WEIGHTS: dict[str, Weights] = {
+    "resnet18": Weights("ImageNet ResNet-18", ("resnet18-5c106cde.pth", "resnet18-f37072fd.pth"),
+                        f"{TORCHVISION}resnet18-5c106cde.pth (torchvision ImageNet ResNet-18)"),
+    "resnet152": Weights("ImageNet ResNet-152", ("resnet152-b121ed2d.pth", "resnet152-394f9c45.pth"),
+                         f"{TORCHVISION}resnet152-b121ed2d.pth (torchvision ImageNet ResNet-152)"),
+    "r2plus1d_18": Weights("Kinetics R(2+1)D-18", ("r2plus1d_18-91a641e6.pth",),
+                           f"{TORCHVISION}r2plus1d_18-91a641e6.pth (torchvision Kinetics-400 R(2+1)D-18)"),
+    "vggish": Weights("VGGish", ("vggish.pt",),
+                      "Get vggish_model.ckpt from tensorflow/models (research/audioset/vggish, "
+                      "https://storage.googleapis.com/audioset/vggish_model.ckpt) or torchvggish's "
+                      "vggish-10086976.pth and convert it: python -m feat_script.vggish.convert SRC --out "
+                      "checkpoints/vggish.pt"),
+    "i3d_r50": Weights("I3D ResNet-50", ("i3d_r50_kinetics.pth",),
+                       "Get i3d_baseline_32x2_IN_pretrain_400k.pkl from facebookresearch/video-nonlocal-net and "
+                       "convert it with Tushar-N/pytorch-resnet3d (python -m utils.convert_weights ... "
+                       "i3d_r50_kinetics.pth), then pass the .pth path"),
+    "i3d_r50_nl": Weights("non-local I3D ResNet-50", ("i3d_r50_nl_kinetics.pth",),
+                          "Get the non-local I3D ResNet-50 Kinetics weights from facebookresearch/video-nonlocal-net "
+                          "and convert them with Tushar-N/pytorch-resnet3d (python -m utils.convert_weights ... "
+                          "i3d_r50_nl_kinetics.pth), then pass the .pth path"),
+    "fasterrcnn": Weights("COCO Faster R-CNN", ("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",),
+                          "Get torchvision's COCO Faster R-CNN weights fasterrcnn_resnet50_fpn_coco-258fb6c6.pth "
+                          f"({TORCHVISION}fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) and pass its path"),
+}
+
+
+class WeightsNotFound(UserError, ValueError):
+    """No weights file for a network that needs one (or both a file and ``--random-init``)."""
+
+
+def resolve(name: str, path: str | Path | None = None, random_init: bool = False,
+            flag: str = "--weights") -> Path | None:
+    """The file to load for ``WEIGHTS[name]``: ``path``, else torchvision's cache, else a one-line
+    WeightsNotFound naming the file and its source (``flag`` is how the user gives it). ``random_init``
+    gives None: random weights, for tests and the demo only. Nothing is downloaded."""
+    entry = WEIGHTS[name]
+    if random_init:
+        if path is not None:
+            raise WeightsNotFound(f"{flag} {path} and --random-init: give one, not both")
+        return None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsNotFound(f"{flag} {path}: no such file ({entry.what}: {entry.files[0]} from "
+                                  f"{entry.source})")
+        return path
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for file in entry.files:
+        if (cache / file).is_file():
+            return cache / file
+    raise WeightsNotFound(
+        f"{entry.what} weights needed: pass {flag} PATH to {entry.files[0]} (from {entry.source}) or place it "
+        f"in {cache}/. Nothing is downloaded. --random-init runs with random weights (tests and demo only)."
+    )
 
 
 class WeightsError(CheckpointError, ValueError):

@@ -3,7 +3,8 @@
 Item ``idx`` is frame ``idx % 10`` (the sorted frame folder's first 10 frames, the first 10 seconds) of
 video ``idx // 10`` with VGGish row ``idx % 10``; its negative is a frame 0-9 of another video, drawn
 from a generator seeded with (seed, epoch, idx) instead of the unseeded global ``random``. Frames are
-resized to 224x224 (no aspect kept) and normalised with the Kinetics mean/std, as the original.
+resized to 224x224 (no aspect kept) and normalised with the Kinetics mean/std, as the original (its
+torchvision ``Resize``/``ToTensor``/``Normalize``, done by the 14x14 extractor's own preprocessing).
 """
 from __future__ import annotations
 
@@ -13,21 +14,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from avst.data.dataset import check_features, finite
 from engine.errors import UserError
+from feat_script.extract_14x14 import prepare_frames
 
 FRAMES_PER_VIDEO = 10
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-frame_transform = transforms.Compose([
-    transforms.Resize([224, 224]),
-    transforms.ToTensor(),
-    transforms.Normalize(KINETICS_MEAN, KINETICS_STD),
-])
 
 
 class FrameError(UserError, ValueError):
@@ -49,7 +42,7 @@ def frame_files(frames_dir: str | Path, video_id: str) -> list[Path]:
 def load_frame(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as img:
-            return frame_transform(img.convert("RGB"))
+            return torch.from_numpy(prepare_frames(np.asarray(img.convert("RGB"))[None], jpeg_quality=0)[0])
     except (UnidentifiedImageError, OSError, SyntaxError) as err:  # PIL's errors for corrupt or truncated files
         raise FrameError(f"{path}: the image cannot be decoded ({err}); extract the frames again") from None
 

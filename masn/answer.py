@@ -1,33 +1,29 @@
 """Ask MASN a question about a raw video: the four feature streams in memory, then the model.
 
-The features are those of ``feat_script``'s MASN recipe, computed for one video without files:
-``num_clips`` segment-centre frames (default: the checkpoint's ``v_max_length``) give the ResNet-152
-global vector (Resize 256, CentreCrop 224) and, with Faster R-CNN's 10 best boxes, the RoIAlign
-local features on ResNet-152's C5 map (224x224, no crop); the ``clip_len``-frame clips around them
-give I3D's averaged 7x7 map (global mean and RoIAlign local with the same boxes). One ResNet-152
-serves both appearance streams.
+The features are those of ``feat_script``'s MASN recipe (``feat_script.recipes.MASN``), computed for
+one video without files by the registered extractors' ``extract(video)``: ``num_clips``
+segment-centre frames (default: the checkpoint's ``v_max_length``) give the ResNet-152 global
+vector (``extract_resnet``) and, with Faster R-CNN's 10 best boxes, the RoIAlign local features on
+ResNet-152's C5 map (``extract_objects``, appearance); the ``clip_len``-frame clips around them give
+I3D's averaged 7x7 map (``extract_i3d``) and its RoIAlign local features with the same boxes
+(``extract_objects``, motion). The extractors run one after the other and each network is freed
+before the next loads, so memory holds one of them at a time.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 
-from answering import AnswerError, StageTimer, top_k, unknown_words, weights_file
+from answering import AnswerError, StageTimer, top_k, unknown_words
 from engine.device import autocast
-from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, load_weights
-from feat_script.decode import DecodeError, count_frames, read_frames
-from feat_script.extract_i3d import I3dExtractor, build_i3d, load_clips
-from feat_script.extract_objects import DETECTOR_FILE, RESNET_SIZE, ObjectsExtractor
-from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
-from feat_script.extract_resnet import ResNetGlobal
-from feat_script.objects import DETECTOR_HELP, detect, faster_rcnn, roi_features
-from feat_script.preprocess import resize_frames, resize_short_centre_crop, to_tensor_normalize
-from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE, masn_frame_indices
+from feat_script.decode import DecodeError
+from feat_script.extract_objects import ObjectsConfig
+from feat_script.recipes import MASN, build
+from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE
+from feat_script.weights import resolve
 from masn.checkpoint import build_from_checkpoint
 from masn.data.text import Vocabulary, tokenize
 
@@ -42,8 +38,8 @@ class FeatureSettings:
     num_clips: int | None = None  # None: the checkpoint's v_max_length
     clip_len: int = MASN_CLIP_LEN
     clip_stride: int = MASN_STRIDE
-    det_min_size: int = 800
-    det_max_size: int = 1333
+    det_min_size: int = ObjectsConfig.det_min_size
+    det_max_size: int = ObjectsConfig.det_max_size
 
 
 @dataclass
@@ -103,71 +99,50 @@ def load_masn(checkpoint: Path, task: str | None, device: torch.device) -> Loade
                       meta.v_max_length)
 
 
-def _resnet152(path: Path | None) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(global: avgpool vector, C5 map) sharing one ResNet-152."""
-    net = load_weights(torchvision.models.resnet152(weights=None), path, "resnet152")
-    net.fc = torch.nn.Identity()
-    return net.eval(), torch.nn.Sequential(*list(net.children())[:-2]).eval()
-
-
 class MasnExtractors:
-    """The three networks of MASN's features, built once and reused for any number of videos."""
+    """MASN's feature streams for any number of videos: the recipe's extractors with these settings
+    and weights (resolved once, so a missing file is reported before any work)."""
 
     def __init__(self, settings: FeatureSettings, weights: ExtractorWeights, device: torch.device,
                  amp: str = "off") -> None:
         if not settings.num_clips:
             raise ValueError("FeatureSettings.num_clips must be set (the checkpoint's v_max_length)")
-        self.settings, self.device, self.amp = settings, device, amp
-        names = RESNET_WEIGHTS["resnet152"]
-        resnet_path = weights_file(weights.resnet152, weights.random_init, names,
-                                   f"https://download.pytorch.org/models/{names[0]}", "ImageNet ResNet-152")
-        detector_path = weights_file(weights.detector, weights.random_init, DETECTOR_FILE, DETECTOR_HELP,
-                                     "Faster R-CNN")
-        self.clip_args = argparse.Namespace(num_clips=settings.num_clips, clip_len=settings.clip_len,
-                                            clip_stride=settings.clip_stride, non_local=False,
-                                            weights=weights.i3d, random_init=weights.random_init)
-        try:
-            self.i3d = build_i3d(self.clip_args)[0].to(device)
-        except (ValueError, FileNotFoundError) as err:
-            raise AnswerError(str(err).replace("--weights", "the I3D weights")) from None
-        res_global, res_c5 = _resnet152(resnet_path)
-        self.res_global, self.res_c5 = res_global.to(device), res_c5.to(device)
-        detector = faster_rcnn(None, settings.det_min_size, settings.det_max_size)
-        self.detector = load_weights(detector, detector_path, "fasterrcnn_resnet50_fpn").eval().to(device)
+        self.settings = settings
+        resnet = resolve("resnet152", weights.resnet152, weights.random_init, "--resnet152-weights")
+        i3d = resolve("i3d_r50", weights.i3d, weights.random_init, "--i3d-weights")
+        detector = resolve("fasterrcnn", weights.detector, weights.random_init, "--detector-weights")
+        # exact: the networks as built, as the CLIs' --exact (the features the checks compare)
+        common = {"num_clips": settings.num_clips, "random_init": weights.random_init, "device": str(device),
+                  "amp": amp, "exact": True}
+        clips = {**common, "clip_len": settings.clip_len, "clip_stride": settings.clip_stride}
+        self.settings_of = {
+            "res_avg": {**common, "weights": resnet},
+            "res_roi": {**clips, "weights": resnet, "detector_weights": detector,
+                        "det_min_size": settings.det_min_size, "det_max_size": settings.det_max_size},
+            "i3d_avg": {**clips, "weights": i3d},
+            "i3d_roi": {**clips, "weights": i3d},
+        }
 
-    @torch.no_grad()
-    def __call__(self, video: Path, timer: StageTimer) -> tuple[np.ndarray, ...]:
-        """(res_avg, i3d_avg, res_roi, bbox, i3d_roi) of one video, each with ``num_clips`` rows."""
-        t, device = self.settings.num_clips, self.device
+    def _extract(self, stream: str, video: Path, **overrides) -> dict[str, np.ndarray]:
+        """One stream's outputs; its extractor (and network) is dropped on return."""
         try:
-            with timer("decode frames + clips"):
-                num_frames = count_frames(video)
-                if num_frames == 0:
-                    raise AnswerError(f"{video}: the video stream has no frames")
-                frames = read_frames(video, indices=masn_frame_indices(num_frames, t))
-                clips = torch.from_numpy(load_clips(video, self.clip_args, num_frames))
+            return build(MASN.streams[stream], **{**self.settings_of[stream], **overrides}).extract(video)
         except DecodeError as err:
             raise AnswerError(str(err)) from None
-        crop = to_tensor_normalize(resize_short_centre_crop(frames, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
-        square = to_tensor_normalize(resize_frames(frames, RESNET_SIZE, RESNET_SIZE), IMAGENET_MEAN, IMAGENET_STD)
-        with timer("Faster R-CNN boxes"), autocast(device, self.amp):
-            spatial, counts = detect(self.detector, torch.from_numpy(frames))
-        boxes = torch.from_numpy(spatial[..., :4]).to(device)
-        counts_t = torch.from_numpy(counts).to(device)
-        with timer("ResNet-152 global + C5 RoIAlign"), autocast(device, self.amp):
-            res_avg = _chunked(self.res_global, torch.from_numpy(crop), ResNetGlobal.default_batch_size, device)
-            res_c5 = _chunked(self.res_c5, torch.from_numpy(square), ObjectsExtractor.default_batch_size, device)
-            res_roi = roi_features(res_c5, boxes, counts_t)
-        with timer("I3D global + RoIAlign"), autocast(device, self.amp):
-            maps = _chunked(self.i3d, clips, I3dExtractor.default_batch_size, device)
-            i3d_avg, i3d_roi = maps.mean(dim=(2, 3)), roi_features(maps, boxes, counts_t)
-        return (res_avg.cpu().numpy(), i3d_avg.cpu().numpy(), res_roi.cpu().numpy(), spatial,
-                i3d_roi.cpu().numpy())
 
-
-def _chunked(model: torch.nn.Module, rows: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
-    """``model`` over ``rows`` in the extractor CLIs' batch sizes: their numbers, and bounded memory."""
-    return torch.cat([model(rows[i:i + size].to(device)).float() for i in range(0, len(rows), size)])
+    def __call__(self, video: Path, timer: StageTimer) -> tuple[np.ndarray, ...]:
+        """(res_avg, i3d_avg, res_roi, bbox, i3d_roi) of one video, each with ``num_clips`` rows."""
+        video = Path(video)
+        with timer("ResNet-152 global"):
+            res_avg = self._extract("res_avg", video)["resnet152_avgpool"]
+        with timer("Faster R-CNN boxes + ResNet-152 C5 RoIAlign"):
+            appearance = self._extract("res_roi", video)
+        with timer("I3D global"):
+            i3d_avg = self._extract("i3d_avg", video)["i3d"]
+        with timer("I3D RoIAlign"):
+            boxes = {video.stem: appearance["spatial_features"]}
+            i3d_roi = self._extract("i3d_roi", video, boxes=boxes)["objects"]
+        return res_avg, i3d_avg, appearance["image_features"], appearance["spatial_features"], i3d_roi
 
 
 def video_batch(features: tuple[np.ndarray, ...], v_max_length: int) -> list[torch.Tensor]:

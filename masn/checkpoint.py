@@ -48,7 +48,7 @@ class MasnMeta:
     def to_dict(self) -> dict:
         """The checkpoint's ``meta`` entry (plain types only, readable with ``weights_only=True``)."""
         from masn.answer_index import answers_sha256
-        from masn.data.glove import vocab_sha256
+        from masn.data.text import vocab_sha256
 
         out = {"model": "masn", **asdict(self)}
         if self.vocab_words:

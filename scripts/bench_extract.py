@@ -31,11 +31,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 from benchkit.timing import synchronize
-from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, main
+from feat_script.base import main
 from feat_script.decode import ffmpeg_exe
 from feat_script.extract_14x14 import Res18x14
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.models.resnet_stride1 import resnet18_stride1
+from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD
 from feat_script.synthetic_video import make_pattern_video
 
 

@@ -20,8 +20,8 @@ def _kill_after(limit: int) -> None:
     """Wrap the ``write`` of the store each run makes so that the ``limit``-th video ends the process."""
     make_store = Extractor.make_store
 
-    def make_killing_store(self):
-        store = make_store(self)
+    def make_killing_store(self, out, kind):
+        store = make_store(self, out, kind)
         write, written = store.write, []
 
         def write_then_maybe_die(video_id, payload):

@@ -138,7 +138,8 @@ def test_masn_end_to_end_on_silent_mp4_and_gif(media):
         assert result.answer == result.top5[0]["answer"] and result.answer in MASN_ANSWERS
         assert result.tokens == ["what", "colour", "is", "the", "car", "\\?"]
         assert result.boxes.shape == (3, 10, 6)
-        assert {"decode frames + clips", "Faster R-CNN boxes", "MASN"} <= set(result.timings)
+        assert {"ResNet-152 global", "Faster R-CNN boxes + ResNet-152 C5 RoIAlign", "I3D global", "I3D RoIAlign",
+                "MASN"} <= set(result.timings)
     features = extractors(media["gif"], StageTimer())
     shapes = [f.shape for f in features]
     assert shapes == [(3, 2048), (3, 2048), (3, 10, 2048), (3, 10, 6), (3, 10, 2048)]

@@ -17,13 +17,14 @@ import torchvision
 from PIL import Image
 from torchvision import transforms
 
-from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, main
+from feat_script.base import main
 from feat_script.decode import read_frames
 from feat_script.extract_14x14 import Res18x14
 from feat_script.extract_r2plus1d import R2Plus1D
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.manifest import read_failures, read_manifest, sha256_file
 from feat_script.models.resnet_stride1 import resnet18_stride1
+from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD
 from feat_script.sampling import masn_frame_indices, read_fixed60
 from feat_script.stores import PackedStore
 from feat_script.synthetic_video import make_corrupt, make_gif, make_pattern_video

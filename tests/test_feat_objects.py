@@ -1,7 +1,6 @@
 """Object boxes, spatial features and RoIAlign local features (MASN's appearance/motion local)."""
 from __future__ import annotations
 
-import argparse
 import shutil
 
 import h5py
@@ -13,7 +12,7 @@ from feat_script.base import main
 from feat_script.boxes import spatial_features
 from feat_script.decode import DecodeError
 from feat_script.extract_i3d import I3dExtractor
-from feat_script.extract_objects import ObjectsExtractor
+from feat_script.extract_objects import ObjectsConfig, ObjectsExtractor
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
@@ -163,9 +162,7 @@ def test_motion_boxes_are_looked_up_by_the_mapped_id(tmp_path):
         f["spatial_features/tumblr_b"] = spatial[:2]
     id_map = tmp_path / "Total_count_question.csv"
     id_map.write_text("gif_name\tquestion\tanswer\tvid_id\tkey\ntumblr_a\thow many ?\t3\tCOUNT1\t52\n")
-    args = argparse.Namespace(stream="motion", boxes=boxes, id_map=[id_map], num_clips=3,  # --id-map appends
-                              det_batch_size=1)
-    extractor = ObjectsExtractor(args)
+    extractor = ObjectsExtractor(ObjectsConfig(stream="motion", boxes=boxes, id_map=[id_map], num_clips=3))
     np.testing.assert_array_equal(extractor._stored_boxes(tmp_path / "tumblr_a.gif"), spatial)
     with pytest.raises(DecodeError, match="expected \\(3, 10, 6\\)"):
         extractor._stored_boxes(tmp_path / "tumblr_b.gif")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from feat_script.base import Extractor, load_weights, main, resolve_weights
+from feat_script.base import Extractor, load_weights, main
 from feat_script.decode import read_frames
 from feat_script.extract_audio import Audio
 from feat_script.extract_frames import Frames
@@ -32,7 +32,7 @@ class Mean(Extractor):
         return {"frames": frames.reshape(len(frames), -1, 3).mean(1, dtype=np.float32)}
 
     def build_model(self) -> torch.nn.Module:
-        self.weights_path = resolve_weights(self.args, "mean.pt", "tests", "test")
+        self.weights_path = self.config.weights
         return load_weights(torch.nn.Linear(3, 4), self.weights_path, "mean")
 
     def row_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -50,10 +50,11 @@ def feed(monkeypatch, module, make) -> None:
 
 
 def extractor(cls, *argv: str):
+    """The extractor as its CLI builds it from ``argv``."""
     parser = argparse.ArgumentParser()
     add_common_args(parser, cls.stores, cls.default_store, cls.default_batch_size)
     cls.add_args(parser)
-    return cls(parser.parse_args(["--videos", "v", "--out", "o", "--random-init", *argv]))
+    return cls(cls.config_from_args(parser.parse_args(["--videos", "v", "--out", "o", "--random-init", *argv])))
 
 
 def frames(height: int, width: int, n: int = 2, seed: int = 0) -> np.ndarray:

@@ -12,7 +12,8 @@ from avst.data.annotations import make_record
 from avst.data.features import NpyFeatures
 from avst.heatmap import jet, overlay
 from engine.errors import UserError
-from grounding_gen.dataset import KINETICS_MEAN, KINETICS_STD, GroundingDataset
+from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
+from grounding_gen.dataset import GroundingDataset
 from grounding_gen.tasks import GroundingTask
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]

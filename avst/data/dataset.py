@@ -17,8 +17,8 @@ from avst.data.annotations import AnnotationError, QARecord, video_list
 from avst.data.features import ROWS, FeatureError, feature_problems, nonfinite_error
 from avst.data.vocab import Vocab
 from engine.batching import ReadBatch, batch_empty, nonfinite_rows
+from feat_script.recipes import FRAME_STRIDE
 
-FRAME_STRIDE = 6
 CHECK_BYTES = 1 << 18  # rows read, then checked for NaN / inf while they still sit in the CPU cache
 
 

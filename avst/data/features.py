@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from feat_script.recipes import AVST, AVST_SECONDS
 from feat_script.stores import PACKED_FORMAT
 from engine.errors import UserError
 
-ROWS = 60
+ROWS = AVST_SECONDS
 AUDIO_SHAPE = (128,)
 VISUAL_SHAPE = (512, 14, 14)
 KINDS = {"audio": AUDIO_SHAPE, "visual": VISUAL_SHAPE}
-PACKED_STEMS = {"audio": "vggish", "visual": "res18_14x14"}  # the extractors' names
+PACKED_STEMS = {kind: stream.output for kind, stream in AVST.streams.items()}  # the extractors' names
 
 
 class FeatureError(UserError, ValueError):

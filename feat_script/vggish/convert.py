@@ -15,8 +15,8 @@ import torch
 
 from engine.errors import run_cli
 from feat_script.stores import atomic_file
-from feat_script.vggish.model import CONV_LAYERS, WEIGHTS_HELP, VGGish
-from feat_script.weights import WeightsError, read_state_dict
+from feat_script.vggish.model import CONV_LAYERS, VGGish
+from feat_script.weights import WEIGHTS, WeightsError, read_state_dict
 
 TF_SCOPES = {"conv1": "conv1", "conv2": "conv2", "conv3_1": "conv3/conv3_1", "conv3_2": "conv3/conv3_2",
              "conv4_1": "conv4/conv4_1", "conv4_2": "conv4/conv4_2", "fc1_1": "fc1/fc1_1",
@@ -35,7 +35,7 @@ def from_tf_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read ``vggish/<scope>/{weights,biases}``: conv HWIO -> OIHW, dense [in, out] -> [out, in]."""
     path = Path(path)
     if not _checkpoint_exists(path):
-        raise FileNotFoundError(f"TensorFlow checkpoint not found: {path}. {WEIGHTS_HELP}")
+        raise FileNotFoundError(f"TensorFlow checkpoint not found: {path}. {WEIGHTS['vggish'].source}")
     try:
         import tensorflow as tf
     except ImportError as err:
@@ -61,7 +61,7 @@ def from_tf_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def from_torchvggish(path: str | Path) -> dict[str, torch.Tensor]:
     """Rename torchvggish's ``features.N`` / ``embeddings.N`` keys (``pproc.*`` is ignored)."""
-    source = read_state_dict(path, "torchvggish", WEIGHTS_HELP)
+    source = read_state_dict(path, "torchvggish", WEIGHTS["vggish"].source)
     source = {k: v for k, v in source.items() if not k.startswith("pproc.")}
     expected = {f"{p}.{s}" for p in TORCHVGGISH_PREFIXES.values() for s in ("weight", "bias")}
     if set(source) != expected:

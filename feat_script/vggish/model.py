@@ -16,14 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from feat_script.weights import WeightsError, load_into, read_state_dict
+from feat_script.weights import WEIGHTS, WeightsError, load_into, read_state_dict
 
 EMBEDDING_SIZE = 128
-WEIGHTS_HELP = (
-    "Get vggish_model.ckpt from tensorflow/models (research/audioset/vggish, "
-    "https://storage.googleapis.com/audioset/vggish_model.ckpt) or torchvggish's vggish-10086976.pth "
-    "and convert it: python -m feat_script.vggish.convert SRC --out checkpoints/vggish.pt"
-)
 PCA_HELP = (
     "Get vggish_pca_params.npz from tensorflow/models (research/audioset/vggish, "
     "https://storage.googleapis.com/audioset/vggish_pca_params.npz) or torchvggish's "
@@ -62,7 +57,7 @@ def vggish(weights: str | Path | None = None) -> VGGish:
     """Build VGGish; ``weights`` is our converted file (random init when None: tests and demo only)."""
     model = VGGish()
     if weights is not None:
-        load_into(model, weights, "converted VGGish", WEIGHTS_HELP)
+        load_into(model, weights, "converted VGGish", WEIGHTS["vggish"].source)
     return model.eval()
 
 

@@ -23,6 +23,7 @@ import torch
 
 from engine.batching import batch_empty, nonfinite_rows
 from engine.errors import UserError
+from feat_script.recipes import MASN_FILES
 
 OBJ_MAX = 10
 FEAT_DIM = 2048
@@ -39,26 +40,10 @@ class FeatureLayout:
     names: dict[str, tuple[str, ...]]
 
 
-LAYOUTS = {
-    "tgif-qa": FeatureLayout("feat_r6_vsync2", "", {
-        "res_avg": ("res152_avgpool.hdf5",),
-        "i3d_avg": ("tgif_i3d_hw7_perclip_avgpool.hdf5",),
-        "res_roi": ("tgif_btup_f_obj10.hdf5",),
-        "i3d_roi": ("tgif_i3d_roialign_hw7_perclip_avgpool_obj10.hdf5",
-                    "tgif_i3d_roialign_hw7_perclip_avgpool.hdf5"),
-    }),
-    "msvd-qa": FeatureLayout("vfeat", "vid", {
-        "res_avg": ("msvd_res152_avgpool.hdf5",),
-        "i3d_avg": ("msvd_i3d_avgpool_perclip.hdf5",),
-        "res_roi": ("msvd_btup_f_obj10.hdf5",),
-        "i3d_roi": ("msvd_i3d_roialign_perclip_obj10.hdf5",),
-    }),
-    "msrvtt-qa": FeatureLayout("vfeat", "video", {
-        "res_avg": ("msrvtt_res152_avgpool.hdf5",),
-        "i3d_avg": ("msrvtt_i3d_avgpool_perclip.hdf5",),
-        "res_roi": ("msrvtt_btup_f_obj10.hdf5",),
-        "i3d_roi": ("msrvtt_i3d_roialign_perclip_obj10.hdf5",),
-    }),
+LAYOUTS = {  # file names: feat_script.recipes.MASN_FILES (what the extractors write)
+    "tgif-qa": FeatureLayout("feat_r6_vsync2", "", MASN_FILES["tgif-qa"]),
+    "msvd-qa": FeatureLayout("vfeat", "vid", MASN_FILES["msvd-qa"]),
+    "msrvtt-qa": FeatureLayout("vfeat", "video", MASN_FILES["msrvtt-qa"]),
 }
 
 
