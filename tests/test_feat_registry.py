@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from feat_script.synthetic_video import make_pattern_video
 
 from feat_script import recipes
 from feat_script.base import Extractor, add_common_args, main
@@ -21,6 +20,7 @@ from feat_script.decode import DecodeError
 from feat_script.extract_objects import ObjectsConfig, ObjectsExtractor
 from feat_script.extract_resnet import ResNetConfig, ResNetGlobal
 from feat_script.registry import EXTRACTORS, extractor_class
+from feat_script.synthetic_video import make_pattern_video
 from feat_script.weights import WeightsNotFound, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
