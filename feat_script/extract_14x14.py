@@ -20,7 +20,7 @@ import torch
 
 from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, main, resolve_weights
 from feat_script.models.resnet_stride1 import resnet18_stride1
-from feat_script.preprocess import jpeg_roundtrip, normalise, resize_frames
+from feat_script.preprocess import jpeg_roundtrip, resize_frames
 from feat_script.sampling import sample_frames
 from feat_script.streams import one_fps
 
@@ -29,10 +29,10 @@ SOURCE = "https://download.pytorch.org/models/resnet18-5c106cde.pth (torchvision
 
 
 def _prepare(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
-    """uint8 frames -> the network's input: optional JPEG round trip, 224x224, Kinetics mean/std."""
+    """uint8 frames -> optional JPEG round trip, 224x224, still uint8 (Kinetics mean/std on the device)."""
     if jpeg_quality:
         frames = jpeg_roundtrip(frames, jpeg_quality)
-    return normalise(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)
+    return resize_frames(frames, 224, 224)
 
 
 class Res18x14(Extractor):
@@ -40,6 +40,7 @@ class Res18x14(Extractor):
     description = __doc__
     fast_inference = True
     default_batch_size = 20
+    pixel_stats = (KINETICS_MEAN, KINETICS_STD)
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:

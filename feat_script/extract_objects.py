@@ -45,7 +45,7 @@ from feat_script.extract_i3d import add_clip_args, build_i3d, clip_sampling, loa
 from feat_script.extract_resnet import WEIGHTS as RESNET_WEIGHTS
 from feat_script.manifest import sha256_file
 from feat_script.objects import DETECTOR_HELP, box_counts, detect, faster_rcnn, roi_features
-from feat_script.preprocess import normalise, resize_frames
+from feat_script.preprocess import pixels_to_input, resize_frames
 from feat_script.sampling import masn_frame_indices
 
 RESNET_SIZE = 224
@@ -138,9 +138,8 @@ class ObjectsExtractor(Extractor):
             item["frames"] = read_frames(video, indices=masn_frame_indices(num_frames, self.args.num_clips))
         else:
             item["spatial"] = self._stored_boxes(video)
-        if self.args.stream == "appearance":
-            item["input"] = normalise(resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE),
-                                      IMAGENET_MEAN, IMAGENET_STD)
+        if self.args.stream == "appearance":  # uint8; ImageNet mean/std on the device (compute)
+            item["input"] = resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE)
         else:
             item["input"] = load_clips(video, self.args, num_frames)
         return item
@@ -170,23 +169,22 @@ class ObjectsExtractor(Extractor):
             modules["detector"] = load_weights(detector, self.detector_path, "fasterrcnn_resnet50_fpn").eval()
         return nn.ModuleDict(modules)
 
-    def compute(self, model: nn.Module, item: dict[str, np.ndarray],
+    def compute(self, model: nn.Module, item: dict[str, torch.Tensor],
                 device: torch.device) -> dict[str, np.ndarray]:
         if "spatial" in item:
-            spatial = item["spatial"]
+            spatial = item["spatial"].numpy()
             counts = box_counts(spatial)
         else:
             with self.autocast(device):
-                spatial, counts = detect(model["detector"], torch.from_numpy(item["frames"]),
-                                         self.args.det_batch_size)
-        rows = torch.from_numpy(item["input"])
+                spatial, counts = detect(model["detector"], item["frames"], self.args.det_batch_size)
+        rows = item["input"].to(device, non_blocking=True)
         maps = []
         for start in range(0, len(rows), self.args.batch_size):
-            chunk = rows[start:start + self.args.batch_size].to(device)
-            if self.memory_format is not None:
-                chunk = chunk.contiguous(memory_format=self.memory_format)
+            chunk = rows[start:start + self.args.batch_size]
+            if self.args.stream == "appearance":
+                chunk = pixels_to_input(chunk, IMAGENET_MEAN, IMAGENET_STD)
             with self.autocast(device):
-                maps.append(model["backbone"](chunk).float())
+                maps.append(model["backbone"](self.inputs(chunk)).float())
         local = roi_features(torch.cat(maps), torch.from_numpy(spatial[..., :4]).to(device),
                              torch.from_numpy(counts).to(device), self.args.roi_size).cpu().numpy()
         if self.args.stream == "appearance":

@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from feat_script.base import IMAGENET_MEAN, IMAGENET_STD, Extractor, load_weights, main, resolve_weights
-from feat_script.preprocess import normalise, resize_short_centre_crop
+from feat_script.preprocess import resize_short_centre_crop
 from feat_script.sampling import MASN_NUM_CLIPS, sample_frames
 from feat_script.streams import one_fps
 
@@ -30,8 +30,8 @@ DIMS = {"resnet18": 512, "resnet152": 2048}
 
 
 def _prepare(frames: np.ndarray) -> np.ndarray:
-    """uint8 frames -> Resize(256), CenterCrop(224), ImageNet mean/std."""
-    return normalise(resize_short_centre_crop(frames, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
+    """uint8 frames -> Resize(256), CenterCrop(224), still uint8 (ImageNet mean/std on the device)."""
+    return resize_short_centre_crop(frames, 256, 224)
 
 
 class ResNetGlobal(Extractor):
@@ -39,6 +39,7 @@ class ResNetGlobal(Extractor):
     description = __doc__
     fast_inference = True
     default_batch_size = 32
+    pixel_stats = (IMAGENET_MEAN, IMAGENET_STD)
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
