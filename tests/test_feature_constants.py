@@ -49,6 +49,11 @@ def feed(monkeypatch, module, make) -> None:
     monkeypatch.setattr(streams, "read_frames", make)
 
 
+def network_input(ex) -> np.ndarray:
+    """What the network sees: the worker's rows (``load``), then the device part (``inputs``), on the CPU."""
+    return ex.inputs(torch.from_numpy(ex.load(None)["frames"])).numpy()
+
+
 def extractor(cls, *argv: str):
     parser = argparse.ArgumentParser()
     add_common_args(parser, cls.stores, cls.default_store, cls.default_batch_size)
@@ -84,13 +89,13 @@ def test_resnet_global_imagenet_resize256_crop224(monkeypatch, size):
     ex = extractor(extract_resnet.ResNetGlobal)
     given = frames(*size)
     feed(monkeypatch, extract_resnet, lambda *a, **k: given)
-    ours = ex.load(None)["frames"]
+    ours = network_input(ex)
     assert ours.shape == (2, 3, 224, 224)
     for k in range(2):
         ref = torchvision_pipeline(given[k], transforms.Resize(256), transforms.CenterCrop(224), stats=IMAGENET)
         assert np.abs(ours[k] - ref).max() < 1e-5
     feed(monkeypatch, extract_resnet, lambda *a, **k: constant_frames(*size))
-    out = ex.load(None)["frames"]
+    out = network_input(ex)
     mean, std = recovered_stats(out[0, :, 100, 100], out[1, :, 100, 100])
     assert mean == pytest.approx(IMAGENET[0], abs=1e-6) and std == pytest.approx(IMAGENET[1], abs=1e-6)
 
@@ -100,7 +105,7 @@ def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
 
     given = frames(180, 320)
     feed(monkeypatch, extract_14x14, lambda *a, **k: given)
-    ours = extractor(extract_14x14.Res18x14).load(None)["frames"]
+    ours = network_input(extractor(extract_14x14.Res18x14))
     assert ours.shape == (2, 3, 224, 224)
     for k in range(2):
         buf = io.BytesIO()
@@ -110,7 +115,7 @@ def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
         ref = torchvision_pipeline(jpeg, transforms.Resize([224, 224]), stats=KINETICS)
         assert np.abs(ours[k] - ref).max() < 1e-5
     feed(monkeypatch, extract_14x14, lambda *a, **k: constant_frames(180, 320))
-    out = extractor(extract_14x14.Res18x14, "--jpeg-quality", "0").load(None)["frames"]
+    out = network_input(extractor(extract_14x14.Res18x14, "--jpeg-quality", "0"))
     mean, std = recovered_stats(out[0, :, 7, 7], out[1, :, 7, 7])
     assert mean == pytest.approx(KINETICS[0], abs=1e-6) and std == pytest.approx(KINETICS[1], abs=1e-6)
 
@@ -120,7 +125,7 @@ def test_r2plus1d_kinetics_112(monkeypatch):
 
     given = frames(90, 160)
     feed(monkeypatch, extract_r2plus1d, lambda *a, **k: given)
-    ours = extractor(extract_r2plus1d.R2Plus1D).load(None)["frames"]
+    ours = network_input(extractor(extract_r2plus1d.R2Plus1D))
     assert ours.shape == (2, 3, 1, 112, 112)  # one-frame clips [T, C, L, H, W]
     for k in range(2):
         ref = torchvision_pipeline(given[k], transforms.Resize([112, 112]), stats=KINETICS)
