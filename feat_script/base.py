@@ -10,6 +10,15 @@ common flags plus the extractor's, a ``Config`` built from them (flag names = fi
 ``run``: video listing, ``--shard i/n``, resuming (videos already in the output are verified and
 skipped), atomic writes, the failures list, the manifest and the progress bar.
 
+Feeding a GPU: workers hand over torch tensors (pinned by the DataLoader on CUDA, so the copy to the
+device is asynchronous); image extractors send uint8 pixels and name their ``pixel_stats`` (mean,
+std), applied on the device by ``inputs``; each forward takes ``--batch-size`` rows gathered across
+consecutive videos (``feat_script.batching``: a short video does not get a forward of its own), a
+video's outputs stay on the device until its last row is done and come back in one copy; the
+durable writes (fsync, rename) run in a writer thread (``feat_script.writer``). cuDNN autotuning is
+on unless ``--exact``; TF32 stays off (features are float32 and match the originals'); both are
+recorded in the manifest.
+
 A new extractor in eight lines::
 
     class Gray(Extractor):
@@ -23,9 +32,10 @@ A new extractor in eight lines::
     if __name__ == "__main__":
         raise SystemExit(main(Gray))
 
-Extractors that are not one model over one batched input (detector + RoIAlign, audio) override
-``compute(model, item) -> {key: array}`` instead of ``forward``. Multi-output extractors list their
-keys in ``outputs`` (``""`` is the main one; see ``feat_script.stores`` for the layouts).
+Extractors that are not one model over one batched input (detector + RoIAlign) override
+``compute(model, item) -> {key: array}`` instead of ``forward``; they take one video per call.
+Multi-output extractors list their keys in ``outputs`` (``""`` is the main one; see
+``feat_script.stores`` for the layouts).
 """
 
 from __future__ import annotations
@@ -48,11 +58,15 @@ from tqdm import tqdm
 from engine.cli import accept_both_spellings
 from engine.device import autocast, resolve_device
 from engine.errors import UserError, run_cli
+from engine.run import kernel_settings
+from feat_script.batching import NoRows, RowBatcher
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
+from feat_script.preprocess import pixels_to_input
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
-from feat_script.streams import bound_heap_growth, iter_blocks, rechunk
+from feat_script.streams import bound_heap_growth, iter_blocks
 from feat_script.weights import load_into, resolve
+from feat_script.writer import BackgroundWriter
 
 VIDEO_EXTENSIONS = (
     ".mp4",
@@ -248,6 +262,7 @@ class Extractor:
     batched_input = "frames"
     fast_inference = False  # True: optimise() folds BatchNorm (fx) and uses channels_last unless --exact
     output_dtype = "float32"
+    pixel_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) of uint8 pixels
 
     def __init__(self, config: ExtractorConfig | None = None) -> None:
         config = self.Config() if config is None else config
@@ -291,6 +306,7 @@ class Extractor:
         """The model, built (seeded with ``random_init``), optimised and on ``config.device``, once."""
         if self._ready is None:
             device = resolve_device(self.config.device)
+            _choose_kernels(self.config.exact)
             if self.config.random_init:
                 torch.manual_seed(self.config.seed)
             model = self.build_model()
@@ -312,7 +328,8 @@ class Extractor:
         return {}
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
-        """Decode and preprocess one video (worker process). Raise DecodeError for bad input."""
+        """Decode and preprocess one video (worker process). Raise DecodeError for bad input. Arrays
+        reach ``compute`` as torch tensors; with ``pixel_stats``, frames stay uint8 ``[T, ..., 3]``."""
         raise NotImplementedError
 
     def build_model(self) -> torch.nn.Module | None:
@@ -322,9 +339,19 @@ class Extractor:
     def model_info(self) -> dict[str, Any]:
         return {}
 
+    def inputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows as the workers sent them, on the device -> the model's input: uint8 pixels normalised
+        by ``pixel_stats`` (``preprocess.pixels_to_input``), images in the model's memory format
+        (plain contiguous as built, so ``--exact`` runs the reference layout)."""
+        if self.pixel_stats is not None:
+            rows = pixels_to_input(rows, *self.pixel_stats)
+        if rows.dim() in (4, 5):
+            rows = rows.contiguous(memory_format=self.memory_format or torch.contiguous_format)
+        return rows
+
     def forward(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
         """One chunk of at most ``--batch-size`` rows, on the device; override to post-process."""
-        return model(batch)
+        return model(self.inputs(batch))
 
     def optimise(self, model: torch.nn.Module) -> torch.nn.Module:
         """For extractors with ``fast_inference`` and unless ``--exact``: fold eval BatchNorm into the
@@ -347,22 +374,35 @@ class Extractor:
         return "BatchNorm folded into conv, channels_last"
 
     def compute(
-        self, model: torch.nn.Module | None, item: dict[str, np.ndarray], device: torch.device
+        self, model: torch.nn.Module | None, item: dict[str, Any], device: torch.device
     ) -> dict[str, np.ndarray]:
-        """Default: run ``forward`` over ``item[batched_input]`` (an array, or a ``RowStream`` of a long
-        video) in chunks of ``batch_size`` rows; output key ``""``."""
+        """Default: run ``forward`` over ``item[batched_input]`` (a tensor, or a ``RowStream`` of a long
+        video) in chunks of ``batch_size`` rows; output key ``""``. ``run`` does the same over rows
+        of several videos at once (``batches_across_videos``)."""
         if model is None:
             return {"": item[self.batched_input]}
-        outs = []
-        for rows in rechunk(item[self.batched_input], self.config.batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(rows)).to(device, non_blocking=True)
-            if self.memory_format is not None and chunk.dim() in (4, 5):
-                chunk = chunk.contiguous(memory_format=self.memory_format)
+        batcher = self.batcher(model, device)
+        [(_, out)] = self.add_rows(batcher, None, item) + batcher.finish()
+        return {"": out}
+
+    def batches_across_videos(self, model: torch.nn.Module | None) -> bool:
+        """Whether ``run`` may fill one forward with rows of several videos: a model, default ``compute``."""
+        return model is not None and type(self).compute is Extractor.compute
+
+    def batcher(self, model: torch.nn.Module, device: torch.device) -> RowBatcher:
+        """``forward`` under ``--amp`` over chunks of ``--batch-size`` rows, outputs in float32."""
+        def run(chunk: torch.Tensor) -> torch.Tensor:
             with self.autocast(device):
-                outs.append(self.forward(model, chunk).float().cpu())
-        if not outs:
-            raise DecodeError(f"no {self.batched_input} could be decoded")
-        return {"": torch.cat(outs).numpy()}
+                return self.forward(model, chunk).float()
+
+        return RowBatcher(run, self.config.batch_size, device)
+
+    def add_rows(self, batcher: RowBatcher, key: Any, item: dict[str, Any]) -> list[tuple[Any, np.ndarray]]:
+        """``batcher.add`` of the item's rows; a video without rows is a ``DecodeError``."""
+        try:
+            return batcher.add(key, item[self.batched_input])
+        except NoRows:
+            raise DecodeError(f"no {self.batched_input} could be decoded") from None
 
     def autocast(self, device: torch.device):
         return autocast(device, self.config.amp)
@@ -383,7 +423,7 @@ class Extractor:
 
 
 def _as_is(item: tuple) -> tuple:
-    """DataLoader collate: items pass through untouched (numpy arrays stay numpy)."""
+    """DataLoader collate: items pass through untouched (one video each)."""
     return item
 
 
@@ -393,11 +433,14 @@ def _memory_format(model: torch.nn.Module) -> torch.memory_format:
 
 
 class _Decoded(Dataset):
-    """Runs ``extractor.load`` in DataLoader workers; errors come back as strings, not exceptions."""
+    """Runs ``extractor.load`` in DataLoader workers; errors come back as strings, not exceptions.
+    With ``tensors``, arrays become torch tensors (shared memory across the worker pipe, pinned by
+    the DataLoader for CUDA); model-free extractors keep numpy for their stores."""
 
-    def __init__(self, extractor: Extractor, videos: list[tuple[str, Path]]):
+    def __init__(self, extractor: Extractor, videos: list[tuple[str, Path]], tensors: bool = False):
         self.extractor = extractor
         self.videos = videos
+        self.tensors = tensors
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -405,7 +448,10 @@ class _Decoded(Dataset):
     def __getitem__(self, i: int) -> tuple[int, dict | None, str | None]:
         vid, path = self.videos[i]
         try:
-            return i, self.extractor.load(path), None
+            item = self.extractor.load(path)
+            if self.tensors:
+                item = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
+            return i, item, None
         except DecodeError as err:
             return i, None, str(err)
         except Exception as err:  # noqa: BLE001 - any bad video is recorded, the run goes on
@@ -444,6 +490,7 @@ def _manifest_fields(extractor: Extractor, args: argparse.Namespace, settings: d
         "shard": args.shard,
         "id_map": [str(p) for p in args.id_map or []],
         "counts": counts,
+        "kernels": kernel_settings(),
     }
 
 
@@ -519,6 +566,7 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
     check_ids(videos, extractor.outputs)
     videos = take_shard(videos, parse_shard(args.shard))
     device = resolve_device(config.device)
+    _choose_kernels(config.exact)
     check_out(args.out, folder=args.store != "hdf5")
     if config.random_init:
         torch.manual_seed(config.seed)
@@ -544,30 +592,48 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
     if model is not None:
         model = extractor.optimise(model.eval()).to(device)
     loader = DataLoader(
-        _Decoded(extractor, todo),
+        _Decoded(extractor, todo, tensors=model is not None),
         batch_size=None,
         num_workers=args.workers,
         prefetch_factor=2 if args.workers else None,
         pin_memory=device.type == "cuda",
         collate_fn=_as_is,
     )
-    written = failed = 0
+
+    def write(vid: str, path: Path, payload: dict) -> bool:
+        try:
+            store.write(vid, payload)
+            return True
+        except DecodeError as err:
+            record_failure(args.out, path, vid, str(err))
+            return False
+
+    batcher = extractor.batcher(model, device) if extractor.batches_across_videos(model) else None
+    failed = 0
     bar = tqdm(total=len(todo), desc=extractor.name, unit="video", disable=args.quiet or not todo)
     with torch.inference_mode():
-        for i, item, error in loader:
-            vid, path = todo[i]
-            if error is None:
-                try:
-                    store.write(vid, extractor.compute(model, item, device))
-                    written += 1
-                except DecodeError as err:
-                    error = str(err)
-            if error is not None:
-                record_failure(args.out, path, vid, error)
-                failed += 1
-            bar.update(1)
-            bar.set_postfix(failed=failed)
+        items = iter(loader)  # the workers fork before the writer thread starts
+        with BackgroundWriter(write) as writer:
+            for i, item, error in items:
+                vid, path = todo[i]
+                if error is None:
+                    try:
+                        if batcher is None:
+                            writer.submit(vid, path, extractor.compute(model, item, device))
+                        else:
+                            for j, out in extractor.add_rows(batcher, i, item):
+                                writer.submit(*todo[j], {"": out})
+                    except DecodeError as err:
+                        error = str(err)
+                if error is not None:
+                    record_failure(args.out, path, vid, error)
+                    failed += 1
+                bar.update(1)
+                bar.set_postfix(failed=failed)
+            for j, out in batcher.finish() if batcher is not None else ():
+                writer.submit(*todo[j], {"": out})
     bar.close()
+    written, failed = writer.written, failed + writer.failed
     if written + failed != len(todo):
         raise RuntimeError(f"{len(todo)} videos to do, {written} written and {failed} failed: a video was lost")
     store.finalize()
@@ -580,6 +646,14 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _choose_kernels(exact: bool) -> None:
+    """cuDNN autotuning unless ``--exact`` (which keeps the deterministic default algorithms); TF32 off
+    either way: the features are float32 and must match the originals' (TF32 moves them by about
+    1e-3). ``--amp`` is the precision knob. No effect on CPU; recorded in the manifest."""
+    torch.backends.cudnn.benchmark = not exact
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 
 
 def build_parser(extractor_cls: type[Extractor]) -> argparse.ArgumentParser:

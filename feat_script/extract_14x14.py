@@ -27,11 +27,17 @@ from feat_script.sampling import sample_frames
 from feat_script.streams import one_fps
 
 
-def prepare_frames(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
-    """uint8 frames -> the network's input: optional JPEG round trip, 224x224, Kinetics mean/std."""
+def _prepare(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
+    """uint8 frames -> optional JPEG round trip, 224x224, still uint8 (Kinetics mean/std on the device)."""
     if jpeg_quality:
         frames = jpeg_roundtrip(frames, jpeg_quality)
-    return to_tensor_normalize(resize_frames(frames, 224, 224), KINETICS_MEAN, KINETICS_STD)
+    return resize_frames(frames, 224, 224)
+
+
+def prepare_frames(frames: np.ndarray, jpeg_quality: int) -> np.ndarray:
+    """uint8 frames -> the network's float input (what ``forward`` computes on the device, here on the
+    host: for loaders that hand the network ready inputs, e.g. stage 1's frames)."""
+    return to_tensor_normalize(_prepare(frames, jpeg_quality), KINETICS_MEAN, KINETICS_STD)
 
 
 @dataclasses.dataclass
@@ -48,6 +54,7 @@ class Res18x14(Extractor):
     description = __doc__
     fast_inference = True
     default_batch_size = 20
+    pixel_stats = (KINETICS_MEAN, KINETICS_STD)
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -85,12 +92,13 @@ class Res18x14(Extractor):
         return frames if self.config.rows is None else frames[list(self.config.rows)]
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 frames -> the network's input (see ``prepare_frames``)."""
-        return prepare_frames(frames, self.config.jpeg_quality)
+        """uint8 frames -> what ``load`` hands the network: JPEG round trip and 224x224, still uint8
+        (``pixel_stats`` are applied on the device)."""
+        return _prepare(frames, self.config.jpeg_quality)
 
     def load(self, video: Path) -> dict[str, np.ndarray]:
         if self.config.sampling == "1fps":
-            return {"frames": one_fps(video, functools.partial(prepare_frames, jpeg_quality=self.config.jpeg_quality))}
+            return {"frames": one_fps(video, functools.partial(_prepare, jpeg_quality=self.config.jpeg_quality))}
         return {"frames": self.prepare(self.sample(video))}
 
     def build_model(self) -> torch.nn.Module:

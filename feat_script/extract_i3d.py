@@ -118,7 +118,7 @@ class I3dExtractor(Extractor):
         return model
 
     def forward(self, model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-        return model(clips).mean(dim=(2, 3))
+        return model(self.inputs(clips)).mean(dim=(2, 3))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from feat_script.decode import DecodeError, count_frames, read_frames
 from feat_script.extract_i3d import ClipConfig, add_clip_args, build_i3d, clip_sampling, load_clips
 from feat_script.manifest import sha256_file
 from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
-from feat_script.preprocess import resize_frames, to_tensor_normalize
+from feat_script.preprocess import pixels_to_input, resize_frames
 from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
 from feat_script.sampling import masn_frame_indices
 from feat_script.weights import WEIGHTS, resolve
@@ -153,9 +153,8 @@ class ObjectsExtractor(Extractor):
             item["frames"] = read_frames(video, indices=masn_frame_indices(num_frames, self.config.num_clips))
         else:
             item["spatial"] = self._stored_boxes(video)
-        if self.config.stream == "appearance":
-            item["input"] = to_tensor_normalize(resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE),
-                                      IMAGENET_MEAN, IMAGENET_STD)
+        if self.config.stream == "appearance":  # uint8; ImageNet mean/std on the device (compute)
+            item["input"] = resize_frames(item["frames"], RESNET_SIZE, RESNET_SIZE)
         else:
             item["input"] = load_clips(video, self.config, num_frames)
         return item
@@ -175,23 +174,22 @@ class ObjectsExtractor(Extractor):
             modules["detector"] = load_weights(detector, self.detector_path, "fasterrcnn_resnet50_fpn").eval()
         return nn.ModuleDict(modules)
 
-    def compute(self, model: nn.Module, item: dict[str, np.ndarray],
+    def compute(self, model: nn.Module, item: dict[str, torch.Tensor],
                 device: torch.device) -> dict[str, np.ndarray]:
         if "spatial" in item:
-            spatial = item["spatial"]
+            spatial = item["spatial"].numpy()
             counts = box_counts(spatial)
         else:
             with self.autocast(device):
-                spatial, counts = detect(model["detector"], torch.from_numpy(item["frames"]),
-                                         self.config.det_batch_size)
-        rows = torch.from_numpy(item["input"])
+                spatial, counts = detect(model["detector"], item["frames"], self.config.det_batch_size)
+        rows = item["input"].to(device, non_blocking=True)
         maps = []
         for start in range(0, len(rows), self.config.batch_size):
-            chunk = rows[start:start + self.config.batch_size].to(device)
-            if self.memory_format is not None:
-                chunk = chunk.contiguous(memory_format=self.memory_format)
+            chunk = rows[start:start + self.config.batch_size]
+            if self.config.stream == "appearance":
+                chunk = pixels_to_input(chunk, IMAGENET_MEAN, IMAGENET_STD)
             with self.autocast(device):
-                maps.append(model["backbone"](chunk).float())
+                maps.append(model["backbone"](self.inputs(chunk)).float())
         local = roi_features(torch.cat(maps), torch.from_numpy(spatial[..., :4]).to(device),
                              torch.from_numpy(counts).to(device), self.config.roi_size).cpu().numpy()
         if self.config.stream == "appearance":

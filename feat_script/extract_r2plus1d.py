@@ -19,7 +19,7 @@ import torchvision
 
 from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.decode import count_frames, probe, read_frames
-from feat_script.preprocess import resize_frames, to_tensor_normalize
+from feat_script.preprocess import resize_frames
 from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
 from feat_script.sampling import (
     MASN_NUM_CLIPS,
@@ -35,12 +35,10 @@ from feat_script.streams import one_fps
 
 
 def _prepare(clips: np.ndarray) -> np.ndarray:
-    """uint8 clips [T, L, H, W, 3] -> [T, 3, L, 112, 112], Kinetics mean/std."""
+    """uint8 clips [T, L, H, W, 3] -> uint8 [T, L, 112, 112, 3] (to [T, 3, L, 112, 112] with Kinetics
+    mean/std on the device)."""
     t, length = clips.shape[:2]
-    x = to_tensor_normalize(
-        resize_frames(clips.reshape(t * length, *clips.shape[2:]), 112, 112), KINETICS_MEAN, KINETICS_STD
-    )
-    return np.ascontiguousarray(x.reshape(t, length, 3, 112, 112).transpose(0, 2, 1, 3, 4))
+    return resize_frames(clips.reshape(t * length, *clips.shape[2:]), 112, 112).reshape(t, length, 112, 112, 3)
 
 
 def _one_frame_clips(frames: np.ndarray) -> np.ndarray:
@@ -62,6 +60,7 @@ class R2Plus1D(Extractor):
     description = __doc__
     fast_inference = True
     default_batch_size = 16
+    pixel_stats = (KINETICS_MEAN, KINETICS_STD)
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:

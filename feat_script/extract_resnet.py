@@ -19,7 +19,7 @@ import torch
 import torchvision
 
 from feat_script.base import Extractor, ExtractorConfig, load_weights, main
-from feat_script.preprocess import resize_short_centre_crop, to_tensor_normalize
+from feat_script.preprocess import resize_short_centre_crop
 from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
 from feat_script.sampling import MASN_NUM_CLIPS, add_mode_args, mode_record, sample_frames
 from feat_script.streams import one_fps
@@ -37,8 +37,8 @@ class ResNetConfig(ExtractorConfig):
 
 
 def _prepare(frames: np.ndarray) -> np.ndarray:
-    """uint8 frames -> Resize(256), CenterCrop(224), ImageNet mean/std."""
-    return to_tensor_normalize(resize_short_centre_crop(frames, 256, 224), IMAGENET_MEAN, IMAGENET_STD)
+    """uint8 frames -> Resize(256), CenterCrop(224), still uint8 (ImageNet mean/std on the device)."""
+    return resize_short_centre_crop(frames, 256, 224)
 
 
 class ResNetGlobal(Extractor):
@@ -47,6 +47,7 @@ class ResNetGlobal(Extractor):
     description = __doc__
     fast_inference = True
     default_batch_size = 32
+    pixel_stats = (IMAGENET_MEAN, IMAGENET_STD)
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:

@@ -47,12 +47,17 @@ def detect(model: FasterRCNN, frames: torch.Tensor, batch_size: int = 1) -> tupl
     device = next(model.parameters()).device
     spatial = np.zeros((len(frames), OBJECTS_PER_FRAME, 6), dtype=np.float32)
     counts = np.zeros(len(frames), dtype=np.int64)
+    pixels = frames.to(device, non_blocking=True)  # one copy, as uint8; converted batch by batch
+    boxes = []
     for start in range(0, len(frames), batch_size):
-        images = [f.permute(2, 0, 1).to(device, torch.float32) / 255.0 for f in frames[start:start + batch_size]]
-        for t, det in enumerate(model(images), start=start):
-            found = det["boxes"][:OBJECTS_PER_FRAME].float().cpu().numpy()
-            counts[t] = len(found)
-            spatial[t, : len(found)] = spatial_features(found, width, height)
+        images = list(pixels[start:start + batch_size].permute(0, 3, 1, 2).to(torch.float32) / 255.0)
+        boxes += [det["boxes"][:OBJECTS_PER_FRAME].float() for det in model(images)]
+    if not boxes:
+        return spatial, counts
+    found = torch.cat(boxes).cpu().numpy()  # one copy back for all frames
+    for t, rows in enumerate(np.split(found, np.cumsum([len(b) for b in boxes])[:-1])):
+        counts[t] = len(rows)
+        spatial[t, : len(rows)] = spatial_features(rows, width, height)
     return spatial, counts
 
 

@@ -1,8 +1,11 @@
-"""Frame preprocessing in the workers, with the originals' exact arithmetic.
+"""Frame preprocessing, with the originals' exact arithmetic.
 
 The originals resize PIL images with torchvision (bilinear, PIL's antialiasing) and normalise
 with ``ToTensor`` + ``Normalize`` in float32; these helpers do the same operations on uint8
-arrays so features match the originals' preprocessing of the same frames.
+arrays so features match the originals' preprocessing of the same frames. The extractors resize
+in the workers and send uint8 pixels (a quarter of the bytes of float32); ``pixels_to_input``
+normalises them on the device with the same float32 operations as ``normalise``, so the network
+input is bit for bit the same.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -39,6 +43,18 @@ def to_tensor_normalize(frames: np.ndarray, mean: tuple[float, ...], std: tuple[
     m = np.asarray(mean, np.float32)[None, :, None, None]
     s = np.asarray(std, np.float32)[None, :, None, None]
     return np.ascontiguousarray((x - m) / s)
+
+
+def pixels_to_input(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """``normalise`` on the device: uint8 ``[N, ..., 3]`` -> float32 ``[N, 3, ...]`` (a channels-last
+    view: ``[N, H, W, 3]`` gives ``[N, 3, H, W]`` in channels_last memory, ``[N, L, H, W, 3]`` gives
+    ``[N, 3, L, H, W]`` in channels_last_3d). Divisions by device tensors, not Python scalars: CUDA
+    turns a scalar division into a multiplication by the reciprocal, which rounds differently."""
+    x = pixels.movedim(-1, 1).float()
+    shape = (1, 3) + (1,) * (x.dim() - 2)
+    stats = torch.tensor([[255.0] * 3, mean, std], dtype=torch.float32).to(x.device, non_blocking=True)
+    scale, m, s = (row.reshape(shape) for row in stats)
+    return (x / scale - m) / s
 
 
 def jpeg_roundtrip(frames: np.ndarray, quality: int) -> np.ndarray:

@@ -5,7 +5,8 @@ in the worker as before) or, for longer ones, a ``RowStream``: a small picklable
 iteration runs ffmpeg and yields blocks of rows in the process that consumes them (the model
 loop, or the store that writes frames and WAVs). Memory then holds one block, not the video. The
 blocks are the same rows in the same order, and the model sees the same ``--batch-size`` chunks
-(``rechunk``), so outputs do not depend on which form a video took.
+(``feat_script.batching`` cuts chunks from rows, whatever the blocks), so outputs do not depend on
+which form a video took.
 """
 from __future__ import annotations
 
@@ -75,20 +76,3 @@ def iter_blocks(rows: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]
 def iter_rows(rows: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     for block in iter_blocks(rows):
         yield from block
-
-
-def rechunk(rows: np.ndarray | Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Consecutive chunks of exactly ``size`` rows (the last may be shorter), whatever the blocks."""
-    pending: list[np.ndarray] = []
-    count = 0
-    for block in iter_blocks(rows):
-        while len(block):
-            take = block[: size - count]
-            pending.append(take)
-            count += len(take)
-            block = block[len(take):]
-            if count == size:
-                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
-                pending, count = [], 0
-    if count:
-        yield pending[0] if len(pending) == 1 else np.concatenate(pending)

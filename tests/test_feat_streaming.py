@@ -10,13 +10,13 @@ import torch
 
 from feat_script import streams
 from feat_script.base import main
+from feat_script.batching import RowBatcher
 from feat_script.extract_14x14 import Res18x14
 from feat_script.extract_audio import Audio, first_seconds_16k, iter_audio_16k
 from feat_script.extract_frames import Frames
 from feat_script.extract_r2plus1d import R2Plus1D
 from feat_script.extract_resnet import ResNetGlobal
 from feat_script.extract_vggish import VggishExtractor
-from feat_script.streams import rechunk
 from feat_script.synthetic_video import make_pattern_video
 from feat_script.vggish import standard_examples
 from feat_script.vggish.recipes import standard_examples_stream
@@ -27,12 +27,16 @@ def video(tmp_path_factory) -> Path:
     return make_pattern_video(tmp_path_factory.mktemp("stream") / "clip.mp4", size="97x61", seconds=3.3)
 
 
-def test_rechunk_gives_the_chunks_of_the_whole_array():
+def test_the_model_sees_the_chunks_of_the_whole_array_whatever_the_blocks():
     rows = np.arange(23)
     blocks = [rows[:5], rows[5:6], rows[6:6], rows[6:20], rows[20:]]
-    want = [rows[i:i + 4] for i in range(0, 23, 4)]
-    for got in (list(rechunk(blocks, 4)), list(rechunk(rows, 4))):
-        assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    want = [rows[i:i + 4].tolist() for i in range(0, 23, 4)]
+    seen: list = []
+    for given in (blocks, rows):
+        seen.clear()
+        batcher = RowBatcher(lambda x: seen.append(x.tolist()) or x, 4, torch.device("cpu"))
+        [(_, out)] = batcher.add("v", given) + batcher.finish()
+        assert seen == want and out.tolist() == rows.tolist()
 
 
 def test_streamed_16k_audio_in_small_blocks_is_moviepys(tmp_path, video):

@@ -49,6 +49,11 @@ def feed(monkeypatch, module, make) -> None:
     monkeypatch.setattr(streams, "read_frames", make)
 
 
+def network_input(ex) -> np.ndarray:
+    """What the network sees: the worker's rows (``load``), then the device part (``inputs``), on the CPU."""
+    return ex.inputs(torch.from_numpy(ex.load(None)["frames"])).numpy()
+
+
 def extractor(cls, *argv: str):
     """The extractor as its CLI builds it from ``argv``."""
     parser = argparse.ArgumentParser()
@@ -87,13 +92,13 @@ def test_resnet_global_imagenet_resize256_crop224(monkeypatch, size):
     ex = extractor(extract_resnet.ResNetGlobal)
     given = frames(*size)
     feed(monkeypatch, extract_resnet, lambda *a, **k: given)
-    ours = ex.load(None)["frames"]
+    ours = network_input(ex)
     assert ours.shape == (2, 3, 224, 224)
     for k in range(2):
         ref = torchvision_pipeline(given[k], transforms.Resize(256), transforms.CenterCrop(224), stats=IMAGENET)
         assert np.abs(ours[k] - ref).max() < 1e-5
     feed(monkeypatch, extract_resnet, lambda *a, **k: constant_frames(*size))
-    out = ex.load(None)["frames"]
+    out = network_input(ex)
     assert_normalised_with(IMAGENET, out, 100, 100)
 
 
@@ -102,7 +107,7 @@ def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
 
     given = frames(180, 320)
     feed(monkeypatch, extract_14x14, lambda *a, **k: given)
-    ours = extractor(extract_14x14.Res18x14).load(None)["frames"]
+    ours = network_input(extractor(extract_14x14.Res18x14))
     assert ours.shape == (2, 3, 224, 224)
     for k in range(2):
         buf = io.BytesIO()
@@ -112,7 +117,7 @@ def test_res18_14x14_kinetics_224_after_jpeg75(monkeypatch):
         ref = torchvision_pipeline(jpeg, transforms.Resize([224, 224]), stats=KINETICS)
         assert np.abs(ours[k] - ref).max() < 1e-5
     feed(monkeypatch, extract_14x14, lambda *a, **k: constant_frames(180, 320))
-    out = extractor(extract_14x14.Res18x14, "--jpeg-quality", "0").load(None)["frames"]
+    out = network_input(extractor(extract_14x14.Res18x14, "--jpeg-quality", "0"))
     assert_normalised_with(KINETICS, out, 7, 7)
 
 
@@ -121,7 +126,7 @@ def test_r2plus1d_kinetics_112(monkeypatch):
 
     given = frames(90, 160)
     feed(monkeypatch, extract_r2plus1d, lambda *a, **k: given)
-    ours = extractor(extract_r2plus1d.R2Plus1D).load(None)["frames"]
+    ours = network_input(extractor(extract_r2plus1d.R2Plus1D))
     assert ours.shape == (2, 3, 1, 112, 112)  # one-frame clips [T, C, L, H, W]
     for k in range(2):
         ref = torchvision_pipeline(given[k], transforms.Resize([112, 112]), stats=KINETICS)
