@@ -17,7 +17,7 @@ import torch
 import torchvision
 
 from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, load_weights, main, resolve_weights
-from feat_script.decode import count_frames, probe, read_frames
+from feat_script.decode import count_frames, probe
 from feat_script.preprocess import normalise, resize_frames
 from feat_script.sampling import (
     MASN_NUM_CLIPS,
@@ -27,7 +27,7 @@ from feat_script.sampling import (
     one_fps_indices,
     sample_frames,
 )
-from feat_script.streams import one_fps
+from feat_script.streams import RowStream, clips, one_fps
 
 WEIGHTS = ("r2plus1d_18-91a641e6.pth",)
 SOURCE = "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth (torchvision Kinetics-400 R(2+1)D-18)"
@@ -80,10 +80,8 @@ class R2Plus1D(Extractor):
     def model_info(self) -> dict:
         return {"arch": "torchvision r2plus1d_18", "output": "avgpool (fc removed)"}
 
-    def _clips(self, video: Path) -> np.ndarray:
+    def _clip_indices(self, video: Path) -> np.ndarray:
         a = self.args
-        if a.clip_len == 1:
-            return sample_frames(video, a.sampling, seconds=a.seconds, num_clips=a.num_clips)[:, None]
         info, n = probe(video), count_frames(video)
         if a.sampling == "1fps":
             centres = one_fps_indices(n, info.fps)
@@ -91,15 +89,15 @@ class R2Plus1D(Extractor):
             centres = fixed60_indices(n, info.fps, a.seconds)
         else:
             centres = masn_frame_indices(n, a.num_clips)
-        clips = clips_around(centres, n, a.clip_len, a.clip_stride)
-        return read_frames(video, indices=clips.ravel(), info=info).reshape(
-            *clips.shape, info.height, info.width, 3
-        )
+        return clips_around(centres, n, a.clip_len, a.clip_stride)
 
-    def load(self, video: Path) -> dict[str, np.ndarray]:
-        if self.args.clip_len == 1 and self.args.sampling == "1fps":
+    def load(self, video: Path) -> dict[str, np.ndarray | RowStream]:
+        a = self.args
+        if a.clip_len > 1:  # decoded clip by clip, streamed for long videos
+            return {"frames": clips(video, self._clip_indices(video), _prepare)}
+        if a.sampling == "1fps":
             return {"frames": one_fps(video, _one_frame_clips)}
-        return {"frames": _prepare(self._clips(video))}
+        return {"frames": _one_frame_clips(sample_frames(video, a.sampling, seconds=a.seconds, num_clips=a.num_clips))}
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = resolve_weights(self.args, WEIGHTS, SOURCE, "Kinetics R(2+1)D-18")
