@@ -21,6 +21,7 @@ from feat_script.decode import VideoInfo, probe, read_frames, stream_frames, str
 LONG_VIDEO_SECONDS = 120.0
 FRAME_BLOCK = 16
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+Prepare = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class RowStream:
@@ -78,9 +79,8 @@ def iter_clips(video, indices: np.ndarray, *, info: VideoInfo | None = None) -> 
     held: dict[int, np.ndarray] = {}
     decoded = t = 0
     for frames in stream_frames_at(video, unique, info=info, block=FRAME_BLOCK):
-        for frame in frames:
-            if last_use[decoded] >= t:
-                held[decoded] = frame.copy()
+        for frame in frames:  # every decoded frame is wanted, by clips not yet out
+            held[decoded] = frame.copy()
             decoded += 1
         while t < len(indices) and ready[t] < decoded:
             yield np.stack([held[p] for p in pos[t]])[None]
@@ -88,9 +88,6 @@ def iter_clips(video, indices: np.ndarray, *, info: VideoInfo | None = None) -> 
                 if last_use[p] == t:
                     del held[p]
             t += 1
-
-
-Prepare = Callable[[np.ndarray], np.ndarray]
 
 
 def _clip_blocks(video, indices: np.ndarray, prepare: Prepare | None) -> Iterator[np.ndarray]:
