@@ -207,11 +207,64 @@ def stream_audio(path: str | Path, *, rate: int, channels: int, block: int = 1 <
         yield np.frombuffer(raw, np.int16).reshape(-1, channels)
 
 
+SELECT_MAX_RUNS = 256  # longer ``select`` expressions: frames picked in Python (see stream_frames_at)
+
+
+def _runs(unique: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted unique indices as runs ``(first, last)`` of consecutive ones."""
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+    return [(int(r[0]), int(r[-1])) for r in np.split(unique, breaks)]
+
+
 def _select_expr(unique: np.ndarray) -> str:
     """``select`` expression for sorted unique indices, runs of consecutive ones as one ``between``."""
-    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
-    runs = [(int(r[0]), int(r[-1])) for r in np.split(unique, breaks)]
-    return "+".join(f"eq(n,{a})" if a == b else f"between(n,{a},{b})" for a, b in runs)
+    return "+".join(f"eq(n,{a})" if a == b else f"between(n,{a},{b})" for a, b in _runs(unique))
+
+
+def _missing_frames(path: Path, unique: np.ndarray, got: int) -> DecodeError:
+    return DecodeError(f"{path}: asked for {len(unique)} distinct frames (up to index {unique[-1]}), got {got}")
+
+
+def stream_frames_at(
+    path: str | Path, unique: np.ndarray, *, info: VideoInfo | None = None, block: int = 16
+) -> Iterator[np.ndarray]:
+    """The frames at sorted unique 0-based ``unique`` indices, in blocks of up to ``block``, decoded as
+    they are consumed: ``read_frames(path, indices=unique)`` with memory for one block.
+
+    Up to ``SELECT_MAX_RUNS`` runs of consecutive indices, ffmpeg's ``select`` drops the other frames
+    (``read_frames``'s command); more runs (e.g. a clip around every second of a long video) would
+    make the expression too long for a command line and slow to evaluate on every frame, so every
+    frame leaves ffmpeg in decode order (timestamps passed through: the same numbering as ``select``'s
+    ``n``) and the wanted ones are kept here. Decoding stops after the last wanted frame."""
+    path = Path(path)
+    info = info or probe(path)
+    unique = np.asarray(unique, np.int64)
+    if unique.size == 0:
+        return
+    few = len(_runs(unique)) <= SELECT_MAX_RUNS
+    source = ffmpeg.input(str(path))["v:0"]
+    if few:
+        source = source.filter("select", _select_expr(unique))
+    stream = source.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+    frame_bytes = info.width * info.height * 3
+    decoded = got = 0  # frames out of ffmpeg, wanted frames yielded
+    raw_blocks = stream_raw(stream, path, frame_bytes, block)
+    try:
+        for raw in raw_blocks:
+            frames = np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)
+            if not few:
+                at = np.arange(decoded, decoded + len(frames))
+                decoded += len(frames)
+                frames = frames[at[np.isin(at, unique[got:got + len(frames)])] - at[0]]
+            got += len(frames)
+            if len(frames):
+                yield frames
+            if got == len(unique):
+                break
+    finally:
+        raw_blocks.close()
+    if got != len(unique):
+        raise _missing_frames(path, unique, got)
 
 
 def read_frames(
@@ -262,9 +315,7 @@ def read_frames(
     if wanted is None:
         return frames
     if len(frames) != len(unique):
-        raise DecodeError(
-            f"{path}: asked for {len(unique)} distinct frames (up to index {unique[-1]}), got {len(frames)}"
-        )
+        raise _missing_frames(path, unique, len(frames))
     return frames[np.searchsorted(unique, wanted)]
 
 

@@ -81,19 +81,26 @@ def first_seconds_16k(video: str | Path, seconds: int, rate: int = 16000) -> np.
     return np.concatenate(blocks)
 
 
-def load_audio_moviepy(video: str | Path, rate: int = 16000) -> np.ndarray:
-    """Let moviepy write the WAV (to a temporary file) and read it back: int16 ``[n, channels]``."""
+def iter_audio_moviepy(video: str | Path, rate: int = 16000, block: int = 1 << 16) -> Iterator[np.ndarray]:
+    """Let moviepy write the WAV (to a temporary file; moviepy writes it chunk by chunk) and read it
+    back as int16 ``[b, channels]`` blocks of up to ``block`` samples: memory holds one block."""
     from moviepy import VideoFileClip
 
-    with VideoFileClip(str(video)) as clip:
-        if clip.audio is None:
-            raise DecodeError(f"{video}: no audio track")
-        with tempfile.TemporaryDirectory() as tmp:
-            wav = Path(tmp) / "audio.wav"
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "audio.wav"
+        with VideoFileClip(str(video)) as clip:
+            if clip.audio is None:
+                raise DecodeError(f"{video}: no audio track")
             clip.audio.write_audiofile(str(wav), fps=rate, logger=None)
-            with wave.open(str(wav)) as w:
-                data = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-                return data.reshape(-1, w.getnchannels())
+        with wave.open(str(wav)) as w:
+            while data := w.readframes(block):
+                yield np.frombuffer(data, "<i2").reshape(-1, w.getnchannels())
+
+
+def load_audio_moviepy(video: str | Path, rate: int = 16000) -> np.ndarray:
+    """The whole track of ``iter_audio_moviepy`` as one int16 ``[n, channels]`` array."""
+    blocks = list(iter_audio_moviepy(video, rate))
+    return np.concatenate(blocks) if blocks else np.zeros((0, 2), np.int16)
 
 
 @dataclasses.dataclass
@@ -130,10 +137,11 @@ class Audio(Extractor):
         }
 
     def load(self, video: Path) -> dict[str, np.ndarray | RowStream]:
-        if self.config.backend == "memory" and is_long(video):
+        if is_long(video):
             if not probe(video).has_audio:
                 raise DecodeError(f"{video}: no audio track")
-            return {"audio": RowStream(functools.partial(iter_audio_16k, video, self.config.rate))}
+            blocks = iter_audio_16k if self.config.backend == "memory" else iter_audio_moviepy
+            return {"audio": RowStream(functools.partial(blocks, video, self.config.rate))}
         loader = load_audio_16k if self.config.backend == "memory" else load_audio_moviepy
         audio = loader(video, self.config.rate)
         if len(audio) == 0:

@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from feat_script.base import Extractor, ExtractorConfig, load_weights, main
-from feat_script.decode import count_frames, probe, read_frames
+from feat_script.decode import count_frames, probe
 from feat_script.preprocess import resize_frames
 from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
 from feat_script.sampling import (
@@ -31,7 +31,7 @@ from feat_script.sampling import (
     one_fps_indices,
     sample_frames,
 )
-from feat_script.streams import one_fps
+from feat_script.streams import RowStream, clips, one_fps
 
 
 def _prepare(clips: np.ndarray) -> np.ndarray:
@@ -86,10 +86,8 @@ class R2Plus1D(Extractor):
     def model_info(self) -> dict:
         return {"arch": "torchvision r2plus1d_18", "output": "avgpool (fc removed)"}
 
-    def _clips(self, video: Path) -> np.ndarray:
+    def _clip_indices(self, video: Path) -> np.ndarray:
         a = self.config
-        if a.clip_len == 1:
-            return sample_frames(video, a.sampling, seconds=a.seconds, num_clips=a.num_clips)[:, None]
         info, n = probe(video), count_frames(video)
         if a.sampling == "1fps":
             centres = one_fps_indices(n, info.fps)
@@ -97,15 +95,15 @@ class R2Plus1D(Extractor):
             centres = fixed60_indices(n, info.fps, a.seconds)
         else:
             centres = masn_frame_indices(n, a.num_clips)
-        clips = clips_around(centres, n, a.clip_len, a.clip_stride)
-        return read_frames(video, indices=clips.ravel(), info=info).reshape(
-            *clips.shape, info.height, info.width, 3
-        )
+        return clips_around(centres, n, a.clip_len, a.clip_stride)
 
-    def load(self, video: Path) -> dict[str, np.ndarray]:
-        if self.config.clip_len == 1 and self.config.sampling == "1fps":
+    def load(self, video: Path) -> dict[str, np.ndarray | RowStream]:
+        a = self.config
+        if a.clip_len > 1:  # decoded clip by clip, streamed for long videos
+            return {"frames": clips(video, self._clip_indices(video), _prepare)}
+        if a.sampling == "1fps":
             return {"frames": one_fps(video, _one_frame_clips)}
-        return {"frames": _prepare(self._clips(video))}
+        return {"frames": _one_frame_clips(sample_frames(video, a.sampling, seconds=a.seconds, num_clips=a.num_clips))}
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = self.resolve_weights("r2plus1d_18")

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feat_script.decode import probe, read_frames, stream_frames
+from feat_script.decode import VideoInfo, probe, read_frames, stream_frames, stream_frames_at
 
 LONG_VIDEO_SECONDS = 120.0
 FRAME_BLOCK = 16
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+Prepare = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class RowStream:
@@ -63,6 +64,44 @@ def one_fps(video, prepare: Callable[[np.ndarray], np.ndarray] | None = None) ->
         return RowStream(functools.partial(_one_fps_blocks, video, prepare))
     frames = read_frames(video, rate=1)
     return frames if prepare is None else prepare(frames)
+
+
+def iter_clips(video, indices: np.ndarray, *, info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+    """uint8 clips ``[1, L, H, W, 3]`` of the frames at ``indices`` ``[T, L]`` (0-based, clamped, any
+    order), one clip at a time: ``read_frames(video, indices=indices.ravel()).reshape(T, L, H, W, 3)``
+    without holding the video. Frames are decoded once, in order; a frame is kept from its decoding
+    until the last clip that uses it is out, so memory holds the frames of the clips in progress."""
+    indices = np.asarray(indices, np.int64)
+    unique, pos = np.unique(indices, return_inverse=True)
+    pos = pos.reshape(indices.shape)
+    last_use = np.zeros(len(unique), np.int64)
+    np.maximum.at(last_use, pos, np.arange(len(indices))[:, None])
+    ready = pos.max(axis=1, initial=-1)  # clip t is complete once frame unique[ready[t]] is decoded
+    held: dict[int, np.ndarray] = {}
+    decoded = t = 0
+    for frames in stream_frames_at(video, unique, info=info, block=FRAME_BLOCK):
+        for frame in frames:  # every decoded frame is wanted, by clips not yet out
+            held[decoded] = frame.copy()
+            decoded += 1
+        while t < len(indices) and ready[t] < decoded:
+            yield np.stack([held[p] for p in pos[t]])[None]
+            for p in set(pos[t].tolist()):
+                if last_use[p] == t:
+                    del held[p]
+            t += 1
+
+
+def _clip_blocks(video, indices: np.ndarray, prepare: Prepare | None) -> Iterator[np.ndarray]:
+    for clip in iter_clips(video, indices):
+        yield clip if prepare is None else prepare(clip)
+
+
+def clips(video, indices: np.ndarray, prepare: Prepare | None = None) -> np.ndarray | RowStream:
+    """``prepare`` of the clips of ``iter_clips``, as an array (decoded clip by clip in the worker), or as
+    a RowStream for long videos (``prepare`` works clip by clip and must be picklable)."""
+    if is_long(video):
+        return RowStream(functools.partial(_clip_blocks, video, indices, prepare))
+    return np.concatenate(list(_clip_blocks(video, indices, prepare)))
 
 
 def iter_blocks(rows: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]:
