@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.videos import make_video
 
-from feat_script.base import KINETICS_MEAN, KINETICS_STD, Extractor, _Decoded, load_weights, main, resolve_weights
+from feat_script.base import Extractor, _Decoded, load_weights, main
 from feat_script.batching import NoRows, RowBatcher
 from feat_script.decode import DecodeError, read_frames
 from feat_script.extract_14x14 import Res18x14
-from feat_script.preprocess import normalise, pixels_to_input, resize_frames
+from feat_script.preprocess import pixels_to_input, resize_frames, to_tensor_normalize
+from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
+from feat_script.synthetic_video import make_pattern_video
 from feat_script.writer import BackgroundWriter
 
 
@@ -31,7 +32,7 @@ class TinyConv(Extractor):
         return {"frames": resize_frames(read_frames(video, rate=1), 16, 16)}
 
     def build_model(self) -> torch.nn.Module:
-        self.weights_path = resolve_weights(self.args, "tiny.pt", "tests", "test")
+        self.weights_path = None if self.config.random_init else Path(self.config.weights)
         net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                   torch.nn.Flatten())
         net.register_forward_pre_hook(lambda module, args: TinyConv.seen.append(len(args[0])))
@@ -46,7 +47,7 @@ def short_videos(tmp_path_factory) -> Path:
     """Three short videos of a few rows at 1 fps."""
     folder = tmp_path_factory.mktemp("short")
     for name, seconds in (("a", 1), ("b", 2), ("c", 3)):
-        make_video(folder / f"{name}.mp4", seconds=seconds, audio=None)
+        make_pattern_video(folder / f"{name}.mp4", seconds=seconds, audio=None)
     return folder
 
 
@@ -109,7 +110,7 @@ def test_worker_items_are_uint8_torch_tensors(short_videos):
 def test_device_normalisation_is_the_workers_bit_for_bit(shape):
     pixels = np.random.RandomState(0).randint(0, 256, shape).astype(np.uint8)
     flat = pixels.reshape(-1, *shape[-3:])
-    want = normalise(flat, KINETICS_MEAN, KINETICS_STD)  # float32 [N, 3, H, W], as the workers sent
+    want = to_tensor_normalize(flat, KINETICS_MEAN, KINETICS_STD)  # float32 [N, 3, H, W], as the workers sent
     if len(shape) == 5:
         want = want.reshape(shape[0], shape[1], 3, *shape[2:4]).transpose(0, 2, 1, 3, 4)
     got = pixels_to_input(torch.from_numpy(pixels), KINETICS_MEAN, KINETICS_STD)
@@ -123,7 +124,7 @@ def test_network_output_is_the_same_as_with_normalised_float_input():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU()).eval()
     pixels = np.random.RandomState(1).randint(0, 256, (3, 12, 10, 3)).astype(np.uint8)
     with torch.inference_mode():
-        want = model(torch.from_numpy(normalise(pixels, KINETICS_MEAN, KINETICS_STD)))
+        want = model(torch.from_numpy(to_tensor_normalize(pixels, KINETICS_MEAN, KINETICS_STD)))
         got = extractor.forward(model, torch.from_numpy(pixels))
     assert torch.equal(got, want)
 
