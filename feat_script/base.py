@@ -209,7 +209,8 @@ def add_common_args(
         "videos whose output name is taken are listed as failures)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--batch-size", type=int, default=default_batch_size, help="rows per forward pass")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"rows per forward pass (default: {default_batch_size}, or the extractor's own rule)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -267,11 +268,16 @@ class Extractor:
     def __init__(self, config: ExtractorConfig | None = None) -> None:
         config = self.Config() if config is None else config
         if config.batch_size is None:
-            config = dataclasses.replace(config, batch_size=self.default_batch_size)
+            config = dataclasses.replace(config, batch_size=self.default_batch(config))
         self.config = config
         self.weights_path: Path | None = None
         self.memory_format: torch.memory_format | None = None
         self._ready: tuple[torch.nn.Module | None, torch.device] | None = None
+
+    def default_batch(self, config: ExtractorConfig) -> int:
+        """Rows per forward when none is given; an extractor whose rows grow with its settings (clips)
+        scales it so memory does not."""
+        return self.default_batch_size
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -297,6 +303,8 @@ class Extractor:
     def features(self, item: dict[str, Any]) -> dict[str, np.ndarray]:
         """``compute`` on a loaded item with this extractor's model (see ``extract``)."""
         model, device = self.ready()
+        if model is not None:
+            item = as_tensors(item)
         with torch.inference_mode():
             out = self.compute(model, item, device)
         return {key or self.name: value if isinstance(value, np.ndarray) else np.concatenate(list(iter_blocks(value)))
@@ -422,6 +430,12 @@ class Extractor:
         raise ConfigError(f"unknown store {kind}")
 
 
+def as_tensors(item: dict[str, Any]) -> dict[str, Any]:
+    """A loaded item as ``compute`` takes it when there is a model: arrays as torch tensors (shared
+    memory across the worker pipe, pinned on CUDA); streams of long videos as they are."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
+
+
 def _as_is(item: tuple) -> tuple:
     """DataLoader collate: items pass through untouched (one video each)."""
     return item
@@ -450,7 +464,7 @@ class _Decoded(Dataset):
         try:
             item = self.extractor.load(path)
             if self.tensors:
-                item = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
+                item = as_tensors(item)
             return i, item, None
         except DecodeError as err:
             return i, None, str(err)

@@ -62,6 +62,13 @@ class R2Plus1D(Extractor):
     default_batch_size = 16
     pixel_stats = (KINETICS_MEAN, KINETICS_STD)
 
+    frames_per_forward = 64  # the default batch holds at most this many frames: 16-frame clips go 4 at a time
+
+    def default_batch(self, config: R2Plus1DConfig) -> int:
+        """16 one-frame clips, or as many clips as fit in ``frames_per_forward`` frames: the activations of a
+        batch of sixteen 16-frame clips alone take about 2 GB on a CPU."""
+        return max(1, min(self.default_batch_size, self.frames_per_forward // max(1, config.clip_len)))
+
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         add_mode_args(parser, "clips", "1fps")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from engine.cli import add_engine_args
+from engine.cli import accept_both_spellings, add_engine_args
 from engine.device import training_device
 from engine.run import Run
 from engine.seed import seed_everything
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--dump", default=None)
     parser.add_argument("--per_rank_dir", action="store_true",
                         help="each rank uses <run_dir>/rank<N>: nodes without a shared filesystem")
-    args = parser.parse_args()
+    args = accept_both_spellings(parser).parse_args()
     if args.per_rank_dir:
         args.run_dir = str(Path(args.run_dir) / f"rank{os.environ.get('RANK', '0')}")
     seed_everything(args.seed, args.deterministic)

@@ -43,7 +43,7 @@ class LayerLog:
 
 @pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
 def test_engine_train_and_eval_under_autocast(tmp_path, amp):
-    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run_dir", str(tmp_path / "run"), "--quiet",
+    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run-dir", str(tmp_path / "run"), "--quiet",
                                                                    "--amp", amp])
     torch.manual_seed(0)
     model = make_net(0.0)

@@ -103,7 +103,7 @@ def test_run_directory_records_the_experiment_and_refuses_overwrite(tmp_path):
     assert "epoch 1/1" in log and "batch size 4 per process x 1 process(es) = 4 samples per optimizer step" in log
     assert env["kernels"] == {"deterministic": False, "cudnn_benchmark": True, "tf32_matmul": True,
                               "tf32_cudnn": True}
-    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run_dir", str(tmp_path / "det"),
+    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run-dir", str(tmp_path / "det"),
                                                                    "--deterministic"])
     seed_everything(1, deterministic=True)
     try:
@@ -131,7 +131,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_training_steps_do_not_wait_for_the_device(tmp_path, monkeypatch):
     """No host sync per step (loss.item(), a NaN check before backward): a tensor's value is read at log
     points, checkpoints and the epoch end only. Counted here as reads of tensor values on the host."""
-    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run_dir", str(tmp_path / "r"), "--quiet"])
+    args = add_engine_args(argparse.ArgumentParser()).parse_args(["--run-dir", str(tmp_path / "r"), "--quiet"])
     model = make_net(0.0)
     trainer = Trainer(Run(args, "r"), model, torch.optim.SGD(model.parameters(), lr=0.01), Regression(0, 0),
                       device=torch.device("cpu"), epochs=1, batch_size=2)
@@ -148,7 +148,7 @@ def test_training_steps_do_not_wait_for_the_device(tmp_path, monkeypatch):
 
 def _train_in_process(tmp_path: Path, seed: int, name: str) -> dict:
     args = add_engine_args(argparse.ArgumentParser()).parse_args(
-        ["--run_dir", str(tmp_path / name), "--seed", str(seed), "--quiet"])
+        ["--run-dir", str(tmp_path / name), "--seed", str(seed), "--quiet"])
     seed_everything(seed)
     model = make_net(0.2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

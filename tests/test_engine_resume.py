@@ -22,7 +22,7 @@ def toy_args(run_dir: Path, *extra: str) -> argparse.Namespace:
     parser = add_engine_args(argparse.ArgumentParser())
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--num_workers", type=int, default=0)
-    return parser.parse_args(["--run_dir", str(run_dir), "--quiet", *extra])
+    return parser.parse_args(["--run-dir", str(run_dir), "--quiet", *extra])
 
 
 def trainer_for(args: argparse.Namespace, task: Regression | None = None, epochs: int = 1) -> Trainer:

@@ -132,3 +132,19 @@ def test_motion_objects_take_boxes_from_memory_as_from_a_file(tmp_path):
         extractor._stored_boxes(tmp_path / "c.gif")
     with pytest.raises(DecodeError, match=r"expected \(3, 10, 6\)"):
         extractor._stored_boxes(tmp_path / "b.gif")
+
+
+def test_r2plus1d_default_batch_holds_at_most_64_frames_and_a_given_batch_is_kept():
+    """Sixteen 16-frame clips per forward took 3.1 GB on a CPU: the default scales with the clip length."""
+    from feat_script.extract_r2plus1d import R2Plus1D
+
+    def batch(**fields) -> int:
+        return R2Plus1D(R2Plus1D.Config(**fields)).config.batch_size
+
+    assert batch(clip_len=1) == 16 and batch(clip_len=8) == 8 and batch(clip_len=16) == 4
+    assert batch(clip_len=100) == 1 and batch(clip_len=16, batch_size=16) == 16
+    parser = argparse.ArgumentParser()
+    add_common_args(parser, R2Plus1D.stores, R2Plus1D.default_store, R2Plus1D.default_batch_size)
+    R2Plus1D.add_args(parser)
+    args = parser.parse_args(["--videos", "v", "--out", "o", "--clip-len", "16"])
+    assert R2Plus1D(R2Plus1D.config_from_args(args)).config.batch_size == 4  # the CLI leaves it to the rule
