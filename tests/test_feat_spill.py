@@ -17,7 +17,7 @@ from feat_script.base import Extractor, main
 from feat_script.batching import RowBatcher
 from feat_script.decode import read_frames
 from feat_script.preprocess import resize_frames
-from feat_script.stores import NpyDirStore
+from feat_script.stores import NpyDirStore, PackedStore
 from feat_script.synthetic_video import make_pattern_video
 
 ROW_SHAPE = (8, 4, 4)  # 512 bytes a row
@@ -72,8 +72,27 @@ def force_spill(monkeypatch) -> list[int]:
     return appends
 
 
+@pytest.fixture(scope="module")
+def reference(videos, tmp_path_factory) -> dict[str, np.ndarray]:
+    """The arrays of the in-memory path (``np.save`` of whole arrays, nothing spilled)."""
+    out = tmp_path_factory.mktemp("reference") / "npy"
+    assert cli(videos, out, "npy") == 0
+    return {p.stem: np.load(p) for p in out.glob("*.npy")}
+
+
+def read_all(out: Path, store: str, ids) -> dict[str, np.ndarray]:
+    if store == "npy":
+        return {vid: np.load(out / f"{vid}.npy") for vid in ids}
+    if store == "packed":
+        return {vid: np.asarray(PackedStore(out, default_kind=Tiny.name).read(vid)) for vid in ids}
+    import h5py
+
+    with h5py.File(out) as f:
+        return {vid: f[vid][()] for vid in ids}
+
+
 @pytest.mark.parametrize("store", ["npy", "hdf5", "packed"])
-def test_spilled_outputs_are_byte_identical_to_in_memory(store, videos, tmp_path, monkeypatch):
+def test_spilled_outputs_are_byte_identical_to_in_memory(store, videos, reference, tmp_path, monkeypatch):
     suffix = ".h5" if store == "hdf5" else ""
     assert cli(videos, tmp_path / f"mem{suffix}", store) == 0
     expected = outputs(tmp_path / f"mem{suffix}")
@@ -84,6 +103,8 @@ def test_spilled_outputs_are_byte_identical_to_in_memory(store, videos, tmp_path
     assert [k.replace("spill", "mem", 1) for k in got] == list(expected)
     assert list(got.values()) == list(expected.values())
     assert not list(tmp_path.rglob("*.tmp*"))  # the spill files are gone
+    spilled = read_all(tmp_path / f"spill{suffix}", store, reference)
+    assert all(np.array_equal(spilled[vid], reference[vid]) for vid in reference)
 
 
 def _held_peak(rows: int, tmp_path: Path) -> int:
