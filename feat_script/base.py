@@ -14,7 +14,8 @@ Feeding a GPU: workers hand over torch tensors (pinned by the DataLoader on CUDA
 device is asynchronous); image extractors send uint8 pixels and name their ``pixel_stats`` (mean,
 std), applied on the device by ``inputs``; each forward takes ``--batch-size`` rows gathered across
 consecutive videos (``feat_script.batching``: a short video does not get a forward of its own), a
-video's outputs stay on the device until its last row is done and come back in one copy; the
+video's outputs stay on the device until its last row is done and come back in one copy (past 64 MB,
+a long video's, they wait in a temporary spill file the store then writes block by block); the
 durable writes (fsync, rename) run in a writer thread (``feat_script.writer``). cuDNN autotuning is
 on unless ``--exact``; TF32 stays off (features are float32 and match the originals'); both are
 recorded in the manifest.
