@@ -152,6 +152,7 @@ cli(Path(sys.argv[1]), Path(sys.argv[2]), "npy")
 """
 
 
+@pytest.mark.slow
 def test_kill_mid_spill_leaves_nothing_done_and_the_rerun_is_identical(videos, tmp_path):
     assert cli(videos, tmp_path / "clean", "npy") == 0
     child = tmp_path / "child.py"
