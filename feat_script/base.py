@@ -14,7 +14,8 @@ Feeding a GPU: workers hand over torch tensors (pinned by the DataLoader on CUDA
 device is asynchronous); image extractors send uint8 pixels and name their ``pixel_stats`` (mean,
 std), applied on the device by ``inputs``; each forward takes ``--batch-size`` rows gathered across
 consecutive videos (``feat_script.batching``: a short video does not get a forward of its own), a
-video's outputs stay on the device until its last row is done and come back in one copy; the
+video's outputs stay on the device until its last row is done and come back in one copy (past 64 MB,
+a long video's, they wait in a temporary spill file the store then writes block by block); the
 durable writes (fsync, rename) run in a writer thread (``feat_script.writer``). cuDNN autotuning is
 on unless ``--exact``; TF32 stays off (features are float32 and match the originals'); both are
 recorded in the manifest.
@@ -64,7 +65,7 @@ from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.preprocess import pixels_to_input
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
-from feat_script.streams import bound_heap_growth, iter_blocks
+from feat_script.streams import Spill, bound_heap_growth, iter_blocks
 from feat_script.weights import load_into, resolve
 from feat_script.writer import BackgroundWriter
 
@@ -397,13 +398,14 @@ class Extractor:
         """Whether ``run`` may fill one forward with rows of several videos: a model, default ``compute``."""
         return model is not None and type(self).compute is Extractor.compute
 
-    def batcher(self, model: torch.nn.Module, device: torch.device) -> RowBatcher:
-        """``forward`` under ``--amp`` over chunks of ``--batch-size`` rows, outputs in float32."""
+    def batcher(self, model: torch.nn.Module, device: torch.device, spill: Path | None = None) -> RowBatcher:
+        """``forward`` under ``--amp`` over chunks of ``--batch-size`` rows, outputs in float32; a
+        long video's outputs wait in a file in ``spill`` (see ``feat_script.batching``)."""
         def run(chunk: torch.Tensor) -> torch.Tensor:
             with self.autocast(device):
                 return self.forward(model, chunk).float()
 
-        return RowBatcher(run, self.config.batch_size, device)
+        return RowBatcher(run, self.config.batch_size, device, spill)
 
     def add_rows(self, batcher: RowBatcher, key: Any, item: dict[str, Any]) -> list[tuple[Any, np.ndarray]]:
         """``batcher.add`` of the item's rows; a video without rows is a ``DecodeError``."""
@@ -621,8 +623,13 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
         except DecodeError as err:
             record_failure(args.out, path, vid, str(err))
             return False
+        finally:
+            for rows in payload.values():
+                if isinstance(rows, Spill):
+                    rows.discard()
 
-    batcher = extractor.batcher(model, device) if extractor.batches_across_videos(model) else None
+    batcher = extractor.batcher(model, device, getattr(store, "spill_dir", None)) \
+        if extractor.batches_across_videos(model) else None
     failed = 0
     bar = tqdm(total=len(todo), desc=extractor.name, unit="video", disable=args.quiet or not todo)
     with torch.inference_mode():

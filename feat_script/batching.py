@@ -7,15 +7,27 @@ are through the model. Each video then costs one copy to the host, started async
 pinned memory on CUDA) and collected only after the next forward is queued, so the host does not
 wait for the device between forwards. Rows are copied to the device piece by piece (pinned pieces
 stay asynchronous), never concatenated on the host.
+
+Bounded memory for any video length: given a ``spill`` folder, a video whose held outputs pass
+``spill_bytes`` (a long video: 1-fps 14x14 rows are 401 KB, four hours 5.8 GB) has them moved to the
+host and appended to a temporary file there, block after block; it is handed back as a
+``feat_script.streams.Spill``, which the stores write block by block. Short videos never spill.
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from feat_script.stores import temp_name
+from feat_script.streams import BLOCK_BYTES, Spill
+
+SPILL_BYTES = BLOCK_BYTES  # outputs one video may hold before they go to its spill file
 
 
 @dataclass(eq=False)
@@ -25,12 +37,13 @@ class _Video:
     queued: int = 0  # rows waiting in the next batch
     rows: int = 0
     loaded: bool = False
+    spill: Spill | None = None
 
 
 @dataclass
 class _Copy:
     key: Hashable
-    host: torch.Tensor
+    host: torch.Tensor | Spill
     event: torch.cuda.Event | None
     forwards: int  # forwards queued when the copy was started
 
@@ -41,15 +54,20 @@ class NoRows(ValueError):
 
 class RowBatcher:
     """``add(key, blocks)`` queues a video's rows; ``add`` and ``finish`` return ``(key, outputs)`` of
-    the videos completed so far, in the order they were added (outputs: numpy, float32)."""
+    the videos completed so far, in the order they were added (outputs: numpy, float32, or a
+    ``Spill`` with ``spill``; the caller ``discard()``s it once written)."""
+
+    _names = itertools.count()
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
-                 device: torch.device) -> None:
+                 device: torch.device, spill: Path | None = None, spill_bytes: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.forward = forward
         self.batch_size = batch_size
         self.device = device
+        self.spill = spill
+        self.spill_bytes = SPILL_BYTES if spill_bytes is None else spill_bytes
         self.forwards = 0
         self._pieces: list[torch.Tensor] = []
         self._owners: list[tuple[_Video, int]] = []
@@ -105,7 +123,19 @@ class RowBatcher:
         for (video, rows), part in zip(self._owners, out.split([n for _, n in self._owners])):
             video.outputs.append(part)
             video.queued -= rows
+            if self.spill is not None and sum(o.nbytes for o in video.outputs) > self.spill_bytes:
+                self._spill(video)
         self._pieces, self._owners, self._count = [], [], 0
+
+    def _spill(self, video: _Video) -> None:
+        """Append the video's held outputs to its spill file (a temporary name the stores' stale-
+        temporary cleanup removes after a kill)."""
+        for out in video.outputs:
+            host = out.cpu().numpy()
+            if video.spill is None:
+                video.spill = Spill(temp_name(self.spill / f"spill{next(self._names)}"), host.shape[1:], host.dtype)
+            video.spill.append(host)
+        video.outputs = []
 
     def _drop(self, video: _Video) -> None:
         """Remove the video being added (the last one): its queued rows are the batch's tail."""
@@ -113,11 +143,18 @@ class RowBatcher:
             self._owners.pop()
             self._count -= len(self._pieces.pop())
         self._open.remove(video)
+        if video.spill is not None:
+            video.spill.discard()
 
     def _complete(self) -> None:
         """Start the host copy of every leading video whose rows have all been through the model."""
         while self._open and self._open[0].loaded and not self._open[0].queued:
             video = self._open.popleft()
+            if video.spill is not None:
+                if video.outputs:
+                    self._spill(video)
+                self._copies.append(_Copy(video.key, video.spill, None, self.forwards))
+                continue
             out = video.outputs[0] if len(video.outputs) == 1 else torch.cat(video.outputs)
             event = None
             if out.device.type == "cuda":
@@ -136,5 +173,5 @@ class RowBatcher:
             copy = self._copies.popleft()
             if copy.event is not None:
                 copy.event.synchronize()
-            done.append((copy.key, copy.host.numpy()))
+            done.append((copy.key, copy.host if isinstance(copy.host, Spill) else copy.host.numpy()))
         return done

@@ -49,7 +49,7 @@ import numpy as np
 from engine.errors import UserError
 from engine.files import atomic_path
 from feat_script.decode import DecodeError
-from feat_script.streams import iter_blocks, iter_rows
+from feat_script.streams import Spill, iter_blocks, iter_rows, raw_blocks
 
 Payload = Mapping[str, np.ndarray]
 
@@ -127,7 +127,7 @@ def _is_ours(entry: Path) -> bool:
     return entry.name == ".lock" or (entry.name.startswith(".") and ".tmp" in entry.name and "-" in entry.name)
 
 
-def _tmp_name(final: Path) -> Path:
+def temp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.{_HOST}-{os.getpid()}.tmp")
 
 
@@ -135,7 +135,7 @@ def _tmp_name(final: Path) -> Path:
 def atomic_file(final: Path) -> Iterator[Path]:
     """``engine.files.atomic_path`` with a host-and-pid temporary name (so a later run can tell a dead
     writer's leftovers from a live shard's) and errors naming ``final`` rather than its temporary."""
-    with _naming(final), atomic_path(final, _tmp_name(final)) as tmp:
+    with _naming(final), atomic_path(final, temp_name(final)) as tmp:
         yield tmp
 
 
@@ -144,9 +144,38 @@ def write_json_atomic(path: Path, obj: object) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+def save_npy_atomic(path: Path, rows: np.ndarray | Spill) -> None:
+    """``np.save`` of an array, or the same bytes written block by block from a stream of known
+    ``shape`` and ``dtype`` (a ``Spill``)."""
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array))
+        if isinstance(rows, np.ndarray):
+            np.save(f, np.ascontiguousarray(rows))
+        else:
+            write_npy_blocks(f, rows.shape, rows.dtype, iter(rows))
+
+
+def write_npy_blocks(f, shape: tuple[int, ...], dtype: np.dtype, blocks: Iterator[np.ndarray]) -> None:
+    """Write what ``np.save`` writes for a C-order array of ``shape``, from its rows in blocks."""
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)})
+    written = 0
+    for block in blocks:
+        np.ascontiguousarray(block, dtype).tofile(f)
+        written += len(block)
+    if written != shape[0]:
+        raise ValueError(f"{written} rows written, {shape[0]} announced")
+
+
+def npy_blocks(path: Path, start: int = 0, stop: int | None = None,
+               ) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray]]:
+    """(shape, dtype, the rows ``start:stop`` in blocks) of a C-order ``.npy``: a large file copied
+    without holding it, nor mapping it into memory (mapped pages count in the resident set)."""
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    shape, dtype, offset = array.shape, array.dtype, array.offset
+    del array
+    stop = shape[0] if stop is None else stop
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    return shape, dtype, raw_blocks(path, offset + start * row_bytes, shape[1:], dtype, stop - start)
 
 
 def remove_stale_temps(folder: Path) -> None:
@@ -190,6 +219,7 @@ class NpyDirStore:
         self.keys = keys
         self.row_shapes = dict(row_shapes or {})
         self.ledger = ledger or Ledger(self.path)
+        self.spill_dir = self.path  # where a long video's output waits, block by block (its temporaries)
 
     def file(self, video_id: str, key: str = "") -> Path:
         return (self.path / key if key else self.path) / f"{video_id}.npy"
@@ -260,6 +290,7 @@ class Hdf5Store:
         self.keys = keys
         self.ledger = Ledger(self.path)
         self.staging = NpyDirStore(sidecar(self.path, ".parts"), keys, row_shapes, self.ledger)
+        self.spill_dir = self.staging.path
 
     def _final_ids(self) -> set[str]:
         import h5py
@@ -308,7 +339,11 @@ class Hdf5Store:
                             group = f.require_group(key) if key else f
                             if vid in group:
                                 del group[vid]
-                            group.create_dataset(vid, data=self.staging.read(vid, key))
+                            shape, dtype, blocks = npy_blocks(self.staging.file(vid, key))
+                            dataset, at = group.create_dataset(vid, shape=shape, dtype=dtype), 0
+                            for block in blocks:
+                                dataset[at : at + len(block)] = block
+                                at += len(block)
             for vid in staged:
                 self.staging.remove(vid)
             with contextlib.suppress(OSError):
@@ -333,6 +368,7 @@ class PackedStore:
         self.default_kind = default_kind
         self.ledger = Ledger(self.path)
         self.staging = NpyDirStore(self.path / "parts", keys, row_shapes, self.ledger)
+        self.spill_dir = self.staging.path
 
     def kind(self, key: str) -> str:
         return key or self.default_kind
@@ -395,31 +431,24 @@ class PackedStore:
 
     def _merge_key(self, key: str, staged: list[str]) -> None:
         index = self.index(key)
-        old = np.load(self.array_file(key), mmap_mode="r") if index["rows"] else None
         keep = {v: r for v, r in index["videos"].items() if v not in staged}
-        parts = [np.load(self.staging.file(v, key), mmap_mode="r") for v in staged]
-        first = parts[0]
-        rows = sum(stop - start for start, stop in keep.values()) + sum(len(p) for p in parts)
-        videos: dict[str, list[int]] = {}
-        with atomic_file(self.array_file(key)) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=(rows, *first.shape[1:]))
-            cursor = 0
-            for vid, (start, stop) in keep.items():
-                out[cursor : cursor + stop - start] = old[start:stop]
-                videos[vid] = [cursor, cursor + stop - start]
-                cursor += stop - start
-            for vid, part in zip(staged, parts):
-                out[cursor : cursor + len(part)] = part
-                videos[vid] = [cursor, cursor + len(part)]
-                cursor += len(part)
-            out.flush()
-            del out
+        sources = [(v, stop - start, npy_blocks(self.array_file(key), start, stop)[2])
+                   for v, (start, stop) in keep.items()]
+        for vid in staged:
+            shape, dtype, blocks = npy_blocks(self.staging.file(vid, key))
+            sources.append((vid, shape[0], blocks))
+        rows, videos = 0, {}
+        for vid, n, _ in sources:
+            videos[vid] = [rows, rows + n]
+            rows += n
+        with atomic_file(self.array_file(key)) as tmp, open(tmp, "wb") as f:
+            write_npy_blocks(f, (rows, *shape[1:]), dtype, (block for _, _, blocks in sources for block in blocks))
         write_json_atomic(
             self.index_file(key),
             {
                 "format": PACKED_FORMAT,
-                "dtype": str(first.dtype),
-                "row_shape": list(first.shape[1:]),
+                "dtype": str(dtype),
+                "row_shape": list(shape[1:]),
                 "rows": rows,
                 "videos": videos,
             },
@@ -466,7 +495,7 @@ class FramesStore:
 
         self.ledger.add(video_id)
         final = self.path / video_id
-        tmp = _tmp_name(final)
+        tmp = temp_name(final)
         tmp.mkdir(parents=True)
         try:
             with _naming(final):

@@ -14,6 +14,7 @@ import ctypes
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -102,6 +103,53 @@ def clips(video, indices: np.ndarray, prepare: Prepare | None = None) -> np.ndar
     if is_long(video):
         return RowStream(functools.partial(_clip_blocks, video, indices, prepare))
     return np.concatenate(list(_clip_blocks(video, indices, prepare)))
+
+
+BLOCK_BYTES = 64 << 20  # rows held at once when output goes through a file (spill, npy, hdf5 merge)
+
+
+def raw_blocks(path: Path, offset: int, row_shape: tuple[int, ...], dtype: np.dtype, rows: int,
+               block_bytes: int | None = None) -> Iterator[np.ndarray]:
+    """``rows`` C-order rows stored from byte ``offset`` of ``path``, read (not memory-mapped, so
+    they leave the resident set when dropped) in blocks of about ``block_bytes``."""
+    dtype = np.dtype(dtype)
+    row_items = int(np.prod(row_shape, dtype=np.int64))
+    step = max(1, (block_bytes or BLOCK_BYTES) // max(1, row_items * dtype.itemsize))
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for start in range(0, rows, step):
+            n = min(step, rows - start)
+            block = np.fromfile(f, dtype=dtype, count=n * row_items)
+            if len(block) != n * row_items:
+                raise EOFError(f"{path}: {rows} rows expected, the file ends first")
+            yield block.reshape(n, *row_shape)
+
+
+class Spill:
+    """One video's output rows appended to a host file as they are computed (a long video), so that
+    memory holds a block, not the video: iterated in blocks, with its ``shape`` known before."""
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path = Path(path)
+        self.row_shape = tuple(row_shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.rows, *self.row_shape)
+
+    def append(self, block: np.ndarray) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as f:
+            np.ascontiguousarray(block, self.dtype).tofile(f)
+        self.rows += len(block)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return raw_blocks(self.path, 0, self.row_shape, self.dtype, self.rows)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def iter_blocks(rows: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]:
