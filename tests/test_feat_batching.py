@@ -99,7 +99,7 @@ def test_batcher_splits_back_in_order_and_drops_a_video_that_fails_midway():
 
 
 def test_worker_items_are_uint8_torch_tensors(short_videos):
-    extractor = Res18x14(_args(Res18x14))
+    extractor = _built(Res18x14)
     _, item, error = _Decoded(extractor, [("c", short_videos / "c.mp4")], tensors=True)[0]
     assert error is None
     assert isinstance(item["frames"], torch.Tensor) and item["frames"].dtype == torch.uint8
@@ -120,7 +120,7 @@ def test_device_normalisation_is_the_workers_bit_for_bit(shape):
 
 
 def test_network_output_is_the_same_as_with_normalised_float_input():
-    extractor = Res18x14(_args(Res18x14, "--exact"))
+    extractor = _built(Res18x14, "--exact")
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU()).eval()
     pixels = np.random.RandomState(1).randint(0, 256, (3, 12, 10, 3)).astype(np.uint8)
     with torch.inference_mode():
@@ -157,7 +157,8 @@ def test_writer_writes_in_order_in_its_thread_and_raises_its_error_after_writing
     assert written[-1] == "e"
 
 
-def _args(cls: type[Extractor], *argv: str):
+def _built(cls: type[Extractor], *argv: str) -> Extractor:
+    """The extractor as its CLI builds it from ``argv``."""
     import argparse
 
     from feat_script.base import add_common_args
@@ -165,4 +166,5 @@ def _args(cls: type[Extractor], *argv: str):
     parser = argparse.ArgumentParser()
     add_common_args(parser, cls.stores, cls.default_store, cls.default_batch_size)
     cls.add_args(parser)
-    return parser.parse_args(["--videos", "v", "--out", "o", "--random-init", "--sampling", "1fps", *argv])
+    args = parser.parse_args(["--videos", "v", "--out", "o", "--random-init", "--sampling", "1fps", *argv])
+    return cls(cls.config_from_args(args))
