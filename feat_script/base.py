@@ -581,12 +581,8 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
             raise ConfigError(f"--id-map names none of the videos in {args.videos}")
     check_ids(videos, extractor.outputs)
     videos = take_shard(videos, parse_shard(args.shard))
-    device = resolve_device(config.device)
-    _choose_kernels(config.exact)
     check_out(args.out, folder=args.store != "hdf5")
-    if config.random_init:
-        torch.manual_seed(config.seed)
-    model = extractor.build_model()
+    model, device = extractor.ready()
     settings = _settings(extractor, model is not None, args.store)
     store = extractor.make_store(args.out, args.store)
     check_resume(args.out, settings, store.ledger.ids())
@@ -605,8 +601,6 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
     for vid, path in clashing:
         record_failure(args.out, path, vid, f"--out {args.out} already holds an output for {vid!r} that this "
                        "extractor did not write (--allow-foreign); left untouched")
-    if model is not None:
-        model = extractor.optimise(model.eval()).to(device)
     loader = DataLoader(
         _Decoded(extractor, todo, tensors=model is not None),
         batch_size=None,
