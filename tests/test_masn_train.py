@@ -97,7 +97,8 @@ def demo(tmp_path_factory):
 def common(demo, run_dir, *extra):
     return ["--df_dir", str(demo / "question"), "--feat_dir", str(demo), "--vc_dir", str(demo / "vocab"),
             "--v_max_length", "3", "--batch_size", "5", "--max_epoch", "1", "--num_workers", "0", "--quiet",
-            "--device", "cpu", "--run_dir", str(run_dir), "--save_path", str(run_dir.parent / "saved"), *extra]
+            "--device", "cpu", "--hidden_size", "16", "--run_dir", str(run_dir),
+            "--save_path", str(run_dir.parent / "saved"), *extra]
 
 
 def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
@@ -193,7 +194,7 @@ def test_resume_refuses_a_changed_width_and_accepts_harmless_changes(demo, tmp_p
     run = tmp_path / "r"
     main(["--task", "Count", *common(demo, run)])
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    with pytest.raises(UserError, match=r"--hidden_size 512 -> 64; --lr 0\.0001 -> 0\.001"):
+    with pytest.raises(UserError, match=r"--hidden_size 16 -> 64; --lr 0\.0001 -> 0\.001"):
         main(["--task", "Count", *common(demo, run), "--resume", "--hidden_size", "64", "--lr", "1e-3"])
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     again = main(["--task", "Count", *common(demo, run), "--resume", "--num_workers", "1",
