@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
+from engine import slots
+
 
 class ReadBatch(Sequence):
     """A collated batch (tensors with the batch first, in dicts / lists) that also reads as its ``size`` items."""
@@ -49,13 +51,21 @@ def collate(items: Sequence) -> Any:
 
 
 def batch_empty(shape: tuple[int, ...], dtype: np.dtype | torch.dtype) -> torch.Tensor:
-    """An uninitialised tensor, in shared memory inside a DataLoader worker (what ``default_collate`` does)."""
+    """An uninitialised tensor; inside a DataLoader worker in shared memory (what ``default_collate`` does),
+    from the worker's recycled slots when the loader gave it some (:mod:`engine.slots`)."""
     dtype = dtype if isinstance(dtype, torch.dtype) else torch.from_numpy(np.empty(0, dtype)).dtype
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
-    proto = torch.empty(0, dtype=dtype)
-    storage = proto._typed_storage()._new_shared(int(np.prod(shape)), device=proto.device)
-    return proto.new(storage).view(shape)
+    recycled = slots.take(shape, dtype)
+    return recycled if recycled is not None else slots.shared_empty(shape, dtype)
+
+
+def byte_rows(out: np.ndarray) -> np.ndarray:
+    """``out`` as one row of bytes per first-axis entry, sharing its memory: ``os.preadv`` into a row lands
+    in ``out`` itself (refused for a non-contiguous ``out``, where reshaping would copy)."""
+    if not out.flags.c_contiguous:
+        raise ValueError("reads need a C-contiguous buffer")
+    return out.reshape(len(out), -1).view(np.uint8)
 
 
 def nonfinite_rows(rows: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ batch); the Trainer owns everything around it. Behaviour worth knowing:
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from engine import dist
+from engine import dist, slots
 from engine.batching import collate
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from engine.device import AMP_DTYPES, autocast
@@ -147,6 +148,7 @@ class _EpochDataset(Dataset):
     def __getitems__(self, keys: list[tuple[int | None, int]]) -> Any:
         """A batch (one epoch): the dataset's own batched fetch when it has one."""
         self._follow(keys[0][0])
+        slots.next_batch()
         indices = [index for _, index in keys]
         fetch = getattr(self.dataset, "__getitems__", None)
         return fetch(indices) if fetch else [self.dataset[i] for i in indices]
@@ -157,35 +159,52 @@ def _progress(iterable: Iterable, quiet: bool, **kwargs: Any) -> Iterable:
     return tqdm(iterable, disable=disable, dynamic_ncols=True, leave=False, **kwargs)
 
 
+def _start_worker(worker_id: int, ring: int) -> None:
+    worker_init_fn(worker_id)
+    slots.recycle(ring)
+
+
 class Loaders:
     """One DataLoader per (dataset, batch size), built on first use and kept: its workers persist across
     epochs and evaluations. Each index travels with its epoch, so a worker's copy of the dataset follows
     ``set_epoch`` (``epoch=None``: leave the dataset's epoch alone). Worker seeds come from (seed, the
     epoch the loader was built in); our datasets draw from per-item generators. A dataset with
     ``__getitems__`` reads each batch in one pass; the default collate (:func:`engine.batching.collate`)
-    passes such a batch through without copying it."""
+    passes such a batch through without copying it. With workers, batches are written into recycled
+    shared buffers and copied out by one thread of this process (:mod:`engine.slots`): by ``copy``, by default
+    :func:`engine.slots.copy_out` (pinned memory for CUDA)."""
 
     def __init__(self, *, num_workers: int | None, collate_fn: Callable | None, seed: int,
-                 device: torch.device) -> None:
+                 device: torch.device, copy: Callable[[Any], Any] | None = None) -> None:
         self.workers = default_workers() if num_workers is None else num_workers
         self.collate_fn, self.seed, self.device = collate_fn or collate, seed, device
-        self._cache: dict[tuple[int, int], tuple[Dataset, _EpochIndices, DataLoader]] = {}
+        self.copy = copy or functools.partial(slots.copy_out, device=device)
+        self.prefetch = max(2, -(-4 // self.workers)) if self.workers else None
+        self._cache: dict[tuple[int, int], tuple[Dataset, _EpochIndices, Iterable]] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def get(self, dataset: Dataset, sampler: Any, batch_size: int, epoch: int | None) -> DataLoader:
+    def get(self, dataset: Dataset, sampler: Any, batch_size: int, epoch: int | None) -> Iterable:
         """The loader of ``dataset``, set to iterate ``sampler``'s indices for ``epoch``."""
         key = (id(dataset), batch_size)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not dataset:
             indices = _EpochIndices()
-            extra = ({"persistent_workers": True, "prefetch_factor": max(2, -(-4 // self.workers))}
-                     if self.workers else {})
-            loader = DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices,
-                                num_workers=self.workers, collate_fn=self.collate_fn, worker_init_fn=worker_init_fn,
-                                generator=torch.Generator().manual_seed(self.seed * 7919 + (epoch or 0)),
-                                pin_memory=self.device.type == "cuda", **extra)
+            generator = torch.Generator().manual_seed(self.seed * 7919 + (epoch or 0))
+            loader: Iterable
+            if self.workers:
+                ring = self.prefetch + 1
+                loader = slots.CopiedBatches(
+                    DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices,
+                               num_workers=self.workers, collate_fn=self.collate_fn, generator=generator,
+                               worker_init_fn=functools.partial(_start_worker, ring=ring),
+                               persistent_workers=True, prefetch_factor=self.prefetch),
+                    ring, self.copy)
+            else:
+                loader = DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices, num_workers=0,
+                                    collate_fn=self.collate_fn, generator=generator, worker_init_fn=worker_init_fn,
+                                    pin_memory=self.device.type == "cuda")
             cached = self._cache[key] = (dataset, indices, loader)
         cached[1].sampler, cached[1].epoch = sampler, epoch
         return cached[2]

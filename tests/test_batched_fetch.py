@@ -98,6 +98,58 @@ def test_avst_batches_hold_the_rows_of_the_files(avst, store, workers):
         assert batch["index"].tolist() == chunk
 
 
+def test_slot_rings_hand_out_each_batch_position_its_own_buffers():
+    from engine import slots
+
+    try:
+        slots.recycle(2)
+        taken = []
+        for _ in range(4):
+            slots.next_batch()
+            taken.append([slots.take((3, 5), torch.float16), slots.take((3, 5), torch.float16),
+                          slots.take((2,), torch.float32)])
+        ids = [[t.untyped_storage().data_ptr() for t in batch] for batch in taken]
+        assert ids[0] == ids[2] and ids[1] == ids[3]  # position n mod 2
+        assert len({*ids[0], *ids[1]}) == 6  # two of a kind in one batch, and the two positions, never alias
+        assert taken[0][0].is_shared() and taken[0][0].shape == (3, 5) and taken[0][0].dtype == torch.float16
+    finally:
+        slots._rings = None  # as in a process that never recycled
+    assert slots.take((3, 5), torch.float16) is None
+
+
+def test_workers_recycle_their_buffers_and_every_batch_is_copied_out_whole(avst):
+    """Worker batches live in rings of shared buffers (engine.slots); over three epochs of more batches than
+    the rings hold, every batch equals the in-process read, and the buffers that crossed are the rings' few."""
+    root, train = avst
+    ds = avst_dataset(root, train, "f16")
+    order = np.random.default_rng(0).integers(0, 6, 36).tolist()  # 18 batches of 2, unlike each other
+    # each worker's ring holds 3 batches (prefetch 2 + 1), so every buffer is written three times an epoch
+    loaders = Loaders(num_workers=2, collate_fn=None, seed=1, device=CPU)
+    for epoch in range(3):
+        got = list(loaders.get(ds, order, 2, epoch))  # all kept: a copy that aliased a slot would change under us
+        ds.set_epoch(epoch)
+        for n, batch in enumerate(got):
+            same(batch, ds.__getitems__(order[2 * n:2 * n + 2]).batch)
+    copied = loaders.get(ds, order, 2, None)
+    crossed = {t.untyped_storage().data_ptr() for b in copied.held for t in (b["visual_posi"], b["visual_nega"])}
+    assert len(copied.held) == 2 * 3 and len(crossed) == 2 * 2 * 3  # 2 workers x 2 buffers x 3 positions
+
+
+def test_copied_batches_pass_worker_errors_on_and_survive_a_broken_off_pass(avst):
+    root, train = avst
+    ds = avst_dataset(root, train, "f16")
+    loaders = Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU)
+    for _ in loaders.get(ds, [0, 1, 2, 3, 4, 5], 2, 0):
+        break  # the copying thread is stopped, the workers persist
+    again = list(loaders.get(ds, [5, 4], 2, 0))
+    same(again[0], ds.__getitems__([5, 4]).batch)
+    per_video = avst_dataset(root, train, "npy")  # headers checked here, rows read in the worker
+    path = root / "visual" / "v2.npy"
+    path.write_bytes(path.read_bytes()[:200_000])  # cut after a user's dataset was built
+    with pytest.raises(FeatureError, match=r"v2\.npy: truncated"):
+        list(Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU).get(per_video, [0, 1, 2], 3, 0))
+
+
 def test_avst_nonfinite_row_in_a_batch_names_its_video(avst):
     root, train = avst
     clean = {v: np.load(root / "audio" / f"{v}.npy") for v in ("v2", "v3")}
@@ -149,6 +201,27 @@ def test_masn_batches_hold_the_padded_rows_of_the_files(masn):
                     np.testing.assert_array_equal(got[n].numpy(), want)
                 assert batch[5][n] == min(5, len(files["res_avg"][video]))
             assert batch[6].tolist() == [ds.fields[0][i].tolist() for i in chunk]
+
+
+def test_masn_direct_reads_equal_hdf5_reads_and_stored_layouts_that_need_hdf5_still_read(masn, tmp_path):
+    """Contiguous float32 arrays are read at their file offset (engine-free of HDF5), the rest through h5py
+    (chunked + gzip, float64): the batches are the same either way."""
+    root, ds = masn
+    other = tmp_path / "converted"
+    other.mkdir()
+    for path in ds.features.paths.values():
+        with h5py.File(path) as src, h5py.File(other / path.name, "w") as dst:
+            def copy(name, obj, dst=dst, wide="i3d_avg" in path.name):
+                if isinstance(obj, h5py.Dataset):
+                    data = obj[()].astype(np.float64 if wide else np.float32)
+                    dst.create_dataset(name, data=data, chunks=True, compression="gzip")
+            src.visititems(copy)
+    converted = VideoFeatures(resolve_feature_files(other, "tgif-qa"), "", 5)
+    for features, direct in ((ds.features, True), (converted, False)):
+        plan = features._plan(features._data(), "1")
+        assert all(isinstance(where, int) == direct for _, where in plan.values())
+    for videos in ([1, 2], [2, 2, 1]):
+        same(converted.read_batch(videos), ds.features.read_batch(videos))
 
 
 def test_masn_nonfinite_row_in_a_batch_names_its_video(masn):

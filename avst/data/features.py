@@ -20,6 +20,7 @@ import numpy as np
 
 from feat_script.recipes import AVST, AVST_SECONDS
 from feat_script.stores import PACKED_FORMAT
+from engine.batching import byte_rows
 from engine.errors import UserError
 
 ROWS = AVST_SECONDS
@@ -94,14 +95,6 @@ def _check_shape(path: Path, shape: tuple[int, ...], row_shape: tuple[int, ...])
         raise FeatureError(f"{path}: shape {list(shape)}, expected [60, {', '.join(map(str, row_shape))}]")
 
 
-def pread_row(fd: int, out: np.ndarray, offset: int, path: Path, row: int) -> None:
-    """Fill the C-contiguous ``out`` from byte ``offset`` of an open file: one ``preadv``, no mapping to fault in."""
-    if not out.flags.c_contiguous:
-        raise ValueError("pread_row needs a C-contiguous buffer")
-    if os.preadv(fd, [out.reshape(-1).view(np.uint8)], offset) != out.nbytes:
-        raise FeatureError(f"{path}: truncated while reading row {row}")
-
-
 class NpyFeatures:
     """The original layout: ``<dir>/<video_id>.npy``.
 
@@ -173,13 +166,15 @@ class NpyFeatures:
         """One row per (video, row) pair, stacked (into ``out`` if given), in the dtype of the first pair's file."""
         if out is None:
             out = np.empty((len(pairs), *self.row_shape), dtype=self.dtype(pairs[0][0]))
-        for i, (video_id, row) in enumerate(pairs):
+        rows = byte_rows(out)
+        for dest, (video_id, row) in zip(rows, pairs):
             offset, n, dtype = self._header(video_id)
-            buf = out[i] if dtype == out.dtype else np.empty(self.row_shape, dtype=dtype)
-            pread_row(self._fd(video_id), buf, offset + min(row, n - 1) * buf.nbytes, self.path(video_id), row)
-            if dtype != out.dtype:
-                out[i] = buf
-            self.bytes_read += buf.nbytes
+            buf = dest if dtype == out.dtype else byte_rows(np.empty((1, *self.row_shape), dtype=dtype))[0]
+            if os.preadv(self._fd(video_id), [buf], offset + min(row, n - 1) * len(buf)) != len(buf):
+                raise FeatureError(f"{self.path(video_id)}: truncated while reading row {row}")
+            if buf is not dest:
+                dest.view(out.dtype)[:] = buf.view(dtype)
+            self.bytes_read += len(buf)
         return out
 
 
@@ -253,11 +248,14 @@ class PackedFeatures:
             out = np.empty((len(pairs), *self.row_shape), dtype=self.array.dtype)
         if self._fd is None:
             self._fd = os.open(self.path(""), os.O_RDONLY)
-        for i, (video_id, row) in enumerate(pairs):
+        rows = byte_rows(out)
+        size = rows.shape[1]
+        for dest, (video_id, row) in zip(rows, pairs):
             start, stop = self._range(video_id)
             index = start + min(row, stop - start - 1)
-            pread_row(self._fd, out[i], self.array.offset + index * out[i].nbytes, self.path(video_id), index)
-            self.bytes_read += out[i].nbytes
+            if os.preadv(self._fd, [dest], self.array.offset + index * size) != size:
+                raise FeatureError(f"{self.path(video_id)}: truncated while reading row {index}")
+        self.bytes_read += rows.nbytes
         return out
 
 

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import torch
 
-from engine.batching import batch_empty, nonfinite_rows
+from engine.batching import batch_empty, byte_rows, nonfinite_rows
 from engine.errors import UserError
 from feat_script.recipes import MASN_FILES
 
@@ -138,23 +138,28 @@ class VideoFeatures:
         self.allow_missing = allow_missing
         self._files: dict[str, h5py.File] | None = None
         self._pid: int | None = None
+        self._fds: dict[str, int] = {}
+        self._plans: dict[str, dict[str, tuple] | None] = {}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_files"], state["_pid"] = None, None
+        state["_files"], state["_pid"], state["_fds"], state["_plans"] = None, None, {}, {}
         return state
 
     def _data(self) -> dict[str, h5py.Group]:
         if self._files is None or self._pid != os.getpid():
             self._files = {role: _open(p) for role, p in self.paths.items()}
-            self._pid = os.getpid()
+            self._pid, self._fds, self._plans = os.getpid(), {}, {}  # a forked worker opens its own
         return _datasets(self._files)
 
     def close(self) -> None:
         """Release the handles (done after the up-front checks, so DataLoader workers open their own)."""
         for f in (self._files or {}).values():
             f.close()
-        self._files, self._pid = None, None
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                os.close(fd)
+        self._files, self._pid, self._fds, self._plans = None, None, {}, {}
 
     def key(self, video_id) -> str:
         return f"{self.key_prefix}{video_id}"
@@ -227,18 +232,22 @@ class VideoFeatures:
         lengths = []
         for i, video_id in enumerate(video_ids):
             key = self.key(video_id)
-            raw = self.video_arrays(data, key)
-            if raw is None and not self.allow_missing:
+            plan = self._plan(data, key)
+            if plan is None and not self.allow_missing:
                 raise FeatureError(f"video {key!r} is missing from the feature files")
-            lengths.append(1 if raw is None else min(t_max, raw["res_avg"].shape[0]))
+            lengths.append(1 if plan is None else min(t_max, plan["res_avg"][0][0]))
             for name in ORDER:
                 dest = out[name][i].numpy()
-                if raw is None:
+                if plan is None:
                     dest[...] = 0
                     continue
-                shape = (min(t_max, raw[name].shape[0]), *raw[name].shape[1:])
+                stored, where = plan[name]
+                shape = (min(t_max, stored[0]), *stored[1:])
                 try:
-                    read_corner(raw[name], dest, shape)
+                    if isinstance(where, int):
+                        self._read_direct(name, where, dest, shape)
+                    else:
+                        read_corner(where, dest, shape)
                 except (OSError, RuntimeError, ValueError, TypeError) as err:
                     raise self._corrupt(name, key, err) from None
                 dest[shape[0]:] = 0
@@ -247,6 +256,40 @@ class VideoFeatures:
                     raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
                                        "inf values; extract it again (scripts/check_data.py lists every such video)")
         return (*(out[name] for name in ORDER), torch.tensor(lengths))
+
+    def _plan(self, data: dict[str, h5py.Group], key: str) -> dict[str, tuple] | None:
+        """Per array of one video (checked once per process): (stored shape, its byte offset in the file when
+        it can be read directly, else the h5py dataset); None when the video is missing."""
+        if key not in self._plans:
+            raw = self.video_arrays(data, key)
+            self._plans[key] = None if raw is None else {
+                name: (ds.shape, direct_offset(ds) if direct_offset(ds) is not None else ds) for name, ds in raw.items()}
+        return self._plans[key]
+
+    def _read_direct(self, name: str, offset: int, dest: np.ndarray, shape: tuple[int, ...]) -> None:
+        """The leading ``shape`` corner of a contiguous array at ``offset`` into ``dest`` (C-contiguous) with
+        ``os.preadv``: one read when the rows are as wide as ``dest``'s, else one per frame."""
+        role = SOURCE_ROLE[name]
+        fd = self._fds.get(role)
+        if fd is None:
+            fd = self._fds[role] = os.open(self.paths[role], os.O_RDONLY)
+        if shape[1:] == dest.shape[1:]:
+            reads = [(byte_rows(dest[:shape[0]]).reshape(-1), offset)]
+        else:  # fewer objects than OBJ_MAX: frame t's objects are the first rows of dest[t]
+            row = int(np.prod(shape[1:])) * dest.itemsize
+            reads = [(byte_rows(dest[t, :shape[1]]).reshape(-1), offset + t * row) for t in range(shape[0])]
+        for buf, at in reads:
+            if os.preadv(fd, [buf], at) != len(buf):
+                raise OSError(f"truncated: {self.paths[role]} ends before byte {at + len(buf)}")
+
+
+def direct_offset(ds: h5py.Dataset) -> int | None:
+    """Where the bytes of a contiguous, unfiltered, native-float32 array start in its file, so that a read
+    can skip HDF5's selection and conversion machinery (the rows are the file's bytes); None otherwise."""
+    if ds.chunks is not None or ds.dtype != np.dtype(np.float32) or ds.external or ds.file.driver != "sec2" \
+            or ds.file.userblock_size:
+        return None
+    return ds.id.get_offset()
 
 
 def read_corner(ds: h5py.Dataset, dest: np.ndarray, shape: tuple[int, ...]) -> None:
