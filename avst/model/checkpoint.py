@@ -65,9 +65,9 @@ def read_state(source: StateSource) -> tuple[dict[str, torch.Tensor], str]:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise StateDictError(f"{path}: cannot read as a PyTorch checkpoint ({err})") from None
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            raise StateDictError(str(err)) from None
         name = str(path)
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
