@@ -9,9 +9,10 @@ training process keeps the last R batches of every worker referenced, so torch's
 hands back the same mapping when a buffer comes again: pages are faulted once per run.
 
 A buffer is overwritten R batches later. That is safe because :class:`CopiedBatches` copies each batch
-out as it arrives (into pinned memory when the device is CUDA: the copy that ``pin_memory=True`` makes
-anyway) and the DataLoader dispatches a worker's next index only after the training process took one of
-its batches, at most ``prefetch_factor`` in flight per worker: R = ``prefetch_factor`` + 1.
+out as it arrives (to a CUDA device straight from the buffer, page-locked in place: :class:`DeviceFeed`;
+else into host memory) before it takes the next, and the DataLoader dispatches a worker's next index only
+after the training process took one of its batches, at most ``prefetch_factor`` in flight per worker:
+R = ``prefetch_factor`` + 1.
 """
 from __future__ import annotations
 
@@ -67,21 +68,101 @@ def take(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
     return buffer
 
 
-def copy_out(batch: Any, device: torch.device) -> Any:
-    """The batch copied out of its slots: pinned for a CUDA device (from torch's caching host allocator, as the
-    DataLoader's pinning), else into numpy-allocated memory (transparent huge pages: fewer page faults)."""
+def map_tensors(batch: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    """``fn`` applied to every tensor of a nested dict / list / tuple batch; anything else kept."""
     if isinstance(batch, torch.Tensor):
-        if device.type == "cuda":
-            return batch.pin_memory()
-        if batch.dtype == torch.bfloat16:  # numpy has no bfloat16
-            return batch.clone()
-        out = torch.from_numpy(np.empty(batch.shape, dtype=torch.empty(0, dtype=batch.dtype).numpy().dtype))
-        return out.copy_(batch)
+        return fn(batch)
     if isinstance(batch, dict):
-        return {k: copy_out(v, device) for k, v in batch.items()}
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(copy_out(v, device) for v in batch)
+        mapped = [map_tensors(v, fn) for v in batch]
+        return type(batch)(*mapped) if hasattr(batch, "_fields") else type(batch)(mapped)
     return batch
+
+
+def _host_copy(t: torch.Tensor) -> torch.Tensor:
+    if t.dtype == torch.bfloat16:  # numpy has no bfloat16
+        return t.clone()
+    out = torch.from_numpy(np.empty(t.shape, dtype=torch.empty(0, dtype=t.dtype).numpy().dtype))
+    return out.copy_(t)
+
+
+def copy_out(batch: Any) -> Any:
+    """The batch copied out of its slots into numpy-allocated memory (transparent huge pages: fewer faults)."""
+    return map_tensors(batch, _host_copy)
+
+
+class _CudaRuntime:
+    """Page-locks memory in place (``cudaHostRegister``), so the GPU's copy engine reads it directly."""
+
+    @staticmethod
+    def register(ptr: int, nbytes: int) -> bool:
+        return int(torch.cuda.cudart().cudaHostRegister(ptr, nbytes, 0)) == 0
+
+    @staticmethod
+    def unregister(ptr: int) -> None:
+        torch.cuda.cudart().cudaHostUnregister(ptr)
+
+
+class DeviceFeed:
+    """Copy-out for a CUDA device: each batch goes to the GPU straight from the workers' shared buffers.
+
+    A shared buffer seen again while still referenced from an earlier batch (``window`` batches are kept)
+    is a ring buffer: it is page-locked once where it lies (this process's mapping) and kept until
+    :meth:`close`. The copies run on a side stream and the thread waits (without spinning) until they are
+    done, so the worker may overwrite the buffer afterwards: one host copy per byte (page cache -> buffer)
+    instead of two (-> buffer -> pinned memory). Everything else (a buffer's first batch, tensors not in
+    shared memory, a buffer that cannot be page-locked) goes through pinned memory, as
+    ``pin_memory=True`` would take it."""
+
+    def __init__(self, device: torch.device, window: int, runtime: Any = None) -> None:
+        self.device, self.runtime = torch.device(device), runtime or _CudaRuntime()
+        self.locked: dict[int, torch.UntypedStorage] = {}  # kept alive while locked (so never reused)
+        self.refused: dict[int, torch.UntypedStorage] = {}
+        self.recent: deque[dict[int, torch.UntypedStorage]] = deque(maxlen=window)
+        cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if cuda else None
+        self.done = torch.cuda.Event(blocking=True) if cuda else None
+
+    def _source(self, t: torch.Tensor, seen: dict[int, torch.UntypedStorage]) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if storage.is_shared() and ptr not in self.locked and ptr not in self.refused:
+            if any(ptr in batch for batch in self.recent):  # alive since, so the same buffer: a ring's
+                table = self.locked if self.runtime.register(ptr, storage.nbytes()) else self.refused
+                table[ptr] = storage
+            else:
+                seen[ptr] = storage
+        if ptr in self.locked or self.stream is None:
+            return t
+        return t.pin_memory()
+
+    def __call__(self, batch: Any) -> Any:
+        seen: dict[int, torch.UntypedStorage] = {}
+        if self.stream is None:  # a CPU device (tests): the same bookkeeping, the copy a plain one
+            out = map_tensors(batch, lambda t: self._source(t, seen).to(self.device, copy=True))
+        else:
+            with torch.cuda.stream(self.stream):
+                out = map_tensors(batch, lambda t: self._source(t, seen).to(self.device, non_blocking=True))
+            self.done.record(self.stream)
+            self.done.synchronize()  # the bytes are on the GPU: the buffers may be written again
+            consumer = torch.cuda.default_stream(self.device)
+            map_tensors(out, lambda t: t.record_stream(consumer))  # freed blocks wait for the consumer's work
+        self.recent.append(seen)
+        return out
+
+    def close(self) -> None:
+        """Unlock every buffer (before its memory can be released)."""
+        for ptr in self.locked:
+            self.runtime.unregister(ptr)
+        self.locked.clear()
+        self.refused.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the CUDA runtime may be gone already
+            pass
 
 
 class _Failed:

@@ -172,14 +172,17 @@ class Loaders:
     ``__getitems__`` reads each batch in one pass; the default collate (:func:`engine.batching.collate`)
     passes such a batch through without copying it. With workers, batches are written into recycled
     shared buffers and copied out by one thread of this process (:mod:`engine.slots`): by ``copy``, by default
-    :func:`engine.slots.copy_out` (pinned memory for CUDA)."""
+    straight to a CUDA device from the page-locked buffers (:class:`engine.slots.DeviceFeed`), else into
+    host memory (:func:`engine.slots.copy_out`)."""
 
     def __init__(self, *, num_workers: int | None, collate_fn: Callable | None, seed: int,
                  device: torch.device, copy: Callable[[Any], Any] | None = None) -> None:
         self.workers = default_workers() if num_workers is None else num_workers
         self.collate_fn, self.seed, self.device = collate_fn or collate, seed, device
-        self.copy = copy or functools.partial(slots.copy_out, device=device)
         self.prefetch = max(2, -(-4 // self.workers)) if self.workers else None
+        self.ring = self.prefetch + 1 if self.prefetch else 0  # batches in each worker's buffer ring
+        feed = device.type == "cuda" and self.workers
+        self.copy = copy or (slots.DeviceFeed(device, window=2 * self.ring * self.workers) if feed else slots.copy_out)
         self._cache: dict[tuple[int, int], tuple[Dataset, _EpochIndices, Iterable]] = {}
 
     def __len__(self) -> int:
@@ -194,13 +197,12 @@ class Loaders:
             generator = torch.Generator().manual_seed(self.seed * 7919 + (epoch or 0))
             loader: Iterable
             if self.workers:
-                ring = self.prefetch + 1
                 loader = slots.CopiedBatches(
                     DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices,
                                num_workers=self.workers, collate_fn=self.collate_fn, generator=generator,
-                               worker_init_fn=functools.partial(_start_worker, ring=ring),
+                               worker_init_fn=functools.partial(_start_worker, ring=self.ring),
                                persistent_workers=True, prefetch_factor=self.prefetch),
-                    ring, self.copy)
+                    self.ring, self.copy)
             else:
                 loader = DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices, num_workers=0,
                                     collate_fn=self.collate_fn, generator=generator, worker_init_fn=worker_init_fn,

@@ -11,6 +11,8 @@ Sections, each timed and recorded as ok / failed / skipped without stopping the 
   first checkpoint and resumed, against an uninterrupted run: identical final weights;
 * train_throughput: samples/s of an AVST training epoch fed by the real loader (per-video .npy,
   float16) against the same steps on batches already on the device; the difference is the loader's share;
+  and three batches the loader put on the device (on CUDA straight from the workers' page-locked
+  buffers, ``engine.slots.DeviceFeed``) against the dataset's own reads: equal;
 * extraction: ``scripts/bench_extract.py`` (14x14), end-to-end frames/s against the model alone
   (target >= 50 %), on long videos and on many short ones (GIF-like: their rows share forwards
   across videos); skipped when no ffmpeg is available.
@@ -328,7 +330,18 @@ def train_throughput(ctx: Namespace) -> dict:
     preloaded = len(batches) * batch_size / (time.perf_counter() - start)
     real = len(dataset) / timings[1]
     bytes_per_sample = sum(v[0].numel() * v.element_size() for v in batches[0].values())
+    # the batches the loader put on the device (straight from the workers' page-locked buffers on CUDA)
+    # hold what the dataset reads in this process
+    chunks = [[(i + k) % len(dataset) for k in range(batch_size)] for i in range(0, 3 * batch_size, batch_size)]
+    dataset.set_epoch(5)
+    for want, got in zip([dataset.__getitems__(c).batch for c in chunks],
+                         trainer._loader(dataset, [i for c in chunks for i in c], batch_size, 5), strict=True):
+        for key, value in want.items():
+            if not torch.equal(got[key].cpu(), value):
+                raise AssertionError(f"loader batch differs from the dataset's read in {key!r}")
+    feed = trainer.loaders.copy
     return {"workers": ctx.workers, "batch_size": batch_size, "samples": len(dataset),
+            "loader_batches_equal_reads": True, "page_locked_buffers": len(getattr(feed, "locked", {})),
             "real_loader_samples_per_s": {"first_epoch": len(dataset) / timings[0], "second_epoch": real},
             "preloaded_samples_per_s": preloaded, "loader_share": max(0.0, 1 - real / preloaded),
             "bytes_per_sample_to_device": bytes_per_sample, "full_batches": n // batch_size}

@@ -135,6 +135,45 @@ def test_workers_recycle_their_buffers_and_every_batch_is_copied_out_whole(avst)
     assert len(copied.held) == 2 * 3 and len(crossed) == 2 * 2 * 3  # 2 workers x 2 buffers x 3 positions
 
 
+class FakeRuntime:
+    """Stands in for cudaHostRegister / cudaHostUnregister (no GPU here); may refuse like a full driver."""
+
+    def __init__(self, accept: bool) -> None:
+        self.accept, self.registered, self.unregistered = accept, [], []
+
+    def register(self, ptr: int, nbytes: int) -> bool:
+        self.registered.append(ptr)
+        return self.accept
+
+    def unregister(self, ptr: int) -> None:
+        self.unregistered.append(ptr)
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_device_feed_locks_each_ring_buffer_once_and_never_a_one_off_tensor(avst, accept):
+    """DeviceFeed's bookkeeping on the CPU (the copy is a plain one here; on CUDA it reads the locked
+    buffer): 2 workers x 3 ring positions x 3 batch buffers (audio, positives, negatives) are locked once
+    each, the per-batch question / label / index tensors never, and every batch still equals the read."""
+    from engine import slots
+
+    root, train = avst
+    ds = avst_dataset(root, train, "f16")
+    order = np.random.default_rng(1).integers(0, 6, 36).tolist()
+    runtime = FakeRuntime(accept)
+    feed = slots.DeviceFeed(CPU, window=2 * 3 * 2, runtime=runtime)
+    loaders = Loaders(num_workers=2, collate_fn=None, seed=1, device=CPU, copy=feed)
+    for epoch in range(2):
+        got = list(loaders.get(ds, order, 2, epoch))
+        ds.set_epoch(epoch)
+        for n, batch in enumerate(got):
+            same(batch, ds.__getitems__(order[2 * n:2 * n + 2]).batch)
+    assert len(runtime.registered) == len(set(runtime.registered)) == 2 * 3 * 3
+    assert len(feed.locked if accept else feed.refused) == 18
+    feed.close()
+    assert sorted(runtime.unregistered) == (sorted(runtime.registered) if accept else [])
+    assert not feed.locked
+
+
 def test_copied_batches_pass_worker_errors_on_and_survive_a_broken_off_pass(avst):
     root, train = avst
     ds = avst_dataset(root, train, "f16")

@@ -250,8 +250,9 @@ class VideoFeatures:
                         read_corner(where, dest, shape)
                 except (OSError, RuntimeError, ValueError, TypeError) as err:
                     raise self._corrupt(name, key, err) from None
-                dest[shape[0]:] = 0
-                dest[:shape[0], shape[1]:] = 0  # objects past the video's count (a no-op for the global arrays)
+                if shape != dest.shape:
+                    dest[shape[0]:] = 0
+                    dest[:shape[0], shape[1]:] = 0  # objects past the video's count (none for the global arrays)
                 if nonfinite_rows(dest[None, :shape[0]])[0]:  # checked while still in the CPU cache
                     raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
                                        "inf values; extract it again (scripts/check_data.py lists every such video)")
