@@ -125,10 +125,10 @@ def read_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
         warnings.simplefilter("ignore")  # legacy files warn that the stand-ins' "source code has changed"
         try:
             obj = torch.load(path, map_location="cpu", pickle_module=restricted_pickle, weights_only=False)
-        except pickle.UnpicklingError as err:
+        except pickle.UnpicklingError as err:  # the restricted unpickler's own refusals say why
             raise ValueError(f"{path}: {err}") from None
-        except (RuntimeError, EOFError, OSError) as err:
-            raise ValueError(f"{path}: not a readable torch checkpoint ({err})") from None
+        except Exception as err:  # garbage fails in many ways (IndexError, KeyError, EOFError, ...)
+            raise ValueError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state_dict, attrs = dict(obj), {}
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import subprocess
 import sys
 import wave
@@ -237,11 +238,18 @@ def _read_only_folder(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("content", ["garbage", "other-network", "tensor"])
+# bytes that torch's restricted unpickler fails on in different ways: an opcode on an empty stack
+# (IndexError), a header it warns about, a truncated dict, and seeded random blobs
+MALFORMED = {"empty-stack": b"\x80\x02b.", "odd-protocol": b"\x80\x07" + bytes(range(60)),
+             "truncated": b"\x80\x02}q\x00(X\x01\x00\x00\x00a",
+             **{f"random-{seed}": random.Random(seed).randbytes(300) for seed in range(12)}}
+
+
+@pytest.mark.parametrize("content", [*MALFORMED, "other-network", "tensor"])
 def test_garbage_weights_are_one_line_naming_the_file(content, tmp_path, videos, capsys):
     weights = tmp_path / "w.pth"
-    if content == "garbage":
-        weights.write_bytes(os.urandom(300))
+    if content in MALFORMED:
+        weights.write_bytes(MALFORMED[content])
     elif content == "other-network":
         torch.save(torch.nn.Linear(5, 2).state_dict(), weights)
     else:

@@ -21,6 +21,7 @@ from engine.errors import run_cli
 from masn.checkpoint import build_from_checkpoint
 from masn.convert_checkpoint import convert, main, read_original
 from masn.model import MASN
+from tests.test_feat_reliability import MALFORMED
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
 
@@ -210,6 +211,16 @@ def test_other_objects_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"missing\.pth: no such file"):
         convert(Path(tmp_path / "missing.pth"), tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_pickles_are_one_clear_error(name, tmp_path):
+    path = tmp_path / f"{name}.pth"
+    path.write_bytes(MALFORMED[name])
+    with pytest.raises(ValueError, match=rf"{name}\.pth: "):
+        read_original(path)
+    assert run_cli(main, [str(path), str(tmp_path / "out.pt")]) == 2
+    assert not (tmp_path / "out.pt").exists()
 
 
 # "What does the man do?" then the five candidates, by the original rule: lower case, "?" kept as
