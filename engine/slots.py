@@ -16,6 +16,7 @@ R = ``prefetch_factor`` + 1.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -29,6 +30,7 @@ _rings: dict | None = None  # in a worker with slots: (shape, dtype, nth buffer 
 _size = 0
 _batch = -1
 _taken: dict = {}
+_active = False
 
 
 def shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -47,17 +49,25 @@ def recycle(slots: int) -> None:
     _taken.clear()
 
 
-def next_batch() -> None:
-    """A new batch starts: the buffers it takes come from the next ring position."""
-    global _batch
+@contextlib.contextmanager
+def batch() -> Iterator[None]:
+    """One batched fetch: the buffers taken inside come from the next ring position. Outside a batch (a
+    per-item ``__getitem__``, whose items a collate then copies) :func:`take` gives nothing to recycle."""
+    global _batch, _active
     if _rings is not None:
         _batch += 1
         _taken.clear()
+    _active = True
+    try:
+        yield
+    finally:
+        _active = False
 
 
 def take(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
-    """This batch's buffer of ``shape`` / ``dtype`` (the k-th asked for of that kind), None without slots."""
-    if _rings is None:
+    """This batch's buffer of ``shape`` / ``dtype`` (the k-th asked for of that kind); None without slots
+    or outside :func:`batch`."""
+    if _rings is None or not _active:
         return None
     kind = (tuple(shape), dtype)
     nth = _taken[kind] = _taken.get(kind, -1) + 1

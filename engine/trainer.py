@@ -148,10 +148,12 @@ class _EpochDataset(Dataset):
     def __getitems__(self, keys: list[tuple[int | None, int]]) -> Any:
         """A batch (one epoch): the dataset's own batched fetch when it has one."""
         self._follow(keys[0][0])
-        slots.next_batch()
         indices = [index for _, index in keys]
         fetch = getattr(self.dataset, "__getitems__", None)
-        return fetch(indices) if fetch else [self.dataset[i] for i in indices]
+        if fetch is None:
+            return [self.dataset[i] for i in indices]
+        with slots.batch():
+            return fetch(indices)
 
 
 def _progress(iterable: Iterable, quiet: bool, **kwargs: Any) -> Iterable:

@@ -105,9 +105,10 @@ def test_slot_rings_hand_out_each_batch_position_its_own_buffers():
         slots.recycle(2)
         taken = []
         for _ in range(4):
-            slots.next_batch()
-            taken.append([slots.take((3, 5), torch.float16), slots.take((3, 5), torch.float16),
-                          slots.take((2,), torch.float32)])
+            with slots.batch():
+                taken.append([slots.take((3, 5), torch.float16), slots.take((3, 5), torch.float16),
+                              slots.take((2,), torch.float32)])
+        assert slots.take((3, 5), torch.float16) is None  # outside a batched fetch: nothing to recycle
         ids = [[t.untyped_storage().data_ptr() for t in batch] for batch in taken]
         assert ids[0] == ids[2] and ids[1] == ids[3]  # position n mod 2
         assert len({*ids[0], *ids[1]}) == 6  # two of a kind in one batch, and the two positions, never alias
