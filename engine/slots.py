@@ -93,8 +93,7 @@ def map_tensors(batch: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
 def _host_copy(t: torch.Tensor) -> torch.Tensor:
     if t.dtype == torch.bfloat16:  # numpy has no bfloat16
         return t.clone()
-    out = torch.from_numpy(np.empty(t.shape, dtype=torch.empty(0, dtype=t.dtype).numpy().dtype))
-    return out.copy_(t)
+    return torch.from_numpy(np.empty(t.shape, dtype=t.numpy().dtype)).copy_(t)
 
 
 def copy_out(batch: Any) -> Any:

@@ -263,8 +263,7 @@ class VideoFeatures:
         it can be read directly, else the h5py dataset); None when the video is missing."""
         if key not in self._plans:
             raw = self.video_arrays(data, key)
-            self._plans[key] = None if raw is None else {
-                name: (ds.shape, direct_offset(ds) if direct_offset(ds) is not None else ds) for name, ds in raw.items()}
+            self._plans[key] = None if raw is None else {name: (ds.shape, _source(ds)) for name, ds in raw.items()}
         return self._plans[key]
 
     def _read_direct(self, name: str, offset: int, dest: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -282,6 +281,12 @@ class VideoFeatures:
         for buf, at in reads:
             if os.preadv(fd, [buf], at) != len(buf):
                 raise OSError(f"truncated: {self.paths[role]} ends before byte {at + len(buf)}")
+
+
+def _source(ds: h5py.Dataset) -> int | h5py.Dataset:
+    """Where to read ``ds`` from: its byte offset when it can be read directly, else the dataset itself."""
+    offset = direct_offset(ds)
+    return ds if offset is None else offset
 
 
 def direct_offset(ds: h5py.Dataset) -> int | None:
