@@ -264,6 +264,35 @@ def test_masn_direct_reads_equal_hdf5_reads_and_stored_layouts_that_need_hdf5_st
         same(converted.read_batch(videos), ds.features.read_batch(videos))
 
 
+
+
+def test_masn_nan_check_runs_once_per_run_and_video(masn, monkeypatch):
+    """After check_videos, the first read of a video in any process (here a DataLoader worker) checks it for
+    NaN / inf and later reads trust it; a video that failed, or one outside the check, is checked every time."""
+    root, ds = masn
+    features = ds.features
+    calls = []
+    real = masn_features.nonfinite_rows
+    monkeypatch.setattr(masn_features, "nonfinite_rows", lambda rows: calls.append(len(rows)) or real(rows))
+    features.read_batch([2])
+    features.read_batch([2])
+    assert len(calls) == 10  # five arrays, twice: no check_videos, no trust
+    features.check_videos([1, 2])
+    features.close()
+    loader = Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU).get(ds, [0, 1, 2, 3], 4, None)
+    assert len(list(loader)) == 1
+    calls.clear()
+    features.read_batch([1, 2])
+    assert calls == []  # the worker's flags are this process's
+    features.close()
+    with h5py.File(features.paths["i3d_roi"], "r+", locking=False) as f:  # the worker still has it open
+        f["2"][1, 0, 0] = np.nan  # in place: the checks, made once per run, do not see it
+    features.read_batch([2])
+    monkeypatch.setattr(features, "_finite", torch.zeros(2, dtype=torch.bool))  # as a new run starts
+    for _ in range(2):
+        with pytest.raises(MasnFeatureError, match=r"video '2' \(i3d_roi\) holds NaN or inf"):
+            features.read_batch([1, 2])
+
 def test_masn_nonfinite_row_in_a_batch_names_its_video(masn):
     root, ds = masn
     with h5py.File(ds.features.paths["i3d_roi"], "a") as f:

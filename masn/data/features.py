@@ -9,7 +9,9 @@ One set of rules decides whether a video's entries can be used (``VideoFeatures.
 floating-point array (not a group, string, integer or complex), of the expected shape, and the five agree on T
 (row t of every file is the same moment: the original indexes all five with one frame index, and the
 extractors write them so) and on the objects per frame. ``check_videos`` applies them to every video before
-training (``build.py``) and in ``check_data.py``; ``read`` applies them per item and also refuses NaN / inf.
+training (``build.py``) and in ``check_data.py``; ``read`` applies them per item and also refuses NaN / inf:
+for the videos of a ``check_videos`` once per run (flags in shared memory, seen by every DataLoader worker:
+the files do not change during a run, so later epochs only copy), for any other video at every read.
 """
 from __future__ import annotations
 
@@ -140,16 +142,21 @@ class VideoFeatures:
         self._pid: int | None = None
         self._fds: dict[str, int] = {}
         self._plans: dict[str, dict[str, tuple] | None] = {}
+        self._flag_of: dict[str, int] = {}  # video key -> its flag in _finite (the videos of check_videos)
+        self._finite = torch.zeros(0, dtype=torch.bool)  # read once, free of NaN / inf (shared memory)
+
+    @staticmethod
+    def _unopened() -> dict:
+        """What belongs to one process (handles, plans), as before it opens the files."""
+        return {"_files": None, "_pid": None, "_fds": {}, "_plans": {}}
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_files"], state["_pid"], state["_fds"], state["_plans"] = None, None, {}, {}
-        return state
+        return {**self.__dict__, **self._unopened()}
 
     def _data(self) -> dict[str, h5py.Group]:
-        if self._files is None or self._pid != os.getpid():
-            self._files = {role: _open(p) for role, p in self.paths.items()}
-            self._pid, self._fds, self._plans = os.getpid(), {}, {}  # a forked worker opens its own
+        if self._files is None or self._pid != os.getpid():  # first use, or a forked worker: its own
+            self.__dict__.update(self._unopened())
+            self._files, self._pid = {role: _open(p) for role, p in self.paths.items()}, os.getpid()
         return _datasets(self._files)
 
     def close(self) -> None:
@@ -159,7 +166,7 @@ class VideoFeatures:
         if self._pid == os.getpid():
             for fd in self._fds.values():
                 os.close(fd)
-        self._files, self._pid, self._fds, self._plans = None, None, {}, {}
+        self.__dict__.update(self._unopened())
 
     def key(self, video_id) -> str:
         return f"{self.key_prefix}{video_id}"
@@ -206,9 +213,12 @@ class VideoFeatures:
         return raw
 
     def check_videos(self, video_ids) -> tuple[dict[str, list[str]], list[str]]:
-        """Before any work: (container -> keys it lacks, one message per unusable video) over ``video_ids``."""
+        """Before any work: (container -> keys it lacks, one message per unusable video) over ``video_ids``.
+        From then on each of these videos is checked for NaN / inf by the first read in any process only."""
         data = self._data()
         keys = sorted({self.key(v) for v in video_ids})
+        self._flag_of = {key: i for i, key in enumerate(keys)}
+        self._finite = torch.zeros(len(keys), dtype=torch.bool).share_memory_()
         bad = []
         for key in keys:
             try:
@@ -225,14 +235,18 @@ class VideoFeatures:
     def read_batch(self, video_ids) -> tuple[torch.Tensor, ...]:
         """The five arrays of every video zero-padded to ``v_max_length`` and stacked ([B, T, ...] float32, in
         the order of :meth:`read`), and the lengths [B]. Each array is read once, straight into its place in
-        the batch and checked for NaN / inf there, naming the first bad video and array."""
+        the batch and checked for NaN / inf there, naming the first bad video and array; a video already found
+        clean in this run is not checked again (:meth:`check_videos`: a third of the read's CPU time)."""
         t_max = self.v_max_length
         data = self._data()
+        finite = self._finite.numpy()
         out = {name: batch_empty((len(video_ids), t_max, *padded_tail(name)), torch.float32) for name in ORDER}
         lengths = []
         for i, video_id in enumerate(video_ids):
             key = self.key(video_id)
             plan = self._plan(data, key)
+            flag = self._flag_of.get(key)
+            trusted = flag is not None and finite[flag]
             if plan is None and not self.allow_missing:
                 raise FeatureError(f"video {key!r} is missing from the feature files")
             lengths.append(1 if plan is None else min(t_max, plan["res_avg"][0][0]))
@@ -253,9 +267,11 @@ class VideoFeatures:
                 if shape != dest.shape:
                     dest[shape[0]:] = 0
                     dest[:shape[0], shape[1]:] = 0  # objects past the video's count (none for the global arrays)
-                if nonfinite_rows(dest[None, :shape[0]])[0]:  # checked while still in the CPU cache
+                if not trusted and nonfinite_rows(dest[None, :shape[0]])[0]:  # checked while still in the CPU cache
                     raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
                                        "inf values; extract it again (scripts/check_data.py lists every such video)")
+            if flag is not None and plan is not None:
+                finite[flag] = True
         return (*(out[name] for name in ORDER), torch.tensor(lengths))
 
     def _plan(self, data: dict[str, h5py.Group], key: str) -> dict[str, tuple] | None:
