@@ -6,11 +6,11 @@ and packed float16), MASN (the four HDF5 files, TGIF-QA's 20 frames x 10 objects
 JPEG frames, decoded and resized per item) this times the real Dataset + DataLoader + the engine's
 collate (``engine.batching``: datasets with ``__getitems__`` read a batch in one pass) + pinned-memory
 copy on generated files in the real formats (in the page cache: CPU and memory work, not disk speed),
-and prints per pipeline: samples/s per worker process (wall clock), CPU-ms per sample in one process
-(one thread) and in a ``--workers`` pass of persistent workers (every process: the workers, and this
-one, which pins), bytes per sample that cross to the device, and beside each other the samples/s that a 16-core
-host supplies (16 / CPU-s per sample of the workers pass: CPU time, not the wall clock of a shared
-machine) and the samples/s that a 50 GB/s host-to-device link carries at those bytes per sample.
+and prints per pipeline (``--json`` also writes samples/s per worker process, wall clock): CPU-ms per
+sample in one process (one thread) and in a ``--workers`` pass of persistent workers (every process: the
+workers, and this one, which pins), bytes per sample that cross to the device, and beside each other the
+samples/s that a 16-core host supplies (16 / CPU-s per sample of the workers pass: CPU time, not the
+wall clock of a shared machine) and the samples/s that a 50 GB/s host-to-device link carries at those bytes per sample.
 Without CUDA, pinning is emulated by a copy into a preallocated buffer (what pinning costs). The timed
 pass is the second over the same indices: the steady state of a training run, after the first epoch
 has read every video once (MASN checks each video for NaN / inf at its first read in a run, AVST every row

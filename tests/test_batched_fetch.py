@@ -264,8 +264,6 @@ def test_masn_direct_reads_equal_hdf5_reads_and_stored_layouts_that_need_hdf5_st
         same(converted.read_batch(videos), ds.features.read_batch(videos))
 
 
-
-
 def test_masn_nan_check_runs_once_per_run_and_video(masn, monkeypatch):
     """After check_videos, the first read of a video in any process (here a DataLoader worker) checks it for
     NaN / inf and later reads trust it; a video that failed, or one outside the check, is checked every time."""
@@ -292,6 +290,7 @@ def test_masn_nan_check_runs_once_per_run_and_video(masn, monkeypatch):
     for _ in range(2):
         with pytest.raises(MasnFeatureError, match=r"video '2' \(i3d_roi\) holds NaN or inf"):
             features.read_batch([1, 2])
+
 
 def test_masn_nonfinite_row_in_a_batch_names_its_video(masn):
     root, ds = masn
