@@ -29,23 +29,41 @@ from avst.data.vocab import Vocab
 from avst.heatmap import frame_path, overlay, save_png
 from avst.model.checkpoint import AvstMeta, build_from_checkpoint, new_model
 from avst.tasks import AVQATask, model_inputs
+from avst.variants import VARIANTS, variant
 from engine.checkpoint import load_checkpoint, model_state, save_checkpoint
-from engine.cli import accept_both_spellings, add_engine_args, non_negative_int, positive_int
+from engine.cli import (
+    CommandParser,
+    accept_both_spellings,
+    add_engine_args,
+    check_default_path,
+    decay_factor,
+    given,
+    non_negative_int,
+    only_when,
+    positive_float,
+    positive_int,
+)
 from engine.device import training_device
-from engine.errors import run_cli
+from engine.errors import UserError, run_cli
 from engine.run import Run, check_start, evaluation_dir, run_dir
 from engine.seed import seed_everything
 from engine.trainer import Trainer, require_samples
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("model_save_dir", "checkpoint", "weights", "heatmaps", "frames_dir", "label_test")
+# Flags of one mode only, refused in the other. The data set's files (--label_*, --vocab-json) may be named in
+# both modes, as the original's scripts took them.
+TRAINING_ONLY = ("--batch-size", "--epochs", "--lr", "--step-size", "--gamma", "--pretrained-grounding",
+                 "--no-grounding-init", "--resume", "--save-every-steps")
+TEST_ONLY = ("--weights", "--heatmaps", "--frames-dir", "--unknown-words", "--ablate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["train", "test"], default="train")
-    p.add_argument("--model", choices=["avst", "baseline"], default="avst",
-                   help="AVST (net_grd_avst) or the AV+Q+TG baseline (net_grd_baseline)")
+    p.add_argument("--model", choices=list(VARIANTS), default="avst",
+                   help="the registered variant (avst/variants.py): AVST (net_grd_avst) or the AV+Q+TG "
+                        "baseline (net_grd_baseline)")
     p.add_argument("--audio_dir", default="data/feats/vggish", help="VGGish [60,128] .npy per video")
     p.add_argument("--video_res14x14_dir", default="data/feats/res18_14x14",
                    help="ResNet-18 14x14 [60,512,14,14] .npy per video")
@@ -62,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64,
                    help="per process: under torchrun one step sees world size x this many questions")
     p.add_argument("--eval-batch-size", type=positive_int, default=64, help="any size gives the same report")
-    p.add_argument("--epochs", type=positive_int, default=None, help="default 80 (AVST) / 20 (baseline)")
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the variant's (80 AVST, 20 baseline)")
+    p.add_argument("--lr", type=positive_float, default=1e-4)
     p.add_argument("--step-size", type=positive_int, default=8, help="StepLR step in epochs")
-    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--gamma", type=decay_factor, default=0.1, help="StepLR factor per --step-size epochs")
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="DataLoader workers per process (default: from the CPUs this process may use)")
     p.add_argument("--pretrained-grounding", default="grounding_gen/models_grounding_gen/main_grounding_gen_best.pt",
@@ -80,10 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "<run_dir>/test_<test JSON stem>/")
     p.add_argument("--heatmaps", type=non_negative_int, default=0, help="test: PNG overlays for the first N questions")
     p.add_argument("--frames-dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
-    p.add_argument("--log-interval", dest="log_interval", type=int, default=50, help="accepted; tqdm reports")
+    p.add_argument("--log-interval", dest="log_interval", type=positive_int, default=50, help="accepted; tqdm reports")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
     add_benchmark_args(p)
-    return accept_both_spellings(add_engine_args(p, default_seed=1))
+    add_engine_args(p, default_seed=1)
+    only_when(p, TRAINING_ONLY, lambda a: a.mode == "train", "with --mode test (training only)")
+    only_when(p, TEST_ONLY, lambda a: a.mode == "test", "in training (--mode test only)")
+    only_when(p, ["--frames-dir"], lambda a: a.heatmaps > 0, "without --heatmaps N (it gives their backgrounds)")
+    only_when(p, ["--checkpoint"], lambda a: a.model_save_dir is not None,
+              "without --model_save_dir (it names a file inside it)")
+    only_when(p, ["--audio_dir", "--video_res14x14_dir"], lambda a: a.packed is None,
+              "with --packed (the features come from the packed store)")
+    only_when(p, ["--pretrained-grounding"], lambda a: variant(a.model).grounding_init and not a.no_grounding_init,
+              "with --no-grounding-init or a model without stage-1 initialisation")
+    return accept_both_spellings(p)
 
 
 def make_dataset(args, label: str, vocab: Vocab, negatives: bool) -> AVQADataset:
@@ -94,19 +122,19 @@ def make_dataset(args, label: str, vocab: Vocab, negatives: bool) -> AVQADataset
 
 def prepare_training(args, vocab: Vocab) -> tuple[torch.nn.Module, AVQADataset, AVQADataset, list[str]]:
     """Model (with the stage-1 initialisation) and both splits, built and their feature files opened
-    before the run folder is touched: a file missing only for validation fails now, not after an epoch."""
+    before the run folder is touched: a file missing only for validation fails at the start, not after an epoch."""
     from avst.model import init_from_grounding
 
     model = new_model(AvstMeta(vocab, args.model))
     note = "no stage-1 initialisation"
-    if args.model == "avst" and not args.no_grounding_init:
+    if variant(args.model).grounding_init and not args.no_grounding_init:
         if not Path(args.pretrained_grounding).is_file():
             raise FileNotFoundError(
                 f"stage-1 checkpoint not found: {args.pretrained_grounding}. Run grounding_gen/main_grd_gen.py "
                 "first (or pass --pretrained_grounding), or --no_grounding_init to train without it")
         names = init_from_grounding(model, model_state(load_checkpoint(args.pretrained_grounding)))
         note = f"initialised {len(names)} tensors from {args.pretrained_grounding}"
-    train_set = make_dataset(args, args.label_train, vocab, negatives=args.model == "avst")
+    train_set = make_dataset(args, args.label_train, vocab, negatives=variant(args.model).negatives)
     val_set = make_dataset(args, args.label_val, vocab, negatives=False)
     require_samples({"train": train_set, "validation": val_set})
     short = train_set.short_videos()  # reads every video's header: a missing or bad file fails here
@@ -139,9 +167,15 @@ def train(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -
 
 
 def weights_path(args) -> Path:
-    if args.model_save_dir:
-        return Path(args.model_save_dir) / f"{args.checkpoint}.pt"
-    return Path(args.weights)
+    """The checkpoint to test: ``<--model_save_dir>/<--checkpoint>.pt`` or ``--weights``; both only when
+    they name the same file."""
+    if not args.model_save_dir:
+        return Path(args.weights)
+    path = Path(args.model_save_dir) / f"{args.checkpoint}.pt"
+    if "weights" in given(args) and Path(args.weights).resolve() != path.resolve():
+        raise UserError(f"--weights {args.weights}: another checkpoint than --model_save_dir / --checkpoint name "
+                        f"({path}); give one of them")
+    return path
 
 
 def prepare_test(args) -> tuple[torch.nn.Module, list[TestFile], Path, Vocab]:
@@ -158,7 +192,7 @@ def test(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) ->
     """One report per --label_test file (avst.benchmarks.evaluate), heat maps for the first."""
     model, files, path, test_vocab = prepared
     heatmaps = None
-    if args.heatmaps and args.model == "avst" and run.is_main:
+    if args.heatmaps and variant(args.model).spatial_attention and run.is_main:
         def heatmaps(model, dataset):
             write_heatmaps(args, run, model, dataset, device)
     return run_tests(args, run, test_vocab, device, model.to(device), path, files, heatmaps)
@@ -184,14 +218,19 @@ def write_heatmaps(args, run: Run, model: torch.nn.Module, dataset: AVQADataset,
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_command(argv)
     if args.epochs is None:
-        args.epochs = 80 if args.model == "avst" else 20
+        args.epochs = variant(args.model).epochs
     seed_everything(args.seed, args.deterministic)
     device = training_device(args.device)
     if args.mode == "test":  # reports go to a subfolder: the training run's config.json stays as it was
         args.weights = args.weights or str(run_dir(args, args.model) / "checkpoints" / "best.pt")
         args.run_dir = str(evaluation_dir(args, args.model, test_label(args.label_test)))
+    paths = ("vocab_json", "label_train", "label_val") if args.mode == "train" else ("label_test",)
+    for dest in paths:
+        check_default_path(args, dest)
+    for dest in () if args.packed else ("audio_dir", "video_res14x14_dir"):
+        check_default_path(args, dest, "folder")
     check_start(args, args.model, harmless=HARMLESS)
     if args.mode == "train":
         vocab = Vocab.build(args.vocab_json, args.answer_file)

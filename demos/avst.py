@@ -7,12 +7,12 @@ a few epochs at a higher learning rate); the code paths are those of a full run.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 from avst.data.annotations import load_records
 from avst.report import majority_baseline, to_markdown
+from demos.folders import fresh_folder
 
 STAGE1_VIDEOS = 4
 STAGE1_VAL_VIDEOS = 2
@@ -35,14 +35,13 @@ def _stage1_labels(demo_dir: Path, out: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def run(demo_dir: Path, runs_dir: Path) -> None:
+def run(demo_dir: Path, runs_dir: Path, quick: bool = False) -> None:
+    """Stage 1, AVST training and its test report; ``quick``: one AVST epoch (smoke size)."""
     from avst.main_avst import main as avst_main
     from grounding_gen.main_grd_gen import main as grounding_main
     from grounding_gen.main_grd_gen_vis import main as grounding_vis
 
-    demo_dir, runs_dir = Path(demo_dir), Path(runs_dir)
-    for previous in ("grounding", "avst"):  # a demo starts afresh: the trainer refuses to overwrite a run
-        shutil.rmtree(runs_dir / previous, ignore_errors=True)
+    demo_dir, runs_dir = Path(demo_dir), fresh_folder(Path(runs_dir), "--runs")
     start = time.time()
     feats = ["--audio_dir", str(demo_dir / "feats/vggish")]
     common = ["--num_workers", "0", "--quiet", "--seed", "1"]
@@ -57,8 +56,9 @@ def run(demo_dir: Path, runs_dir: Path) -> None:
     labels = {f"--label_{s}": str(demo_dir / "json" / f"avqa-{s}.json") for s in ("train", "val", "test")}
     data = [*feats, "--video_res14x14_dir", str(demo_dir / "feats/res18_14x14"),
             "--vocab-json", labels["--label_train"], *[x for kv in labels.items() for x in kv]]
-    print(f"AVST demo, stage 2: AVST, {AVST_EPOCHS} epochs, lr {AVST_LR}")
-    avst_main(["--mode", "train", *data, "--epochs", str(AVST_EPOCHS), "--lr", str(AVST_LR),
+    epochs = 1 if quick else AVST_EPOCHS
+    print(f"AVST demo, stage 2: AVST, {epochs} epochs, lr {AVST_LR}")
+    avst_main(["--mode", "train", *data, "--epochs", str(epochs), "--lr", str(AVST_LR),
                "--batch-size", str(AVST_BATCH), "--run-dir", str(runs_dir / "avst"),
                "--pretrained-grounding", str(runs_dir / "grounding/checkpoints/best.pt"), *common])
     report = avst_main(["--mode", "test", *data, "--run-dir", str(runs_dir / "avst"), "--heatmaps", "1",

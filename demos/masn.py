@@ -8,11 +8,11 @@ in demo time.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from demos.folders import fresh_folder
 from masn.data import tgif
 from masn.main import main as run_main
 
@@ -36,14 +36,16 @@ def chance_level(question_dir: Path, task: str) -> tuple[float, str]:
     return float((test["answer"] == position).mean() * 100), "accuracy of the most frequent answer position"
 
 
-def run(demo_dir: Path, runs_dir: Path) -> None:
-    """Train + test MASN on ``demo_dir`` (written by masn.data.synthetic.make_demo); runs under ``runs_dir``."""
-    demo_dir, runs_dir = Path(demo_dir), Path(runs_dir)
+def run(demo_dir: Path, runs_dir: Path, quick: bool = False) -> None:
+    """Train + test MASN on ``demo_dir`` (written by masn.data.synthetic.make_demo); runs under ``runs_dir``.
+
+    ``quick``: one epoch per task (smoke size: the pipeline runs, the numbers mean nothing).
+    """
+    demo_dir, runs_dir = Path(demo_dir), fresh_folder(Path(runs_dir), "--runs")
     rows = []
     for task, (epochs, width) in TASK_SETTINGS.items():
+        epochs = 1 if quick else epochs
         run_dir = runs_dir / task
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
         print(f"--- MASN {task}: {epochs} epochs on synthetic data, hidden size {width} ---", flush=True)
         summary = run_main([
             "--task", task, "--df_dir", str(demo_dir / "question"), "--feat_dir", str(demo_dir),
@@ -51,7 +53,7 @@ def run(demo_dir: Path, runs_dir: Path) -> None:
             "--eval-batch-size", "96", "--max_epoch", str(epochs), "--hidden_size", str(width),
             "--lr", str(LR), "--dropout", str(DROPOUT),
             "--num_workers", "0", "--run-dir", str(run_dir),
-            "--save_path", str(runs_dir / "saved_models"), "--seed", "0", "--quiet", "--device", "cpu"])
+            "--seed", "0", "--quiet", "--device", "cpu"])
         result = summary["val_selected"]["test"]
         chance, how = chance_level(demo_dir / "question", task)
         metric = "mse" if task == "Count" else "acc"

@@ -79,3 +79,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cache_home() -> Path:
+    """Where files derived from a user's inputs are kept between runs: ``$XDG_CACHE_HOME/avqa-repro``
+    (default ``~/.cache/avqa-repro``), never beside the inputs in the user's data folders."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    return (Path(base) if Path(base).is_absolute() else Path.home() / ".cache") / "avqa-repro"
+
+
+def distinct_names(paths: list[str | Path]) -> list[str]:
+    """One output name per input path, never two alike: the file's stem, and where stems repeat as
+    many of its folders as tell it apart (``a/x/test.json`` -> ``a_x_test``), else its position."""
+    parts = [Path(p).with_suffix("").parts[1 if Path(p).anchor else 0:] for p in paths]  # no "/" part
+    names = [part[-1] for part in parts]
+    for depth in range(2, max(map(len, parts)) + 1):
+        clash = {name for name in names if names.count(name) > 1}
+        if not clash:
+            break
+        names = ["_".join(part[-depth:]) if name in clash else name for part, name in zip(parts, names)]
+    if len(set(names)) < len(names):
+        names = [f"{i}_{name}" for i, name in enumerate(names, start=1)]
+    return names

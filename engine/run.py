@@ -30,7 +30,7 @@ from engine.files import atomic_write_text, remove_stale_temporaries
 
 # Settings that never change what a resumed run computes: where it is, how it reports, how the data is
 # loaded, and on which device (another device can differ in float rounding only, as any rerun there).
-HARMLESS = frozenset({"run_dir", "name", "resume", "quiet", "num_workers", "workers", "device",
+HARMLESS = frozenset({"run_dir", "name", "resume", "quiet", "num_workers", "workers", "input", "device",
                       "save_every_steps", "log_interval", "gpu"})
 _PACKAGES = ("torch", "torchvision", "numpy", "h5py", "pandas", "tensorboardX", "moviepy", "ffmpeg-python")
 
@@ -107,13 +107,19 @@ def check_start(args: argparse.Namespace, name: str, config: dict | None = None,
                 harmless: tuple[str, ...] = ()) -> None:
     """Refuse (on every rank, before anything is written) a run that may not start in its folder: a
     new run where checkpoints exist (pass ``--resume``), or a ``--resume`` whose settings differ from
-    the stored ``config.json`` in anything but :data:`HARMLESS` and ``harmless``. Entry points call it
-    early to fail before loading data; :class:`Run` calls it again."""
-    problems = dist.all_gather_objects(_refusal(args, run_dir(args, name), {**_jsonable(vars(args)),
-                                                                             **_jsonable(config or {})},
-                                                HARMLESS | set(harmless)))
-    if any(problems):
-        raise next(p for p in problems if p)
+    the stored ``config.json`` in anything but :data:`HARMLESS` and ``harmless``, or a ``--resume`` with
+    nothing to resume on any rank (a rank that alone lacks the checkpoint is the trainer's to name).
+    Entry points call it early to fail before loading data; :class:`Run` calls it again."""
+    folder = run_dir(args, name)
+    last = folder / "checkpoints" / "last.pt"
+    views = dist.all_gather_objects((_refusal(args, folder, {**_jsonable(vars(args)), **_jsonable(config or {})},
+                                              HARMLESS | set(harmless)), last.exists()))
+    problems = [problem for problem, _ in views if problem]
+    if problems:
+        raise problems[0]
+    if getattr(args, "resume", False) and not any(seen for _, seen in views):
+        raise UserError(f"{last}: nothing to resume (no checkpoint there); drop --resume to start a new run, "
+                        "or give the --run_dir / --name of the run to continue")
 
 
 def _refusal(args: argparse.Namespace, folder: Path, config: dict, harmless: set[str]) -> Exception | None:

@@ -23,7 +23,6 @@ batch); the Trainer owns everything around it. Behaviour worth knowing:
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,11 +34,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from engine import dist, slots
+from engine import dist
 from engine.batching import collate
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from engine.device import AMP_DTYPES, autocast
 from engine.errors import UserError
+from engine.reader import INPUTS, ThreadedReader, batch_fetch
 from engine.run import Run
 from engine.sampling import EpochSampler, eval_shard
 from engine.schedule import as_epoch_scheduler
@@ -150,10 +150,7 @@ class _EpochDataset(Dataset):
         self._follow(keys[0][0])
         indices = [index for _, index in keys]
         fetch = getattr(self.dataset, "__getitems__", None)
-        if fetch is None:
-            return [self.dataset[i] for i in indices]
-        with slots.batch():
-            return fetch(indices)
+        return [self.dataset[i] for i in indices] if fetch is None else fetch(indices)
 
 
 def _progress(iterable: Iterable, quiet: bool, **kwargs: Any) -> Iterable:
@@ -161,55 +158,48 @@ def _progress(iterable: Iterable, quiet: bool, **kwargs: Any) -> Iterable:
     return tqdm(iterable, disable=disable, dynamic_ncols=True, leave=False, **kwargs)
 
 
-def _start_worker(worker_id: int, ring: int) -> None:
-    worker_init_fn(worker_id)
-    slots.recycle(ring)
-
-
 class Loaders:
-    """One DataLoader per (dataset, batch size), built on first use and kept: its workers persist across
-    epochs and evaluations. Each index travels with its epoch, so a worker's copy of the dataset follows
-    ``set_epoch`` (``epoch=None``: leave the dataset's epoch alone). Worker seeds come from (seed, the
-    epoch the loader was built in); our datasets draw from per-item generators. A dataset with
-    ``__getitems__`` reads each batch in one pass; the default collate (:func:`engine.batching.collate`)
-    passes such a batch through without copying it. With workers, batches are written into recycled
-    shared buffers and copied out by one thread of this process (:mod:`engine.slots`): by ``copy``, by default
-    straight to a CUDA device from the page-locked buffers (:class:`engine.slots.DeviceFeed`), else into
-    host memory (:func:`engine.slots.copy_out`)."""
+    """One input pipeline per (dataset, batch size), built on first use and kept across epochs and
+    evaluations. Each index travels with its epoch, so the dataset copy that reads it follows ``set_epoch``
+    (``epoch=None``: leave the dataset's epoch alone). A dataset with ``__getitems__`` reads each batch in
+    one pass; the default collate (:func:`engine.batching.collate`) passes such a batch through as it is.
+
+    ``input="loader"`` (the default): torch's DataLoader with ``num_workers`` persistent worker processes,
+    ``prefetch_factor`` batches ahead each, and pinned memory on CUDA; worker seeds come from (seed, the
+    epoch the loader was built in). ``input="reader"``: :class:`engine.reader.ThreadedReader`, ``num_workers``
+    threads (at least one) of this process reading into a ring of reused (on CUDA pinned) buffers, which
+    hands each batch over on ``device``; on the CPU a batch is valid until the next one is asked for."""
 
     def __init__(self, *, num_workers: int | None, collate_fn: Callable | None, seed: int,
-                 device: torch.device, copy: Callable[[Any], Any] | None = None) -> None:
+                 device: torch.device, input: str = "loader") -> None:
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, not {input!r}")
         self.workers = default_workers() if num_workers is None else num_workers
-        self.collate_fn, self.seed, self.device = collate_fn or collate, seed, device
+        self.collate_fn, self.seed, self.device, self.input = collate_fn or collate, seed, device, input
         self.prefetch = max(2, -(-4 // self.workers)) if self.workers else None
-        self.ring = self.prefetch + 1 if self.prefetch else 0  # batches in each worker's buffer ring
-        feed = device.type == "cuda" and self.workers
-        self.copy = copy or (slots.DeviceFeed(device, window=2 * self.ring * self.workers) if feed else slots.copy_out)
         self._cache: dict[tuple[int, int], tuple[Dataset, _EpochIndices, Iterable]] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
 
+    def _build(self, dataset: Dataset, indices: _EpochIndices, batch_size: int, epoch: int | None) -> Iterable:
+        wrapped = _EpochDataset(dataset)
+        if self.input == "reader":
+            return ThreadedReader(batch_fetch(wrapped, self.collate_fn), lambda: indices, batch_size,
+                                  threads=max(1, self.workers), device=self.device)
+        generator = torch.Generator().manual_seed(self.seed * 7919 + (epoch or 0))
+        return DataLoader(wrapped, batch_size=batch_size, sampler=indices, num_workers=self.workers,
+                          collate_fn=self.collate_fn, generator=generator, worker_init_fn=worker_init_fn,
+                          persistent_workers=self.workers > 0, prefetch_factor=self.prefetch,
+                          pin_memory=self.device.type == "cuda")
+
     def get(self, dataset: Dataset, sampler: Any, batch_size: int, epoch: int | None) -> Iterable:
-        """The loader of ``dataset``, set to iterate ``sampler``'s indices for ``epoch``."""
+        """The pipeline of ``dataset``, set to iterate ``sampler``'s indices for ``epoch``."""
         key = (id(dataset), batch_size)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not dataset:
             indices = _EpochIndices()
-            generator = torch.Generator().manual_seed(self.seed * 7919 + (epoch or 0))
-            loader: Iterable
-            if self.workers:
-                loader = slots.CopiedBatches(
-                    DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices,
-                               num_workers=self.workers, collate_fn=self.collate_fn, generator=generator,
-                               worker_init_fn=functools.partial(_start_worker, ring=self.ring),
-                               persistent_workers=True, prefetch_factor=self.prefetch),
-                    self.ring, self.copy)
-            else:
-                loader = DataLoader(_EpochDataset(dataset), batch_size=batch_size, sampler=indices, num_workers=0,
-                                    collate_fn=self.collate_fn, generator=generator, worker_init_fn=worker_init_fn,
-                                    pin_memory=self.device.type == "cuda")
-            cached = self._cache[key] = (dataset, indices, loader)
+            cached = self._cache[key] = (dataset, indices, self._build(dataset, indices, batch_size, epoch))
         cached[1].sampler, cached[1].epoch = sampler, epoch
         return cached[2]
 
@@ -217,10 +207,13 @@ class Loaders:
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, dataset: Dataset, *, device: torch.device, batch_size: int,
              num_workers: int | None = 0, collate_fn: Callable | None = None, amp: str = "off", seed: int = 1,
-             quiet: bool = True, loaders: Loaders | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Metrics and per-sample records of ``model`` over the whole ``dataset`` (gathered over ranks)."""
+             quiet: bool = True, loaders: Loaders | None = None,
+             input: str = "loader") -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Metrics and per-sample records of ``model`` over the whole ``dataset`` (gathered over ranks), read
+    through ``loaders`` (else built here with ``input``: see :class:`Loaders`)."""
     indices = eval_shard(len(dataset), dist.rank(), dist.world_size())
-    loaders = loaders or Loaders(num_workers=num_workers, collate_fn=collate_fn, seed=seed, device=device)
+    loaders = loaders or Loaders(num_workers=num_workers, collate_fn=collate_fn, seed=seed, device=device,
+                                 input=input)
     loader = loaders.get(dataset, indices, batch_size, None)
     was_training = model.training
     model.eval()
@@ -228,9 +221,9 @@ def evaluate(model: nn.Module, task: Task, dataset: Dataset, *, device: torch.de
     for batch in _progress(loader, quiet, desc="eval"):
         with autocast(device, amp):
             out = task.predict(model, to_device(batch, device))
-        for key, value in out.items():
-            parts.setdefault(key, []).append(value.detach().float().cpu() if value.is_floating_point()
-                                             else value.detach().cpu())
+        for key, value in out.items():  # copies: a record must not alias a reused input buffer
+            dtype = torch.float32 if value.is_floating_point() else value.dtype
+            parts.setdefault(key, []).append(value.detach().to("cpu", dtype, copy=True))
     model.train(was_training)
     local = {k: torch.cat(v) for k, v in parts.items()}
     records = _merge_shards(dist.all_gather_objects((indices, local)), len(dataset))
@@ -247,7 +240,8 @@ class Trainer:
                  num_workers: int | None = 0, collate_fn: Callable | None = None, scheduler: Any = None,
                  amp: str = "off", save_every_steps: int = 0, seed: int = 1,
                  checkpoint_meta: dict | None = None, select_split: str = "val",
-                 callbacks: Sequence[Callback] = (), find_unused_parameters: bool | None = None) -> None:
+                 callbacks: Sequence[Callback] = (), find_unused_parameters: bool | None = None,
+                 input: str | None = None) -> None:
         if amp not in AMP_DTYPES:
             raise ValueError(f"unknown --amp {amp!r}: use off, bf16 or fp16")
         if task.select_mode not in ("max", "min"):
@@ -278,7 +272,8 @@ class Trainer:
         self._count = 0
         self._first_bad = torch.full((), -1, dtype=torch.long, device=device)  # global step of a non-finite loss
         self._device_step = torch.zeros((), dtype=torch.long, device=device)
-        self.loaders = Loaders(num_workers=num_workers, collate_fn=collate_fn, seed=seed, device=device)
+        self.loaders = Loaders(num_workers=num_workers, collate_fn=collate_fn, seed=seed, device=device,
+                               input=input or getattr(run.args, "input", "loader"))  # default: the run's --input
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _payload(self) -> dict:

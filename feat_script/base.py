@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -56,7 +58,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings, non_negative_int, only_when, positive_int, seed_int
 from engine.device import autocast, resolve_device
 from engine.errors import UserError, run_cli
 from engine.run import kernel_settings
@@ -64,6 +66,7 @@ from feat_script.batching import NoRows, RowBatcher
 from feat_script.decode import DecodeError
 from feat_script.manifest import record_failure, sha256_file, sidecar, write_manifest
 from feat_script.preprocess import pixels_to_input
+from feat_script.shards import record_shard, shard_spec
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
 from feat_script.streams import Spill, bound_heap_growth, iter_blocks
 from feat_script.weights import load_into, resolve
@@ -92,15 +95,21 @@ class ConfigError(UserError, ValueError):
 def list_videos(spec: Path) -> list[tuple[str, Path]]:
     """``(video_id, path)`` pairs, sorted by id, from a folder or a text file of paths.
 
-    A folder gives its files with a video extension (not recursive). A list file gives one path
-    per line (relative paths are relative to the list file; blank lines and ``#`` lines skipped).
-    The id is the file name without its extension; two files with one id are an error.
+    A folder gives its entries named with a video extension (not recursive), whatever they are: one
+    that cannot be read (a broken link, a folder...) is a failure of the run (``input_problem``), not
+    left out without a word. A list file gives one path per line (relative paths are relative to the
+    list file; blank lines and ``#`` lines skipped). The id is the file name without its extension;
+    two files with one id are an error.
     """
     spec = Path(spec)
     if spec.is_dir():
-        paths = [p for p in spec.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+        paths = [p for p in spec.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
     elif spec.is_file():
-        lines = [ln.strip() for ln in spec.read_text().splitlines()]
+        try:
+            lines = [ln.strip() for ln in spec.read_text(encoding="utf-8").splitlines()]
+        except (UnicodeDecodeError, OSError) as err:
+            raise ConfigError(f"--videos {spec}: not a readable UTF-8 list of paths ({err}); give a folder "
+                              "or a text file with one path per line") from None
         paths = [
             (spec.parent / ln) if not Path(ln).is_absolute() else Path(ln)
             for ln in lines
@@ -117,6 +126,30 @@ def list_videos(spec: Path) -> list[tuple[str, Path]]:
     if not by_id:
         raise ConfigError(f"--videos {spec}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
     return sorted(by_id.items())
+
+
+def input_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a video (a broken link, a link loop, not a regular file,
+    unreadable), or None. Nothing is opened but a regular file (a FIFO would block)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"broken symlink (its target {os.readlink(path)} does not exist)"
+        return "no such file"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symlink loop (following its links never reaches a file)"
+        return f"cannot be read ({err.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
+        return f"not a regular file ({kind})"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    return None
 
 
 def read_id_map(path: Path) -> dict[str, str]:
@@ -202,7 +235,8 @@ def add_common_args(
     )
     parser.add_argument("--weights", type=Path, default=None, help="model weights (.pth)")
     parser.add_argument("--random-init", action="store_true", help="random weights: tests and demo only")
-    parser.add_argument("--seed", type=int, default=0, help="with --random-init: the seed of the random weights")
+    parser.add_argument("--seed", type=seed_int, default=0, help="with --random-init: the seed of the random weights")
+    only_when(parser, ["--seed"], lambda args: args.random_init, "without --random-init (it seeds the random weights)")
     parser.add_argument(
         "--allow-foreign",
         action="store_true",
@@ -210,11 +244,11 @@ def add_common_args(
         "videos whose output name is taken are listed as failures)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=None,
                         help=f"rows per forward pass (default: {default_batch_size}, or the extractor's own rule)")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=min(4, os.cpu_count() or 1),
         help="decoding processes (0 = decode in the main process)",
     )
@@ -227,7 +261,9 @@ def add_common_args(
         help="name -> id file (a TGIF-QA question CSV: gif_name -> key; or two columns); repeat to combine "
         "several (e.g. every Total_*_question.csv); videos not named are skipped",
     )
-    parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)")
+    parser.add_argument("--shard", default=None,
+                        help="i/n: process every n-th video starting at i (0-based); default: from a Slurm array "
+                             "and / or torchrun's RANK, WORLD_SIZE, else 0/1 (feat_script/shards.py)")
     parser.add_argument(
         "--exact",
         action="store_true",
@@ -312,13 +348,15 @@ class Extractor:
                 for key, value in out.items()}
 
     def ready(self) -> tuple[torch.nn.Module | None, torch.device]:
-        """The model, built (seeded with ``random_init``), optimised and on ``config.device``, once."""
+        """The model, built (with ``random_init``, drawn from ``seed`` on a private copy of torch's CPU
+        generator: the caller's random stream is left as it was), optimised and on ``config.device``,
+        once. The process-wide kernel choices are the CLI's (``run``), not set here."""
         if self._ready is None:
             device = resolve_device(self.config.device)
-            _choose_kernels(self.config.exact)
-            if self.config.random_init:
-                torch.manual_seed(self.config.seed)
-            model = self.build_model()
+            with torch.random.fork_rng(devices=[]):
+                if self.config.random_init:
+                    torch.manual_seed(self.config.seed)
+                model = self.build_model()
             if model is not None:
                 model = self.optimise(model.eval()).to(device)
             self._ready = (model, device)
@@ -566,7 +604,8 @@ def settings_diff(old: Any, new: Any, name: str = "") -> list[str]:
 
 def run(extractor: Extractor, args: argparse.Namespace) -> int:
     """Extract every not-yet-done video of this shard (``args``: the common flags, see
-    ``add_common_args``); return 0 (failures are listed, not fatal).
+    ``add_common_args``) and return the exit status (``exit_status``): every listed video is written,
+    already done, or a failure listed with its reason.
 
     Before anything is written: the flags, the video ids, ``--out`` (kind, writable), the weights,
     the settings of what ``--out`` already holds and its foreign entries are checked."""
@@ -580,8 +619,10 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
         if not videos:
             raise ConfigError(f"--id-map names none of the videos in {args.videos}")
     check_ids(videos, extractor.outputs)
+    args.shard = shard_spec(args.shard)
     videos = take_shard(videos, parse_shard(args.shard))
     check_out(args.out, folder=args.store != "hdf5")
+    _choose_kernels(extractor.config.exact)
     model, device = extractor.ready()
     settings = _settings(extractor, model is not None, args.store)
     store = extractor.make_store(args.out, args.store)
@@ -592,15 +633,12 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out} holds {len(foreign) + len(strays)} entries this extractor did not "
                           f"write (e.g. {', '.join(names)}); nothing was touched. Choose a new --out, or pass "
                           "--allow-foreign to leave them as they are and write beside them")
-    done = store.done()
-    clashing = [(vid, path) for vid, path in videos if vid in foreign]
-    todo = [(vid, path) for vid, path in videos if vid not in done and vid not in foreign]
-    counts = {"listed_in_shard": len(videos), "already_done": len(videos) - len(todo) - len(clashing),
-              "not_in_id_map": unmapped, "foreign_in_out": len(clashing)}
+    todo, refused, already_done = sort_inputs(videos, store.done(), foreign, args.out)
+    counts = {"listed_in_shard": len(videos), "already_done": already_done, "not_in_id_map": unmapped,
+              "refused_before_decoding": len(refused)}
     write_manifest(args.out, _manifest_fields(extractor, args, settings, "running", counts))
-    for vid, path in clashing:
-        record_failure(args.out, path, vid, f"--out {args.out} already holds an output for {vid!r} that this "
-                       "extractor did not write (--allow-foreign); left untouched")
+    for vid, path, reason in refused:
+        record_failure(args.out, path, vid, reason)
     loader = DataLoader(
         _Decoded(extractor, todo, tensors=model is not None),
         batch_size=None,
@@ -625,7 +663,8 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
     batcher = extractor.batcher(model, device, getattr(store, "spill_dir", None)) \
         if extractor.batches_across_videos(model) else None
     failed = 0
-    bar = tqdm(total=len(todo), desc=extractor.name, unit="video", disable=args.quiet or not todo)
+    bar = tqdm(total=len(todo), desc=f"{extractor.name} shard {args.shard}", unit="video",
+               disable=args.quiet or not todo)
     with torch.inference_mode():
         items = iter(loader)  # the workers fork before the writer thread starts
         with BackgroundWriter(write) as writer:
@@ -652,15 +691,45 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
     if written + failed != len(todo):
         raise RuntimeError(f"{len(todo)} videos to do, {written} written and {failed} failed: a video was lost")
     store.finalize()
-    failed += len(clashing)
+    failed += len(refused)
     counts.update(written=written, failed=failed, done_total=len(store.done()))
     write_manifest(args.out, _manifest_fields(extractor, args, settings, "complete", counts))
-    if failed and not args.quiet:
-        print(
-            f"{failed} of {len(todo) + len(clashing)} videos failed; see {sidecar(args.out, '.failures.jsonl')}",
-            file=sys.stderr,
-        )
-    return 0
+    print(record_shard(args.out, args.shard, counts), flush=True)  # the report: stdout; errors: stderr
+    if failed:
+        print(f"{failed} of {len(videos)} videos failed ({written} written, {already_done} done before); see "
+              f"{sidecar(args.out, '.failures.jsonl')}", file=sys.stderr)
+    return exit_status(succeeded=already_done + written, failed=failed)
+
+
+def sort_inputs(videos: list[tuple[str, Path]], done: set[str], foreign: set[str], out: Path
+                ) -> tuple[list[tuple[str, Path]], list[tuple[str, Path, str]], int]:
+    """(to extract, refused with their reasons, number already done): each listed video is in exactly
+    one. An id whose output name ``--out`` holds for someone else is refused; a done one is kept
+    whatever its input is now; an input that cannot be read (``input_problem``) is refused."""
+    todo, refused, already_done = [], [], 0
+    for vid, path in videos:
+        if vid in foreign:
+            refused.append((vid, path, f"--out {out} already holds an output for {vid!r} that this extractor "
+                                       "did not write (--allow-foreign); left untouched"))
+        elif vid in done:
+            already_done += 1
+        elif (problem := input_problem(path)) is not None:
+            refused.append((vid, path, f"{path}: {problem}"))
+        else:
+            todo.append((vid, path))
+    return todo, refused, already_done
+
+
+EXIT_STATUS = """exit status: 0 when every listed video of the shard is extracted or was already; 1 when some
+failed (each is in <out>.failures.jsonl with its reason) and others are done; 2 when none is done, or
+on a bad flag or file (one line on stderr, nothing written)."""
+
+
+def exit_status(succeeded: int, failed: int) -> int:
+    """0: no failure; 1: failures beside videos that are done; 2: failures only (see ``EXIT_STATUS``)."""
+    if not failed:
+        return 0
+    return 1 if succeeded else 2
 
 
 def _choose_kernels(exact: bool) -> None:
@@ -673,7 +742,8 @@ def _choose_kernels(exact: bool) -> None:
 
 def build_parser(extractor_cls: type[Extractor]) -> argparse.ArgumentParser:
     """The common flags and the extractor's own."""
-    parser = argparse.ArgumentParser(prog=f"extract_{extractor_cls.name}", description=extractor_cls.description)
+    parser = CommandParser(prog=f"extract_{extractor_cls.name}", description=extractor_cls.description,
+                           epilog=EXIT_STATUS)
     add_common_args(parser, extractor_cls.stores, extractor_cls.default_store, extractor_cls.default_batch_size)
     extractor_cls.add_args(parser)
     return accept_both_spellings(parser)
@@ -682,5 +752,5 @@ def build_parser(extractor_cls: type[Extractor]) -> argparse.ArgumentParser:
 def main(extractor_cls: type[Extractor], argv: Sequence[str] | None = None) -> int:
     """The CLI: parse the common and the extractor's flags, build the extractor from its ``Config``,
     then ``run``; config errors exit with status 2."""
-    args = build_parser(extractor_cls).parse_args(argv)
+    args = build_parser(extractor_cls).parse_command(argv)
     return run_cli(lambda: run(extractor_cls(extractor_cls.config_from_args(args)), args))

@@ -16,6 +16,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,16 +81,44 @@ def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(kept[-lines:]) or "no output"
 
 
+KNOWN_FILES = 64  # probe / count_frames results remembered per file (see _remembered)
+_known: OrderedDict[tuple, dict] = OrderedDict()
+_known_lock = threading.Lock()  # the web demo probes uploads in one thread and decodes in another
+
+
+def _remembered(path: Path) -> dict:
+    """What ``probe`` and ``count_frames`` learnt about this very file: keyed by path, inode, size and
+    modification time, so a later call on an unchanged file starts no ffmpeg process (a pipeline asks
+    the same facts of one video from several places) and a changed file is asked afresh."""
+    if not path.is_file():
+        raise DecodeError(f"{path}: no such file")
+    st = path.stat()
+    if st.st_size == 0:
+        raise DecodeError(f"{path}: empty file (0 bytes)")
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    with _known_lock:
+        facts = _known.setdefault(key, {})
+        _known.move_to_end(key)
+        while len(_known) > KNOWN_FILES:
+            _known.popitem(last=False)
+    return facts
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Read the stream facts of ``path``; raise DecodeError if it has no decodable video stream."""
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DecodeError(f"{path}: empty file (0 bytes)")
-    banner = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True
-    ).stderr
+    facts = _remembered(path)
+    if "info" not in facts:
+        banner = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True
+        ).stderr
+        facts["info"] = _parse_banner(path, banner)
+    return facts["info"]
+
+
+def _parse_banner(path: Path, banner: str) -> VideoInfo:
+    """The input's stream facts from ffmpeg's stderr (the part before any output section)."""
+    banner = banner.split("\nOutput #0")[0]
     video = _VIDEO.search(banner)
     if video is None:
         raise DecodeError(f"{path}: no video stream ({_tail(banner)})")
@@ -123,7 +153,12 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def count_frames(path: str | Path) -> int:
-    """Number of video frames, counted by remuxing the stream to null (no decoding)."""
+    """Number of video frames, counted by remuxing the stream to null (no decoding); the same run's
+    banner answers a later ``probe`` of the file."""
+    path = Path(path)
+    facts = _remembered(path)
+    if "frames" in facts:
+        return facts["frames"]
     proc = subprocess.run(
         [
             ffmpeg_exe(),
@@ -142,10 +177,12 @@ def count_frames(path: str | Path) -> int:
         capture_output=True,
         text=True,
     )
+    facts["info"] = _parse_banner(path, proc.stderr)
     counts = re.findall(r"frame=\s*(\d+)", proc.stderr)
     if proc.returncode != 0 or not counts:
         raise DecodeError(f"{path}: cannot count frames ({_tail(proc.stderr)})")
-    return int(counts[-1])
+    facts["frames"] = int(counts[-1])
+    return facts["frames"]
 
 
 def _run_raw(stream: ffmpeg.nodes.OutputStream, path: Path) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.cli import Bounded, only_when, positive_int
 from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.models.resnet_stride1 import resnet18_stride1
 from feat_script.preprocess import jpeg_roundtrip, resize_frames, to_tensor_normalize
@@ -59,10 +60,11 @@ class Res18x14(Extractor):
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--sampling", choices=["fixed60", "1fps"], default="fixed60")
-        parser.add_argument("--seconds", type=int, default=60, help="frames per video with fixed60")
+        parser.add_argument("--seconds", type=positive_int, default=60, help="frames per video with fixed60")
+        only_when(parser, ["--seconds"], lambda args: args.sampling == "fixed60", "unless --sampling fixed60")
         parser.add_argument(
             "--jpeg-quality",
-            type=int,
+            type=Bounded(int, 0, 100),
             default=JPEG_QUALITY,
             help="pass frames through a PIL JPEG of this quality first, as the original's "
             "frames on disk (75 = imageio's default); 0 = use the decoded frames as they are",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli import Bounded
 from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.decode import DecodeError, probe, stream_audio
 from feat_script.stores import WavStore
@@ -120,7 +121,8 @@ class Audio(Extractor):
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--rate", type=int, default=16000, help="output sample rate (Hz)")
+        parser.add_argument("--rate", type=Bounded(int, 1, MOVIEPY_READ_RATE), default=16000,
+                            help=f"output sample rate (Hz), at most the {MOVIEPY_READ_RATE} Hz the track is read at")
         parser.add_argument(
             "--backend",
             choices=["memory", "moviepy"],

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli import Bounded, only_when, positive_int
 from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.recipes import JPEG_QUALITY
 from feat_script.sampling import sample_frames
@@ -40,8 +41,10 @@ class Frames(Extractor):
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--mode", choices=["1fps", "fixed60"], default="1fps")
-        parser.add_argument("--seconds", type=int, default=60, help="frames per video in fixed60 mode")
-        parser.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
+        parser.add_argument("--seconds", type=positive_int, default=60, help="frames per video in fixed60 mode")
+        only_when(parser, ["--seconds"], lambda args: args.mode == "fixed60", "unless --mode fixed60")
+        parser.add_argument("--jpeg-quality", type=Bounded(int, 1, 100), default=JPEG_QUALITY,
+                            help="PIL JPEG quality of the written frames (1-100)")
 
     def sampling(self) -> dict:
         return {

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.cli import positive_int
 from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.decode import count_frames, read_frames
 from feat_script.i3d import I3Res50, i3d_input
@@ -43,9 +44,9 @@ class ClipConfig(ExtractorConfig):
 
 def add_clip_args(parser: argparse.ArgumentParser) -> None:
     """The MASN clip flags shared by the I3D and object extractors."""
-    parser.add_argument("--num-clips", type=int, default=MASN_NUM_CLIPS, help="T: clips (rows) per video")
-    parser.add_argument("--clip-len", type=int, default=MASN_CLIP_LEN, help="frames per I3D clip")
-    parser.add_argument("--clip-stride", type=int, default=MASN_STRIDE, help="frame step inside a clip")
+    parser.add_argument("--num-clips", type=positive_int, default=MASN_NUM_CLIPS, help="T: clips (rows) per video")
+    parser.add_argument("--clip-len", type=positive_int, default=MASN_CLIP_LEN, help="frames per I3D clip")
+    parser.add_argument("--clip-stride", type=positive_int, default=MASN_STRIDE, help="frame step inside a clip")
     parser.add_argument("--nonlocal", dest="non_local", action="store_true",
                         help="the non-local I3D (i3d_r50_nl_kinetics.pth) instead of the plain one")
 
@@ -79,13 +80,24 @@ def clip_sampling(config: ClipConfig) -> dict[str, Any]:
             "normalize": "(x - 114.75) / 57.375 on 0..255"}
 
 
+def clip_indices(config: ClipConfig, num_frames: int) -> np.ndarray:
+    """``[num_clips, clip_len]`` frame indices of the clips of a video of ``num_frames`` frames."""
+    return masn_clip_indices(num_frames, config.num_clips, config.clip_len, config.clip_stride)
+
+
+def clips_from_frames(frames: np.ndarray, config: ClipConfig) -> np.ndarray:
+    """The decoded frames of ``clip_indices`` (in that order, ``[T * clip_len, H, W, 3]``) -> uint8
+    ``[T, 3, clip_len, 224, 224]`` clips."""
+    frames = resize_frames(frames, I3D_SIZE, I3D_SIZE)
+    clips = frames.reshape(config.num_clips, config.clip_len, I3D_SIZE, I3D_SIZE, 3)
+    return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
+
+
 def load_clips(video: Path, config: ClipConfig, num_frames: int | None = None) -> np.ndarray:
     """uint8 [T, 3, clip_len, 224, 224] clips of one video (decoded in a worker)."""
     num_frames = count_frames(video) if num_frames is None else num_frames
-    indices = masn_clip_indices(num_frames, config.num_clips, config.clip_len, config.clip_stride)
-    frames = resize_frames(read_frames(video, indices=indices.ravel()), I3D_SIZE, I3D_SIZE)
-    clips = frames.reshape(config.num_clips, config.clip_len, I3D_SIZE, I3D_SIZE, 3)
-    return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
+    indices = clip_indices(config, num_frames)
+    return clips_from_frames(read_frames(video, indices=indices.ravel()), config)
 
 
 class I3dExtractor(Extractor):

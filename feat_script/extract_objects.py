@@ -32,6 +32,7 @@ import torch
 import torchvision
 from torch import nn
 
+from engine.cli import only_when, positive_int
 from feat_script.base import ConfigError, Extractor, load_weights, main, merge_id_maps
 from feat_script.decode import DecodeError, count_frames, read_frames
 from feat_script.extract_i3d import ClipConfig, add_clip_args, build_i3d, clip_sampling, load_clips
@@ -80,11 +81,14 @@ class ObjectsExtractor(Extractor):
                             help=f"Faster R-CNN weights ({WEIGHTS['fasterrcnn'].files[0]} from torchvision)")
         parser.add_argument("--boxes", type=Path, default=None,
                             help="motion: read boxes from this file's spatial_features instead of detecting")
-        parser.add_argument("--det-min-size", type=int, default=800, help="detector input: shorter side")
-        parser.add_argument("--det-max-size", type=int, default=1333, help="detector input: longer side cap")
-        parser.add_argument("--det-batch-size", type=int, default=1,
+        parser.add_argument("--det-min-size", type=positive_int, default=800, help="detector input: shorter side")
+        parser.add_argument("--det-max-size", type=positive_int, default=1333, help="detector input: longer side cap")
+        parser.add_argument("--det-batch-size", type=positive_int, default=1,
                             help="frames per detector forward (about 0.5 GB each on CPU at 800 pixels)")
-        parser.add_argument("--roi-size", type=int, default=7, help="RoIAlign bins per side (then averaged)")
+        parser.add_argument("--roi-size", type=positive_int, default=7, help="RoIAlign bins per side (then averaged)")
+        only_when(parser, ["--boxes"], lambda args: args.stream == "motion", "with --stream appearance")
+        only_when(parser, ["--detector-weights", "--det-min-size", "--det-max-size", "--det-batch-size"],
+                  lambda args: args.boxes is None, "with --boxes (the boxes are read, not detected)")
         add_clip_args(parser)
 
     def __init__(self, config: ObjectsConfig | None = None) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torchvision
 
+from engine.cli import only_when, positive_int
 from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.decode import count_frames, probe
 from feat_script.preprocess import resize_frames
@@ -72,8 +73,9 @@ class R2Plus1D(Extractor):
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         add_mode_args(parser, "clips", "1fps")
-        parser.add_argument("--clip-len", type=int, default=1, help="1 = AVST's recipe; 16 = real clips")
-        parser.add_argument("--clip-stride", type=int, default=1, help="frame step inside a clip")
+        parser.add_argument("--clip-len", type=positive_int, default=1, help="1 = AVST's recipe; 16 = real clips")
+        parser.add_argument("--clip-stride", type=positive_int, default=1, help="frame step inside a clip")
+        only_when(parser, ["--clip-stride"], lambda args: args.clip_len > 1, "with --clip-len 1 (one frame per clip)")
 
     def sampling(self) -> dict:
         a = self.config

@@ -4,7 +4,7 @@ As AVST's ``feat_script/extract_visual_feat/extract_rgb_feat.py`` (pretrainedmod
 resize the shorter side to 256 and centre-crop 224 (PIL bilinear), ``ToTensor``, ImageNet mean/std,
 the network with ``fc`` = Identity (the average-pooled penultimate vector). ``--masn`` writes
 MASN's appearance-global file ``res152_avgpool.hdf5``: ResNet-152 by default, MASN sampling
-(``--num-clips`` segment-centre frames, see feat_script/README.md), HDF5 dataset ``<vid>`` ->
+(``--num-clips`` segment-centre frames, see docs/features.md), HDF5 dataset ``<vid>`` ->
 ``(T, 2048)`` float32.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torchvision
 
+from engine.cli import only_when
 from feat_script.base import Extractor, ExtractorConfig, load_weights, main
 from feat_script.preprocess import resize_short_centre_crop
 from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
@@ -41,6 +42,11 @@ def _prepare(frames: np.ndarray) -> np.ndarray:
     return resize_short_centre_crop(frames, 256, 224)
 
 
+def sampling_mode(sampling: str | None, masn: bool) -> str:
+    """``--sampling``, else masn with ``--masn``, else 1fps."""
+    return sampling or ("masn" if masn else "1fps")
+
+
 class ResNetGlobal(Extractor):
     Config = ResNetConfig
     name = "resnet"
@@ -57,12 +63,15 @@ class ResNetGlobal(Extractor):
             default=None,
             help="resnet18 (default) or resnet152 (default with --masn)",
         )
-        add_mode_args(parser, "frames", None, "1fps (default), fixed60 or masn (default with --masn)")
+        add_mode_args(parser, "frames", None, "1fps (default), fixed60 or masn (default with --masn)",
+                      mode_of=lambda args: sampling_mode(args.sampling, args.masn))
         parser.add_argument(
             "--masn",
             action="store_true",
             help="MASN's res152_avgpool.hdf5: --arch resnet152 --sampling masn --store hdf5",
         )
+        only_when(parser, ["--store"], lambda args: not args.masn or args.store == "hdf5",
+                  "with --masn (which writes hdf5)")
 
     @classmethod
     def config_from_args(cls, args: argparse.Namespace) -> ResNetConfig:
@@ -74,7 +83,7 @@ class ResNetGlobal(Extractor):
         super().__init__(config)
         c = self.config
         self.config = dataclasses.replace(c, arch=c.arch or ("resnet152" if c.masn else "resnet18"),
-                                          sampling=c.sampling or ("masn" if c.masn else "1fps"))
+                                          sampling=sampling_mode(c.sampling, c.masn))
         self.name = f"{self.config.arch}_avgpool"
 
     def sampling(self) -> dict:
@@ -94,10 +103,14 @@ class ResNetGlobal(Extractor):
     def model_info(self) -> dict:
         return {"arch": f"torchvision {self.config.arch}", "output": "avgpool (fc = Identity)"}
 
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """Sampled uint8 frames -> what ``load`` hands the network (resized and cropped, still uint8)."""
+        return _prepare(frames)
+
     def load(self, video: Path) -> dict[str, np.ndarray]:
         if self.config.sampling == "1fps":
             return {"frames": one_fps(video, _prepare)}
-        return {"frames": _prepare(sample_frames(
+        return {"frames": self.prepare(sample_frames(
             video, self.config.sampling, seconds=self.config.seconds, num_clips=self.config.num_clips
         ))}
 

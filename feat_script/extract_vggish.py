@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.cli import only_when, positive_int
 from feat_script.base import ConfigError, Extractor, ExtractorConfig, load_weights, main
 from feat_script.decode import DecodeError
 from feat_script.extract_audio import first_seconds_16k, iter_audio_16k, load_audio_16k
@@ -66,10 +67,13 @@ class VggishExtractor(Extractor):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--recipe", choices=["avst", "standard"], default="avst",
                             help="avst: 60 one-second examples, raw embedding; standard: 0.96 s hop")
-        parser.add_argument("--num-secs", type=int, default=AVST_SECONDS, help="examples per video (avst recipe)")
+        parser.add_argument("--num-secs", type=positive_int, default=AVST_SECONDS,
+                            help="examples per video (avst recipe)")
+        only_when(parser, ["--num-secs"], lambda args: args.recipe == "avst", "with --recipe standard")
         parser.add_argument("--pca", type=Path, default=None,
                             help="vggish_pca_params.npz: PCA + 8-bit quantisation (standard recipe)")
         parser.add_argument("--no-quantize", action="store_true", help="with --pca: keep the PCA output")
+        only_when(parser, ["--no-quantize"], lambda args: args.pca is not None, "without --pca")
 
     def __init__(self, config: VggishConfig | None = None) -> None:
         super().__init__(config)

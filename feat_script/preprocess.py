@@ -17,19 +17,21 @@ import torch
 from PIL import Image
 
 
-def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``Resize([height, width])`` on each frame (PIL bilinear); uint8 ``[T, height, width, 3]``."""
-    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
+def resize_frames(frames: np.ndarray, width: int, height: int, resample: int = Image.BILINEAR) -> np.ndarray:
+    """``Resize([height, width])`` on each frame (PIL bilinear, or ``resample``); uint8 ``[T, height, width, 3]``."""
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), resample)) for f in frames])
 
 
-def resize_short_centre_crop(frames: np.ndarray, short: int = 256, crop: int = 224) -> np.ndarray:
-    """``Resize(short)`` then ``CenterCrop(crop)`` as torchvision does them on PIL images."""
+def resize_short_centre_crop(frames: np.ndarray, short: int = 256, crop: int = 224,
+                             resample: int = Image.BILINEAR) -> np.ndarray:
+    """``Resize(short)`` then ``CenterCrop(crop)`` as torchvision does them on PIL images (bilinear, or
+    ``resample``: CLIP's and timm's transforms are bicubic)."""
     h, w = frames.shape[1:3]
     if h <= w:
         new_h, new_w = short, int(short * w / h)
     else:
         new_h, new_w = int(short * h / w), short
-    resized = resize_frames(frames, new_w, new_h) if (new_h, new_w) != (h, w) else frames
+    resized = resize_frames(frames, new_w, new_h, resample) if (new_h, new_w) != (h, w) else frames
     top = int(round((new_h - crop) / 2.0))
     left = int(round((new_w - crop) / 2.0))
     if top < 0 or left < 0:

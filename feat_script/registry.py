@@ -20,6 +20,8 @@ EXTRACTORS: dict[str, str] = {  # CLI name -> "module:class"
     "r2plus1d": "feat_script.extract_r2plus1d:R2Plus1D",
     "i3d": "feat_script.extract_i3d:I3dExtractor",
     "objects": "feat_script.extract_objects:ObjectsExtractor",
+    "clip": "feat_script.extract_clip:Clip",
+    "vit-tome": "feat_script.extract_vit_tome:VitTome",
 }
 
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from engine.cli import only_when, positive_int
 from feat_script.decode import DecodeError, VideoInfo, count_frames, probe, read_frames, read_frames_cfr
 
 MASN_NUM_CLIPS = 20
@@ -122,13 +124,18 @@ def frame_indices(
     raise ValueError(f"unknown sampling mode {mode!r} (1fps, fixed60, masn)")
 
 
-def add_mode_args(parser: argparse.ArgumentParser, rows: str, default: str | None,
-                  mode_help: str | None = None) -> None:
+def add_mode_args(parser: argparse.ArgumentParser, rows: str, default: str | None, mode_help: str | None = None,
+                  mode_of: Callable[[argparse.Namespace], str] | None = None) -> None:
     """``--sampling {1fps,fixed60,masn}``, ``--seconds`` and ``--num-clips``: the sampling flags of the
-    extractors that offer every mode (``rows``: what one row is, for the help)."""
+    extractors that offer every mode (``rows``: what one row is, for the help). ``mode_of`` gives the mode
+    in use from the parsed flags (default: ``--sampling``); ``--seconds`` / ``--num-clips`` are refused
+    in the modes they have no effect in."""
     parser.add_argument("--sampling", choices=["1fps", "fixed60", "masn"], default=default, help=mode_help)
-    parser.add_argument("--seconds", type=int, default=60, help=f"{rows} per video with fixed60")
-    parser.add_argument("--num-clips", type=int, default=MASN_NUM_CLIPS, help=f"{rows} per video with masn")
+    parser.add_argument("--seconds", type=positive_int, default=60, help=f"{rows} per video with fixed60")
+    parser.add_argument("--num-clips", type=positive_int, default=MASN_NUM_CLIPS, help=f"{rows} per video with masn")
+    mode = mode_of or (lambda args: args.sampling)
+    only_when(parser, ["--seconds"], lambda args: mode(args) == "fixed60", "unless the sampling is fixed60")
+    only_when(parser, ["--num-clips"], lambda args: mode(args) == "masn", "unless the sampling is masn")
 
 
 def mode_record(mode: str, seconds: int, num_clips: int) -> dict:

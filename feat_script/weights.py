@@ -57,6 +57,14 @@ WEIGHTS: dict[str, Weights] = {
     "fasterrcnn": Weights("COCO Faster R-CNN", ("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",),
                           "Get torchvision's COCO Faster R-CNN weights fasterrcnn_resnet50_fpn_coco-258fb6c6.pth "
                           f"({TORCHVISION}fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) and pass its path"),
+    "clip_vit_l14_336": Weights("OpenAI CLIP ViT-L/14@336px", ("ViT-L-14-336px.pt",),
+                                "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7e"
+                                "a050643e8b385c2dac08641f02/ViT-L-14-336px.pt (OpenAI's TorchScript file, read "
+                                "without running it; an open_clip state_dict of ViT-L-14-336 works too)"),
+    "vit_large_patch16_384": Weights("timm ViT-L/16 384px (augreg_in21k_ft_in1k)",
+                                     ("vit_large_patch16_384.augreg_in21k_ft_in1k.safetensors",),
+                                     "model.safetensors of https://huggingface.co/timm/vit_large_patch16_384."
+                                     "augreg_in21k_ft_in1k (saved under this name, or pass its path)"),
 }
 
 
@@ -115,10 +123,8 @@ def read_state_dict(path: str | Path, what: str, hint: str = "", *, numpy_arrays
                 payload = load_checkpoint(path)
         else:
             payload = load_checkpoint(path)
-    except CheckpointError as err:
-        cause = str(err.__cause__ or err).strip().splitlines()
-        reason = cause[0][:120] if cause else type(err.__cause__).__name__
-        raise WeightsError(f"{path}: not a {what} weights file ({reason}). {hint}".strip()) from err
+    except CheckpointError as err:  # what the file is comes first; the hint after it may be cut
+        raise WeightsError(f"{err} ({what} weights expected). {hint}".strip()) from err
     for wrapper in ("state_dict", "model"):
         if isinstance(payload.get(wrapper), dict):
             payload = payload[wrapper]
@@ -134,7 +140,13 @@ def load_into(model: torch.nn.Module, path: str | Path, what: str, hint: str = "
               may_miss: Collection[str] = ()) -> torch.nn.Module:
     """Load ``path`` into ``model`` strictly (only the keys in ``may_miss`` may be absent); a file of
     another network is a WeightsError that says which keys differ."""
-    state = read_state_dict(path, what, hint)
+    return load_state(model, read_state_dict(path, what, hint), path, what, hint, may_miss)
+
+
+def load_state(model: torch.nn.Module, state: dict, path: str | Path, what: str, hint: str = "",
+               may_miss: Collection[str] = ()) -> torch.nn.Module:
+    """``load_into`` for a state dict already read from ``path`` (another format: safetensors, a
+    TorchScript archive)."""
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # the same names with other shapes

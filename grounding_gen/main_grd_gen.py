@@ -20,7 +20,16 @@ import torch
 
 from avst.data.annotations import load_records, video_list
 from avst.data.features import open_features
-from engine.cli import accept_both_spellings, add_engine_args, non_negative_int, positive_int
+from engine.cli import (
+    CommandParser,
+    accept_both_spellings,
+    add_engine_args,
+    check_default_path,
+    non_negative_int,
+    only_when,
+    positive_float,
+    positive_int,
+)
 from engine.device import training_device
 from engine.errors import run_cli
 from engine.run import Run, check_start
@@ -31,7 +40,7 @@ from grounding_gen.tasks import GroundingTask
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--audio_dir", default="data/feats/vggish")
     p.add_argument("--video_dir", default="data/frames", help="1-fps frame folders, one per video")
     p.add_argument("--packed", default=None, help="packed feature store for the audio")
@@ -44,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64,
                    help="per process: under torchrun one step sees world size x this many pairs")
     p.add_argument("--epochs", type=positive_int, default=30)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=positive_float, default=1e-4)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="DataLoader workers per process (default: from the CPUs this process may use)")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
-    return accept_both_spellings(add_engine_args(p, default_seed=1))
+    add_engine_args(p, default_seed=1)
+    only_when(p, ["--audio_dir"], lambda a: a.packed is None, "with --packed (the audio comes from the packed store)")
+    return accept_both_spellings(p)
 
 
 class _FrozenBNTask(GroundingTask):
@@ -62,7 +73,10 @@ class _FrozenBNTask(GroundingTask):
 def main(argv: list[str] | None = None) -> dict:
     from grounding_gen.model import GroundingNet
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_command(argv)
+    check_default_path(args, "label_train")
+    for dest in ("video_dir", *(() if args.packed else ("audio_dir",))):
+        check_default_path(args, dest, "folder")
     seed_everything(args.seed, args.deterministic)
     device = training_device(args.device)
     check_start(args, "grounding")

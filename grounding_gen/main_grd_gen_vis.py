@@ -20,24 +20,27 @@ from PIL import Image
 from avst.data.annotations import load_records, video_list
 from avst.data.features import open_features
 from avst.heatmap import overlay, save_png
-from engine.cli import accept_both_spellings
+from engine.cli import Bounded, CommandParser, accept_both_spellings, check_default_path, only_when, positive_int
 from engine.device import resolve_device
 from engine.errors import run_cli
 from grounding_gen.dataset import FRAMES_PER_VIDEO, frame_files, load_frame
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="stage-1 weights (ours or the authors')")
     p.add_argument("--audio_dir", default="data/feats/vggish")
     p.add_argument("--packed", default=None)
     p.add_argument("--video_dir", default="data/frames")
     p.add_argument("--videos", nargs="*", default=None)
     p.add_argument("--label-json", default="data/json/avqa-train_real.json")
-    p.add_argument("--max-videos", type=int, default=10)
-    p.add_argument("--frames", nargs="*", type=int, default=list(range(FRAMES_PER_VIDEO)))
+    p.add_argument("--max-videos", type=positive_int, default=10)
+    p.add_argument("--frames", nargs="*", type=Bounded(int, 0, FRAMES_PER_VIDEO - 1),
+                   default=list(range(FRAMES_PER_VIDEO)), help="frames to draw (stage 1 sees the first ten)")
     p.add_argument("--out_dir", default="runs/grounding_vis")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    only_when(p, ["--label-json", "--max-videos"], lambda a: not a.videos, "with --videos (which names the videos)")
+    only_when(p, ["--audio_dir"], lambda a: a.packed is None, "with --packed (the audio comes from the packed store)")
     return accept_both_spellings(p)
 
 
@@ -47,10 +50,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
     from engine.checkpoint import load_checkpoint, model_state
     from grounding_gen.model import GroundingNet
 
-    args = build_parser().parse_args(argv)
-    bad = [f for f in args.frames if not 0 <= f < FRAMES_PER_VIDEO]
-    if bad:
-        raise ValueError(f"--frames {bad}: stage 1 sees frames 0-{FRAMES_PER_VIDEO - 1} only")
+    args = build_parser().parse_command(argv)
+    for dest in ("video_dir", *(() if args.packed else ("audio_dir",))):
+        check_default_path(args, dest, "folder")
+    if not args.videos:
+        check_default_path(args, "label_json")
     device = resolve_device(args.device)
     model = GroundingNet()
     load_avst_state(model, model_state(load_checkpoint(args.checkpoint)))

@@ -1,28 +1,42 @@
-"""Ask MASN a question about a raw video: the four feature streams in memory, then the model.
+"""Ask MASN questions about raw videos: ``MasnAnswerer`` (built once) and the one-call ``ask``.
 
-The features are those of ``feat_script``'s MASN recipe (``feat_script.recipes.MASN``), computed for
-one video without files by the registered extractors' ``extract(video)``: ``num_clips``
-segment-centre frames (default: the checkpoint's ``v_max_length``) give the ResNet-152 global
-vector (``extract_resnet``) and, with Faster R-CNN's 10 best boxes, the RoIAlign local features on
-ResNet-152's C5 map (``extract_objects``, appearance); the ``clip_len``-frame clips around them give
-I3D's averaged 7x7 map (``extract_i3d``) and its RoIAlign local features with the same boxes
-(``extract_objects``, motion). The extractors run one after the other and each network is freed
-before the next loads, so memory holds one of them at a time.
+The features are those of ``feat_script``'s MASN recipe (``feat_script.recipes.MASN``), computed in
+memory by the recipe's extractors from ONE decode of the video: the frame count, then every frame
+the streams use in one ffmpeg run, ``num_clips`` segment-centre frames (default: the checkpoint's
+``v_max_length``) and the ``clip_len``-frame clips around them. The centre frames give the
+ResNet-152 global vector (``extract_resnet``) and, with Faster R-CNN's 10 best boxes, the RoIAlign
+local features on ResNet-152's C5 map (``extract_objects``, appearance); the clips go through I3D
+once, whose 7x7 maps give both its averaged global vector (``extract_i3d``) and its RoIAlign local
+features with the same boxes (``extract_objects``, motion). The results equal the extractor CLIs'
+files for the same video, weights and settings (tests/test_answer.py).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from answering import AnswerError, StageTimer, top_k, unknown_words
 from engine.device import autocast
-from feat_script.decode import DecodeError
-from feat_script.extract_objects import ObjectsConfig
+from feat_script.answerer import (
+    Answerer,
+    AnswerError,
+    FeatureCache,
+    StageTimer,
+    VideoFeatures,
+    VideoFile,
+    top_k,
+    unknown_words,
+)
+from feat_script.decode import count_frames, probe, read_frames
+from feat_script.extract_i3d import clip_indices, clips_from_frames
+from feat_script.extract_objects import RESNET_SIZE, ObjectsConfig
+from feat_script.objects import box_counts, roi_features
+from feat_script.preprocess import resize_frames
 from feat_script.recipes import MASN, build
-from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE
+from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE, masn_frame_indices
 from feat_script.weights import resolve
 from masn.checkpoint import build_from_checkpoint
 from masn.data.text import Vocabulary, tokenize
@@ -60,10 +74,12 @@ class MasnAnswer:
     count_raw: float | None = None  # Count: the regression output before rounding
     boxes: np.ndarray | None = field(default=None, repr=False)  # [T, 10, 6] spatial features
     timings: dict[str, float] = field(default_factory=dict)
+    features: str = "computed"  # or "cached" / "disk": where this answer's video features came from
 
     def to_json(self) -> dict:
         out = {"model": "masn", "task": self.task, "answer": self.answer, "top5": self.top5,
-               "question_tokens": self.tokens, "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
+               "question_tokens": self.tokens, "features": self.features,
+               "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
         if self.scores:
             out["scores"] = self.scores
         if self.count_raw is not None:
@@ -99,15 +115,19 @@ def load_masn(checkpoint: Path, task: str | None, device: torch.device) -> Loade
                       meta.v_max_length)
 
 
-class MasnExtractors:
-    """MASN's feature streams for any number of videos: the recipe's extractors with these settings
-    and weights (resolved once, so a missing file is reported before any work)."""
+STREAMS = ("res_avg", "i3d_avg", "res_roi", "boxes", "i3d_roi")  # the model's order of the video inputs
+
+
+class MasnFeatures:
+    """MASN's feature networks for any number of videos: the recipe's extractors with these settings
+    and weights (resolved here, so a missing file is reported before any work), each network built
+    on first use and kept unless ``one_shot``."""
 
     def __init__(self, settings: FeatureSettings, weights: ExtractorWeights, device: torch.device,
-                 amp: str = "off") -> None:
+                 amp: str = "off", one_shot: bool = False) -> None:
         if not settings.num_clips:
             raise ValueError("FeatureSettings.num_clips must be set (the checkpoint's v_max_length)")
-        self.settings = settings
+        self.settings, self.one_shot = settings, one_shot
         resnet = resolve("resnet152", weights.resnet152, weights.random_init, "--resnet152-weights")
         i3d = resolve("i3d_r50", weights.i3d, weights.random_init, "--i3d-weights")
         detector = resolve("fasterrcnn", weights.detector, weights.random_init, "--detector-weights")
@@ -115,41 +135,66 @@ class MasnExtractors:
         common = {"num_clips": settings.num_clips, "random_init": weights.random_init, "device": str(device),
                   "amp": amp, "exact": True}
         clips = {**common, "clip_len": settings.clip_len, "clip_stride": settings.clip_stride}
-        self.settings_of = {
-            "res_avg": {**common, "weights": resnet},
-            "res_roi": {**clips, "weights": resnet, "detector_weights": detector,
-                        "det_min_size": settings.det_min_size, "det_max_size": settings.det_max_size},
-            "i3d_avg": {**clips, "weights": i3d},
-            "i3d_roi": {**clips, "weights": i3d},
-        }
+        self.resnet = build(MASN.streams["res_avg"], **common, weights=resnet)
+        self.objects = build(MASN.streams["res_roi"], **clips, weights=resnet, detector_weights=detector,
+                             det_min_size=settings.det_min_size, det_max_size=settings.det_max_size)
+        self.i3d = build(MASN.streams["i3d_avg"], **clips, weights=i3d)
+        # the motion stream's settings (RoIAlign size, batch); its network is self.i3d's, run once
+        self.motion = build(MASN.streams["i3d_roi"], **clips, weights=i3d, boxes={})
 
-    def _extract(self, stream: str, video: Path, **overrides) -> dict[str, np.ndarray]:
-        """One stream's outputs; its extractor (and network) is dropped on return."""
-        try:
-            return build(MASN.streams[stream], **{**self.settings_of[stream], **overrides}).extract(video)
-        except DecodeError as err:
-            raise AnswerError(str(err)) from None
-
-    def __call__(self, video: Path, timer: StageTimer) -> tuple[np.ndarray, ...]:
-        """(res_avg, i3d_avg, res_roi, bbox, i3d_roi) of one video, each with ``num_clips`` rows."""
-        video = Path(video)
+    def __call__(self, video: VideoFile, timer: StageTimer) -> dict[str, np.ndarray]:
+        """The arrays of ``STREAMS`` of one video, each with ``num_clips`` rows."""
+        path = video.path
+        with timer("decode"):
+            num_frames = count_frames(path)
+            if num_frames == 0:
+                raise AnswerError(f"{path}: the video stream has no frames")
+            centres = masn_frame_indices(num_frames, self.settings.num_clips)
+            clips = clip_indices(self.i3d.config, num_frames).ravel()
+            wanted = np.unique(np.concatenate([centres, clips]))
+            decoded = read_frames(path, indices=wanted, info=probe(path))
+            frames, clip_frames = (decoded[np.searchsorted(wanted, i)] for i in (centres, clips))
         with timer("ResNet-152 global"):
-            res_avg = self._extract("res_avg", video)["resnet152_avgpool"]
+            res_avg = self._run(self.resnet, {"frames": self.resnet.prepare(frames)})["resnet152_avgpool"]
         with timer("Faster R-CNN boxes + ResNet-152 C5 RoIAlign"):
-            appearance = self._extract("res_roi", video)
-        with timer("I3D global"):
-            i3d_avg = self._extract("i3d_avg", video)["i3d"]
-        with timer("I3D RoIAlign"):
-            boxes = {video.stem: appearance["spatial_features"]}
-            i3d_roi = self._extract("i3d_roi", video, boxes=boxes)["objects"]
-        return res_avg, i3d_avg, appearance["image_features"], appearance["spatial_features"], i3d_roi
+            item = {"frames": frames, "input": resize_frames(frames, RESNET_SIZE, RESNET_SIZE)}
+            appearance = self._run(self.objects, item)
+        with timer("I3D global + RoIAlign"):
+            i3d_avg, i3d_roi = self._motion(clips_from_frames(clip_frames, self.i3d.config),
+                                            appearance["spatial_features"])
+        return {"res_avg": res_avg, "i3d_avg": i3d_avg, "res_roi": appearance["image_features"],
+                "boxes": appearance["spatial_features"], "i3d_roi": i3d_roi}
+
+    def _run(self, extractor, item: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = extractor.features(item)
+        if self.one_shot:
+            extractor.release()
+        return out
+
+    def _motion(self, clips: np.ndarray, spatial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """I3D over the clips once: its 7x7 maps averaged (global) and RoIAlign-pooled in the boxes (local),
+        the arithmetic of ``extract_i3d`` and of ``extract_objects --stream motion``."""
+        model, device = self.i3d.ready()
+        rows, size, maps = torch.from_numpy(clips), self.motion.config.batch_size, []
+        with torch.inference_mode():
+            for start in range(0, len(rows), size):
+                with self.i3d.autocast(device):
+                    maps.append(model(self.i3d.inputs(rows[start:start + size].to(device))).float())
+            maps = torch.cat(maps)
+            local = roi_features(maps, torch.from_numpy(spatial[..., :4]).to(device),
+                                 torch.from_numpy(box_counts(spatial)).to(device), self.motion.config.roi_size)
+            out = maps.mean(dim=(2, 3)).cpu().numpy(), local.cpu().numpy()
+        if self.one_shot:
+            self.i3d.release()
+        return out
 
 
-def video_batch(features: tuple[np.ndarray, ...], v_max_length: int) -> list[torch.Tensor]:
-    """The six video tensors of a batch of one, zero-padded to ``v_max_length`` rows."""
-    t = features[0].shape[0]
+def video_batch(arrays: dict[str, np.ndarray], v_max_length: int) -> list[torch.Tensor]:
+    """The six video tensors of a batch of one (``STREAMS``, then the length), zero-padded to
+    ``v_max_length`` rows."""
+    t = arrays[STREAMS[0]].shape[0]
     out = []
-    for a in features:
+    for a in (arrays[name] for name in STREAMS):
         padded = np.zeros((1, v_max_length) + a.shape[1:], np.float32)
         padded[0, :t] = a
         out.append(torch.from_numpy(padded))
@@ -195,31 +240,62 @@ def answer(loaded: LoadedMasn, video: list[torch.Tensor], text: list[torch.Tenso
     return MasnAnswer(loaded.task, loaded.answers[pred], tokens, top5=top)
 
 
+class MasnAnswerer(Answerer):
+    """One MASN checkpoint and its feature networks, built once: ``features(video)``, then
+    ``ask(features_or_video, question, candidates)`` as often as needed (``ask_many`` for several
+    questions about one video: ``[{"question", "candidates"}]``)."""
+
+    name = "masn"
+
+    def __init__(self, checkpoint: Path, *, task: str | None = None, settings: FeatureSettings | None = None,
+                 weights: ExtractorWeights | None = None, device: torch.device | None = None, amp: str = "off",
+                 cache: FeatureCache | None = None, one_shot: bool = False) -> None:
+        super().__init__(device=device or torch.device("cpu"), amp=amp, cache=cache, one_shot=one_shot)
+        self.checkpoint = Path(checkpoint)
+        self.loaded = load_masn(self.checkpoint, task, self.device)
+        settings = dataclasses.replace(settings or FeatureSettings())
+        settings.num_clips = settings.num_clips or self.loaded.v_max_length
+        if settings.num_clips > self.loaded.v_max_length:
+            raise AnswerError(f"--num-clips {settings.num_clips} is more than the checkpoint's v_max_length "
+                              f"{self.loaded.v_max_length}")
+        self.settings, self.weights = settings, weights or ExtractorWeights()
+        self.networks = MasnFeatures(settings, self.weights, self.device, amp, one_shot)
+
+    @property
+    def task(self) -> str:
+        return self.loaded.task
+
+    def recipe_key(self) -> str:
+        return repr((self.settings, self.weights, str(self.device), self.amp))
+
+    def compute(self, video: VideoFile, timer: StageTimer) -> dict[str, np.ndarray]:
+        return self.networks(video, timer)
+
+    question_fields = ("question", "candidates")
+
+    def check(self, question: str, candidates: list[str] | None = None) -> None:
+        encode(self.loaded, question, candidates, str(self.checkpoint))
+
+    def ask(self, features_or_video: str | Path | VideoFile | VideoFeatures, question: str,
+            candidates: list[str] | None = None, timer: StageTimer | None = None) -> MasnAnswer:
+        """The answer to one question (checked against the vocabulary before any feature is computed)."""
+        timer = timer or StageTimer()
+        tokens, text = encode(self.loaded, question, candidates, str(self.checkpoint))
+        features = self.as_features(features_or_video, timer)
+        with timer("MASN"):
+            result = answer(self.loaded, video_batch(features.arrays, self.loaded.v_max_length), text, tokens,
+                            candidates, self.amp)
+        result.boxes, result.timings, result.features = features.arrays["boxes"], timer.seconds, features.source
+        return result
+
+
 def ask(video: Path, question: str, checkpoint: Path, *, task: str | None = None,
         candidates: list[str] | None = None, settings: FeatureSettings | None = None,
         weights: ExtractorWeights | None = None, device: torch.device | None = None, amp: str = "off",
-        verbose: bool = False, extractors: MasnExtractors | None = None) -> MasnAnswer:
-    """The whole path: checkpoint, question, features, model. ``extractors`` (built for the same
-    settings) spares rebuilding the networks when asking about several videos."""
-    device = device or torch.device("cpu")
-    settings = settings or FeatureSettings()
+        verbose: bool = False) -> MasnAnswer:
+    """One question, start to end: a one-shot ``MasnAnswerer`` (each network freed after its use)."""
     timer = StageTimer(verbose)
     with timer("load checkpoint"):
-        loaded = load_masn(checkpoint, task, device)
-    tokens, text = encode(loaded, question, candidates, str(checkpoint))
-    settings.num_clips = settings.num_clips or loaded.v_max_length
-    if settings.num_clips > loaded.v_max_length:
-        raise AnswerError(f"--num-clips {settings.num_clips} is more than the checkpoint's v_max_length "
-                          f"{loaded.v_max_length}")
-    if extractors is None:
-        with timer("build extractors"):
-            extractors = MasnExtractors(settings, weights or ExtractorWeights(), device, amp)
-    elif extractors.settings.num_clips != settings.num_clips:
-        raise AnswerError(f"the extractors sample {extractors.settings.num_clips} clips, the question "
-                          f"needs {settings.num_clips}")
-    features = extractors(video, timer)
-    with timer("MASN"):
-        result = answer(loaded, video_batch(features, loaded.v_max_length), text, tokens, candidates, amp)
-    result.boxes = features[3]
-    result.timings = timer.seconds
-    return result
+        answerer = MasnAnswerer(checkpoint, task=task, settings=settings, weights=weights, device=device,
+                                amp=amp, cache=FeatureCache(0), one_shot=True)
+    return answerer.ask(video, question, candidates, timer)

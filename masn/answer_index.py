@@ -63,7 +63,7 @@ def load_answer_index(path: Path) -> list[str]:
         raise AnswerIndexError(f"answer-index file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AnswerIndexError(f"{path}: not a JSON answer index ({e}); convert a pickle with "
-                               "`python -m masn.answer_index IN.pkl OUT.json --trust-pickle`") from None
+                               "`python -m masn.answer_index IN.pkl OUT.json`") from None
     answers = obj.get("answers") if isinstance(obj, dict) else obj
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
         raise AnswerIndexError(f"{path}: expected a non-empty list of answer strings under 'answers'")
@@ -86,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Convert the authors' ans_to_index_<Task>.pkl to JSON.")
     parser.add_argument("pickle", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="accepted for old command lines; no longer needed (no code in the file can run)")
     args = accept_both_spellings(parser).parse_args(argv)
     with open(args.pickle, "rb") as f:
         try:

@@ -15,7 +15,6 @@ order; with both, ``scripts/answer.py`` can use the converted file.
 """
 from __future__ import annotations
 
-import argparse
 import builtins
 import collections
 import os
@@ -26,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import CheckpointError, save_checkpoint
-from engine.cli import accept_both_spellings
+from engine.checkpoint import CheckpointError, file_kind, save_checkpoint
+from engine.cli import CommandParser, accept_both_spellings
 from engine.errors import run_cli
 from engine.files import sha256_file
 from masn.checkpoint import build_from_state, model_args_from_state_dict
@@ -74,6 +73,10 @@ def _stand_in(qualname: str) -> type:
     return _stand_in_classes[qualname]
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A global the restricted unpickler does not load (the message names it)."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         module = {"__builtin__": "builtins"}.get(module, module)  # protocol-2 pickles use Python 2 names
@@ -92,7 +95,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return getattr(torch, name)
         if qualname.startswith(_STAND_IN_PREFIXES):
             return _stand_in(qualname)
-        raise pickle.UnpicklingError(f"refusing to load global {qualname!r}: only tensors and MASN / "
+        raise RefusedGlobal(f"refusing to load global {qualname!r}: only tensors and MASN / "
                                      "torch.nn module containers are allowed in a MASN checkpoint")
 
 
@@ -125,10 +128,11 @@ def read_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
         warnings.simplefilter("ignore")  # legacy files warn that the stand-ins' "source code has changed"
         try:
             obj = torch.load(path, map_location="cpu", pickle_module=restricted_pickle, weights_only=False)
-        except pickle.UnpicklingError as err:  # the restricted unpickler's own refusals say why
+        except RefusedGlobal as err:  # the restricted unpickler's own refusals say why
             raise ValueError(f"{path}: {err}") from None
         except Exception as err:  # garbage fails in many ways (IndexError, KeyError, EOFError, ...)
-            raise ValueError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+            raise ValueError(f"{path}: {file_kind(Path(path))}, not a pickled MASN model or state_dict "
+                             f"({type(err).__name__})") from None
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state_dict, attrs = dict(obj), {}
     else:
@@ -193,7 +197,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, task: str | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("official", help="the authors' .pth (torch.save of the whole model)")
     parser.add_argument("out", help="our checkpoint (.pt), loadable with torch.load(weights_only=True)")
     parser.add_argument("--task", choices=["Count", "Action", "Trans", "FrameQA", "MS-QA"],
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="TGIF-QA question folder: rebuild and store the word vocabulary (Train CSV of the task)")
     parser.add_argument("--answer-index", type=Path, default=None,
                         help="FrameQA answer order (JSON, see masn/answer_index.py) to store with the weights")
-    args = accept_both_spellings(parser).parse_args(argv)
+    args = accept_both_spellings(parser).parse_command(argv)
     try:
         meta = convert(args.official, args.out, args.task, args.csv_dir, args.answer_index)
     except ValueError as err:  # the converter's own checks; CheckpointError is a UserError already

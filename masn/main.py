@@ -17,10 +17,25 @@ import torch
 
 from engine import dist
 from engine.checkpoint import CheckpointError, save_checkpoint
-from engine.cli import accept_both_spellings, add_engine_args, non_negative_int, positive_int, unit_fraction
+from engine.cli import (
+    CommandParser,
+    accept_both_spellings,
+    add_engine_args,
+    check_default_path,
+    drop_probability,
+    given,
+    non_negative_float,
+    non_negative_int,
+    only_when,
+    positive_float,
+    positive_int,
+    seed_int,
+    unit_fraction,
+)
 from engine.device import training_device
-from engine.errors import run_cli
+from engine.errors import UserError, run_cli
 from engine.run import Run, check_start, evaluation_dir
+from engine.schedule import CHANGE_LR_MODES, EpochSchedule, initial_lr
 from engine.seed import seed_everything
 from engine.selection import select_epoch
 from engine.trainer import Callback, Trainer, evaluate, require_samples
@@ -30,26 +45,30 @@ from masn.data.build import DATASETS, QAData, load_msqa, load_test_split, load_t
 from masn.data.features import FEAT_DIM
 from masn.data.text import Vocabulary
 from masn.data.tgif import FRAMEQA_TYPES, TASKS, DataError, csv_path
-from masn.schedules import MODES, EpochSchedule, initial_lr
 from masn.tasks import MASNTask, passes_threshold
 
 # Output-only options: a --resume may change them (engine.run.HARMLESS lists the engine's own).
 HARMLESS = ("checkpoint", "save_path", "model_name", "save")
-FROM_CHECKPOINT = ("task", "v_max_length")  # with --test, taken from the checkpoint unless given
+FROM_CHECKPOINT = ("task", "v_max_length", "q_max_length")  # with --test, taken from the checkpoint unless given
 DEFAULTS = {  # the original scripts' defaults per data set (main.py, main_msvd.py, main_msrvtt.py)
     "tgif-qa": {"model_name": "[MASN]", "feat_dir": "/data/TGIFQA", "vc_dir": "/data/TGIFQA/vocab",
                 "df_dir": "/data/TGIFQA/question", "checkpoint": "FrameQA_59.73.pth", "v_max_length": 20,
-                "task": "Count"},
+                "q_max_length": 20, "task": "Count"},
     "msvd-qa": {"model_name": "[MSVD_msvd]", "feat_dir": "/data/MSVD-QA", "vc_dir": "/data/MSVD-QA/vocab",
-                "df_dir": "/data/MSVD-QA/question", "checkpoint": "", "v_max_length": 30, "task": "MS-QA"},
+                "df_dir": "/data/MSVD-QA/question", "checkpoint": "", "v_max_length": 30,
+                "q_max_length": 20, "task": "MS-QA"},
     "msrvtt-qa": {"model_name": "[MSVD_msrvtt]", "feat_dir": "/data/MSRVTT-QA/video",
                   "vc_dir": "/data/MSRVTT-QA/vocab4000", "df_dir": "/data/MSRVTT-QA/question",
-                  "checkpoint": "", "v_max_length": 30, "task": "MS-QA"},
+                  "checkpoint": "", "v_max_length": 30, "q_max_length": 20, "task": "MS-QA"},
 }
+# Flags that only shape training: with --test the model and its settings come from the checkpoint.
+TRAINING_ONLY = ("--vc_dir", "--glove", "--select", "--hidden_size", "--max_epoch", "--val_ratio", "--split-seed",
+                 "--rnn_layers", "--gcn_layers", "--lr", "--lr_list", "--dropout", "--change_lr", "--weight_decay",
+                 "--ablation", "--resume", "--save-every-steps")
 
 
 def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, default=dataset)
     p.add_argument("--model_name", "--exp_name", dest="model_name", default=None,
                    help="sub-folder of --save_path for the threshold checkpoints (original name)")
@@ -67,35 +86,44 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true", default=True, help="kept for compatibility (always on)")
     p.add_argument("--select", choices=["val", "test"], default="val",
                    help="model selection split; 'test' also writes the original's threshold checkpoints")
-    p.add_argument("--hidden_size", type=int, default=512)
+    p.add_argument("--hidden_size", type=positive_int, default=512)
     p.add_argument("--test", action="store_true", help="evaluate --checkpoint on the test split only")
     p.add_argument("--max_epoch", type=positive_int, default=100)
     p.add_argument("--val_ratio", type=unit_fraction, default=0.1,
                    help="share of the TGIF-QA train questions held out for validation (0 < r < 1)")
-    p.add_argument("--split-seed", type=int, default=999,
+    p.add_argument("--split-seed", type=seed_int, default=999,
                    help="seed of the random train/val split (999 reproduces the original's split)")
-    p.add_argument("--q_max_length", type=int, default=20)
-    p.add_argument("--v_max_length", type=int, default=None)
+    p.add_argument("--q_max_length", type=positive_int, default=None, help="default 20")
+    p.add_argument("--v_max_length", type=positive_int, default=None,
+                   help="default 20 (TGIF-QA) / 30 (MSVD-QA, MSRVTT-QA)")
     p.add_argument("--task", default=None, help=f"{', '.join(TASKS)} (TGIF-QA) or MS-QA")
-    p.add_argument("--rnn_layers", type=int, default=1)
-    p.add_argument("--gcn_layers", type=int, default=2)
+    p.add_argument("--rnn_layers", type=positive_int, default=1)
+    p.add_argument("--gcn_layers", type=positive_int, default=2)
     p.add_argument("--batch_size", type=positive_int, default=32,
                    help="per process: under torchrun one step sees world size x this many questions")
     p.add_argument("--eval-batch-size", type=positive_int, default=None)
-    p.add_argument("--max_n_videos", type=int, default=100000)
+    p.add_argument("--max_n_videos", type=positive_int, default=100000)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="DataLoader workers per process (default: from the CPUs this process may use)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--lr_list", type=int, nargs="+", default=[10, 20, 30, 40], help="MultiStepLR milestones")
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--change_lr", choices=MODES, default="none")
-    p.add_argument("--weight_decay", type=float, default=0.0)
+    p.add_argument("--lr", type=positive_float, default=1e-4)
+    p.add_argument("--lr_list", type=positive_int, nargs="+", default=[10, 20, 30, 40], help="MultiStepLR milestones")
+    p.add_argument("--dropout", type=drop_probability, default=0.3)
+    p.add_argument("--change_lr", choices=CHANGE_LR_MODES, default="none")
+    p.add_argument("--weight_decay", type=non_negative_float, default=0.0)
     p.add_argument("--ablation", default="none", help="stored in the model, unused (as the original)")
-    return accept_both_spellings(add_engine_args(p, default_seed=999))
+    add_engine_args(p, default_seed=999)
+    only_when(p, TRAINING_ONLY, lambda a: not a.test, "with --test (the checkpoint holds the model)")
+    only_when(p, ["--checkpoint"], lambda a: a.test, "in training (--test evaluates it)")
+    only_when(p, ["--save_path", "--model_name"], lambda a: a.test or a.select == "test",
+              "in training without --select test (they locate its threshold checkpoints)")
+    only_when(p, ["--val_ratio", "--split-seed"], lambda a: a.dataset == "tgif-qa",
+              "on MSVD-QA / MSRVTT-QA (their validation split is given)")
+    only_when(p, ["--vc_dir"], lambda a: a.glove is None, "with --glove (it only locates the default GloVe file)")
+    return accept_both_spellings(p)
 
 
 def parse_args(argv: list[str] | None, dataset: str = "tgif-qa") -> argparse.Namespace:
-    args = build_parser(dataset).parse_args(argv)
+    args = build_parser(dataset).parse_command(argv)
     for key, value in DEFAULTS[args.dataset].items():
         if getattr(args, key) is None and not (args.test and key in FROM_CHECKPOINT):
             setattr(args, key, value)
@@ -135,8 +163,16 @@ def build_model(args: argparse.Namespace, data: QAData) -> torch.nn.Module:
 
 
 def checkpoint_path(args: argparse.Namespace) -> Path:
-    given = Path(args.checkpoint)
-    return given if given.is_file() else Path(args.save_path) / args.model_name / args.checkpoint
+    """``--checkpoint`` as a path when that file exists, else the name under ``<save_path>/<model_name>/``;
+    ``--save_path`` / ``--model_name`` given beside a file they do not locate are refused."""
+    path, stored = Path(args.checkpoint), Path(args.save_path) / args.model_name / args.checkpoint
+    if not path.is_file():
+        return stored
+    named = [f"--{key}" for key in ("save_path", "model_name") if key in given(args)]
+    if named and not (stored.is_file() and stored.samefile(path)):
+        raise UserError(f"--checkpoint {path}: a file, so {' and '.join(named)} (which would name {stored}) have no "
+                        f"effect; drop {' and '.join(named)}, or give --checkpoint as a file name under them")
+    return path
 
 
 def summarize(task: MASNTask, history: list[dict]) -> dict:
@@ -167,9 +203,10 @@ def test_data(args: argparse.Namespace, meta: MasnMeta, path: Path, log) -> QADa
                                   f"drop --{key} to use the checkpoint's")
     args.task = args.task or meta.task or DEFAULTS[args.dataset]["task"]
     check_task(args)
-    if args.v_max_length not in (None, meta.v_max_length):
-        raise CheckpointError(f"{path}: trained with --v_max_length {meta.v_max_length}, not {args.v_max_length}; "
-                              "drop --v_max_length to use the checkpoint's")
+    for key in ("v_max_length", "q_max_length"):
+        if getattr(args, key) not in (None, getattr(meta, key)):
+            raise CheckpointError(f"{path}: trained with --{key} {getattr(meta, key)}, not {getattr(args, key)}; "
+                                  f"drop --{key} to use the checkpoint's")
     args.v_max_length, args.q_max_length = meta.v_max_length, meta.q_max_length
     answers = meta.answers
     if args.answer_index:
@@ -194,7 +231,7 @@ def test_data(args: argparse.Namespace, meta: MasnMeta, path: Path, log) -> QADa
 def evaluate_only(args, run: Run, data: QAData, model, task: MASNTask, path: Path, device) -> dict:
     metrics, _ = evaluate(model, task, data.splits["test"], device=device,
                           batch_size=args.eval_batch_size or args.batch_size, num_workers=args.num_workers,
-                          amp=args.amp, seed=args.seed, quiet=run.quiet)
+                          amp=args.amp, seed=args.seed, quiet=run.quiet, input=args.input)
     run.log(f"TEST {args.task} ({path}): {format_metrics(args.task, metrics)}")
     report = {"checkpoint": str(path), "test": metrics, **answer_prior(args, run)}
     run.write_json("test_report.json", report)
@@ -218,6 +255,8 @@ def answer_prior(args, run: Run) -> dict:
 
 def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
     args = parse_args(argv, dataset)
+    for dest in ("df_dir", "feat_dir", *(() if args.test or args.glove else ("vc_dir",))):
+        check_default_path(args, dest, "folder")
     seed_everything(args.seed, args.deterministic)
     device = training_device(args.device)
     if args.test:

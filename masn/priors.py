@@ -10,7 +10,7 @@
   train + 5); the highest of the five wins (ties: the first). No question, no video. Answer-only models
   are known to score far above the 20 % chance level on these tasks.
 - FrameQA: the most frequent train answer of each question type (object, number, color, location).
-MASN's published numbers are in the README's Benchmarks table (avst/benchmarks/published.py, checked
+MASN's published numbers are in the table of docs/benchmarks.md (avst/benchmarks/published.py, checked
 by the tests); masn does not import avst.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings
 from engine.errors import run_cli
 from masn.data.tgif import CANDIDATES, TASKS, csv_path, read_csv
 
@@ -69,11 +69,11 @@ def prior(task: str, csv_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--df_dir", "--csv-dir", dest="csv_dir", type=Path, required=True, help="TGIF-QA CSV folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    args = accept_both_spellings(p).parse_args(argv)
+    args = accept_both_spellings(p).parse_command(argv)
     out = prior(args.task, args.csv_dir)
     if args.json:
         print(json.dumps(out))

@@ -31,7 +31,7 @@ def per_sample_loss(task: str, out: torch.Tensor, answers: torch.Tensor) -> torc
 
 
 class MASNTask(Task):
-    """The engine's Task for one MASN task (the LR schedule is the Trainer's: masn.schedules)."""
+    """The engine's Task for one MASN task (the LR schedule is the Trainer's: engine.schedule)."""
 
     def __init__(self, task: str):
         self.task = task

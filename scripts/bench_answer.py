@@ -1,97 +1,223 @@
-"""Features for one question: the extractor CLIs (files, then read back) vs scripts/answer.py (in memory).
+"""What answering costs, before and after: ffmpeg processes, networks built, seconds, peak memory.
 
-    PYTHONPATH=. python scripts/bench_answer.py [--model avst|masn|both] [--seconds 3] [--out /tmp/bench_answer]
+    git worktree add --detach /tmp/old <commit before the answerers>   # the code to compare with
+    PYTHONPATH=. python scripts/bench_answer.py --before /tmp/old [--out /tmp/bench_answer]
 
-Both routes get the same random weights (saved as weight files, so the CLIs load them with
-``--weights``) and the same generated video; the script checks that the features the models would see
-agree (max abs difference printed, exit 1 above 1e-5 of the largest value) and prints wall times and
-the ratio. The CLIs run with ``--exact`` (no BatchNorm folding), as the answer path does.
+For each paper and each video (the demo-size video, 3 s 160x120 as ``make demo-video`` makes them,
+and a 60-s 640x480 one) every route runs in a fresh process of its own, on this machine, in this run:
+
+- ``before``: the checkout given by ``--before`` (its packages first on PYTHONPATH); its
+  ``ask()`` twice, as two ``scripts/answer.py`` runs would (without the interpreter start-up);
+- ``after``: one answerer (``MasnAnswerer`` / ``AvstAnswerer``, networks kept), two questions;
+- ``one-shot`` (demo video): the same with ``one_shot=True`` (each network freed after its use), for
+  its memory.
+
+Printed per route: ffmpeg/ffprobe processes started (one of them, per process, is imageio-ffmpeg's
+``ffmpeg -version`` check of the binary), feature networks built, first-question and
+second-question wall seconds and CPU seconds (the process's and its ffmpeg children's: a busy
+machine moves them less; the first question includes building the answerer), and the process's
+peak RSS. Then the web service (``webdemo.service``): three AVST and three MASN questions about the demo
+video uploaded once, before and after, with the processes they start. Random extractor weights and the tiny
+checkpoints of ``benchkit.tiny_checkpoints``; MASN samples as ``make web`` does (3 clips of 8
+frames, detector input 96..128 pixels). ``--json FILE`` also writes every figure.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torchvision
-
-from answering import StageTimer
-from feat_script.cli_features import avst_cli_features, masn_cli_features, max_abs_diff
-from feat_script.synthetic_video import Shape, make_video
-
-CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = {"avst": [("Is the <Object> in the video always playing?", ["violin"]),
+                      ("How many instruments are sounding in the video?", [])],
+             "masn": [("what colour is the car?", None), ("what is the man?", None)]}
 
 
-def save(net: torch.nn.Module, path: Path) -> Path:
-    torch.save(net.state_dict(), path)
-    return path
+def counters():
+    """``benchkit.processes`` of THIS checkout, loaded by path: it wraps whichever ``feat_script`` the
+    route imports (the old checkout has no such module)."""
+    spec = importlib.util.spec_from_file_location("bench_processes", ROOT / "benchkit" / "processes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Launches, module.Builds
 
 
-def compare(name: str, ours: np.ndarray, ref: np.ndarray) -> bool:
-    err, scale, ok = max_abs_diff(ours, ref)
-    print(f"  {name:22s} {str(ours.shape):16s} max abs diff {err:.3g} (largest value {scale:.3g}) "
-          f"{'ok' if ok else 'MISMATCH'}")
-    return ok
+def small_settings(module):
+    return module.FeatureSettings(3, 8, 1, 96, 128), module.ExtractorWeights(random_init=True)
 
 
-def bench_avst(video: Path, work: Path) -> bool:
-    from avst.answer import sampled_rows, video_features
-    from feat_script.vggish import VGGish
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (ffmpeg): a figure a busy machine moves
+    less than wall time."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    r18, vgg = save(torchvision.models.resnet18(), work / "r18.pth"), save(VGGish(), work / "vggish.pth")
+
+def first_and_second(model: str, route: str, video: Path, checkpoints: dict[str, Path]) -> dict[str, list[float]]:
+    """Wall and CPU seconds of the first and of the second question through ``route``."""
+    (q1, extra1), (q2, extra2) = QUESTIONS[model]
+    out: dict[str, list[float]] = {"seconds": [], "cpu_seconds": []}
+    clock = [time.perf_counter(), cpu_seconds()]
+
+    def lap() -> None:
+        now = [time.perf_counter(), cpu_seconds()]
+        out["seconds"].append(now[0] - clock[0])
+        out["cpu_seconds"].append(now[1] - clock[1])
+        clock[:] = now
+
+    if route == "before":
+        import torch
+
+        if model == "avst":
+            from avst.answer import ask
+            for q, values in ((q1, extra1), (q2, extra2)):
+                ask(video, q, values, checkpoints["avst"], random_init=True, device=torch.device("cpu"))
+                lap()
+        else:
+            from masn import answer
+            for q in (q1, q2):
+                settings, weights = small_settings(answer)
+                answer.ask(video, q, checkpoints["masn"], settings=settings, weights=weights)
+                lap()
+        return out
+    one_shot = route == "one-shot"
+    if model == "avst":
+        from avst.answer import AvstAnswerer
+
+        answerer = AvstAnswerer(checkpoints["avst"], random_init=True, one_shot=one_shot)
+        asked = [(q1, extra1), (q2, extra2)]
+    else:
+        from masn import answer
+
+        settings, weights = small_settings(answer)
+        answerer = answer.MasnAnswerer(checkpoints["masn"], settings=settings, weights=weights, one_shot=one_shot)
+        asked = [(q1, None), (q2, None)]
+    for q, extra in asked:
+        answerer.ask(video, q, extra)
+        lap()
+    return out
+
+
+def web(route: str, video: Path, checkpoints: dict[str, Path]) -> dict:
+    """Three AVST and three MASN questions about one upload through the web service."""
+    import torch
+
+    from feat_script.decode import ffmpeg_exe
+    from masn.answer import ExtractorWeights, FeatureSettings
+    from webdemo import service as web_service
+
+    recipe = web_service.Recipe(masn_weights=ExtractorWeights(random_init=True),
+                                settings=FeatureSettings(3, 8, 1, 96, 128), random_init=True)
+    cpu = torch.device("cpu")
+    if route == "before":
+        models = web_service.load_models(checkpoints["avst"], [checkpoints["masn"]], recipe, None)
+    else:
+        models = web_service.load_models(checkpoints["avst"], [checkpoints["masn"]], recipe, None, cpu)
+    service = web_service.Service(models, recipe, web_service.Limits(1 << 31, 3600), cpu)
+    ffmpeg_exe()  # the binary's one check per process, as a running server has done long before
+    try:
+        with counters()[0]() as launches:  # from the upload on: what the six questions cost
+            with open(video, "rb") as f:
+                uploaded = service.add_upload(video.name, f, video.stat().st_size)
+            asked = (("avst", QUESTIONS["avst"][0]), ("masn0", QUESTIONS["masn"][0]))
+            jobs = [service.submit({"video": uploaded.id, "model": key, "question": q, "values": v or []})
+                    for _ in range(3) for key, (q, v) in asked]
+            while any(j.state in ("queued", "running") for j in jobs):
+                time.sleep(0.05)
+        if any(j.state != "done" for j in jobs):
+            raise RuntimeError(f"web route {route}: {[j.error for j in jobs]}")
+        return {"features": [j.features for j in jobs], "ffmpeg_questions": launches.ffmpeg}
+    finally:
+        service.close()
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One route in this (fresh) process; prints one JSON line."""
+    Launches, Builds = counters()
+    checkpoints = json.loads(args.checkpoints)
+    checkpoints = {k: Path(v) for k, v in checkpoints.items()}
     start = time.perf_counter()
-    ref = avst_cli_features(video, work, r18, vgg, sampled_rows())
-    t_files = time.perf_counter() - start
-    start = time.perf_counter()
-    audio, visual, _ = video_features(video, resnet_weights=r18, vggish_weights=vgg, random_init=False,
-                                      device=CPU, amp="off", timer=StageTimer())
-    t_memory = time.perf_counter() - start
-    print(f"AVST: extractor CLIs + files {t_files:.1f} s, in memory {t_memory:.1f} s, ratio {t_files / t_memory:.2f}x")
-    return compare("VGGish rows 0::6", audio[0].numpy(), ref[0]) & compare("ResNet-18 14x14", visual[0].numpy(), ref[1])
+    with Launches() as launches, Builds() as builds:
+        if args.model == "web":
+            out = web(args.route, args.video, checkpoints)
+        else:
+            out = first_and_second(args.model, args.route, args.video, checkpoints)
+    out.update(ffmpeg=launches.ffmpeg, networks=builds.count, total_s=time.perf_counter() - start,
+               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               code=str(Path(sys.modules["feat_script"].__file__).parents[1]))
+    print(json.dumps(out))
 
 
-def bench_masn(video: Path, work: Path) -> bool:
-    from feat_script.i3d import I3Res50
-    from feat_script.objects import faster_rcnn
-    from masn.answer import ExtractorWeights, FeatureSettings, MasnExtractors
-
-    i3d = I3Res50()
-    for m in i3d.modules():  # non-trivial BatchNorm statistics, so folding mistakes would show
-        if isinstance(m, torch.nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    r152, i3d_w = save(torchvision.models.resnet152(), work / "r152.pth"), save(i3d, work / "i3d.pth")
-    det = save(faster_rcnn(None), work / "det.pth")
-    start = time.perf_counter()
-    ref = masn_cli_features(video, work, r152, i3d_w, det)
-    t_files = time.perf_counter() - start
-    start = time.perf_counter()
-    extractors = MasnExtractors(FeatureSettings(3, 8, 1, 96, 128), ExtractorWeights(r152, i3d_w, det), CPU)
-    ours = extractors(video, StageTimer())
-    t_memory = time.perf_counter() - start
-    print(f"MASN: extractor CLIs + files {t_files:.1f} s, in memory {t_memory:.1f} s, ratio {t_files / t_memory:.2f}x")
-    names = ("ResNet-152 global", "I3D global", "ResNet-152 RoIAlign", "boxes", "I3D RoIAlign")
-    return all([compare(n, o, r) for n, o, r in zip(names, ours, ref)])
+def run_route(route: str, model: str, video: Path, checkpoints: dict[str, Path], before: Path) -> dict:
+    code = before if route == "before" else ROOT
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--route", route, "--model", model,
+           "--video", str(video), "--checkpoints", json.dumps({k: str(v) for k, v in checkpoints.items()})]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{route} {model} {video.name} failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if Path(out["code"]).resolve() != code.resolve():
+        raise RuntimeError(f"{route} imported {out['code']}, not {code}")
+    return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["avst", "masn", "both"], default="both")
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--before", type=Path, help="a checkout of the code to compare with (git worktree add ...)")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_answer"))
+    p.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    p.add_argument("--videos", choices=["demo", "long", "both"], default="both", help="which videos")
+    p.add_argument("--models", nargs="+", choices=["masn", "avst", "web"], default=["masn", "avst", "web"])
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--route", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--video", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--checkpoints", help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch.manual_seed(0)
+    if args.worker:
+        worker(args)
+        return 0
+    if args.before is None or not (args.before / "masn" / "answer.py").is_file():
+        p.error("--before: give a checkout of the code to compare with (git worktree add --detach DIR COMMIT)")
+    from benchkit.tiny_checkpoints import SHAPES, write_checkpoints
+    from feat_script.synthetic_video import make_video
+
     args.out.mkdir(parents=True, exist_ok=True)
-    video = make_video(args.out / "videos" / "1.mp4", [Shape("red", 440, 20, 40), Shape("blue", 660, 70, 25)],
-                       seconds=args.seconds)
-    ok = True
-    if args.model in ("avst", "both"):
-        ok &= bench_avst(video, args.out)
-    if args.model in ("masn", "both"):
-        ok &= bench_masn(video, args.out)
-    return 0 if ok else 1
+    checkpoints = write_checkpoints(args.out)
+    videos = {}
+    if args.videos in ("demo", "both"):
+        videos["demo 3 s 160x120"] = make_video(args.out / "demo.mp4", SHAPES, seconds=3)
+    if args.videos in ("long", "both"):
+        videos["60 s 640x480"] = make_video(args.out / "long.mp4", SHAPES, seconds=60, size=(640, 480), fps=25)
+    figures = []
+    print(f"{'video':18s} {'model':5s} {'route':9s} {'ffmpeg':>6s} {'nets':>5s} {'1st q s':>8s} {'2nd q s':>8s} "
+          f"{'1st q CPU s':>11s} {'2nd q CPU s':>11s} {'peak RSS MB':>11s}")
+    for label, video in videos.items():
+        for model in [m for m in ("masn", "avst") if m in args.models]:
+            for route in ("before", "after", "one-shot") if label.startswith("demo") else ("before", "after"):
+                r = run_route(route, model, video, checkpoints, args.before)
+                figures.append({"video": label, "model": model, "route": route, **r})
+                print(f"{label:18s} {model:5s} {route:9s} {r['ffmpeg']:6d} {r['networks']:5d} {r['seconds'][0]:8.2f} "
+                      f"{r['seconds'][1]:8.2f} {r['cpu_seconds'][0]:11.2f} {r['cpu_seconds'][1]:11.2f} "
+                      f"{r['peak_rss_mb']:11.0f}", flush=True)
+    for label, video in list(videos.items())[:1] if "web" in args.models else []:
+        print("\nweb service, 3 AVST + 3 MASN questions about one upload:")
+        for route in ("before", "after"):
+            r = run_route(route, "web", video, checkpoints, args.before)
+            figures.append({"video": label, "model": "web", "route": route, **r})
+            print(f"{label:18s} {route:9s} ffmpeg/ffprobe processes {r['ffmpeg_questions']:3d} from the upload on "
+                  f"({r['ffmpeg']} in the process), networks {r['networks']}, {r['total_s']:.1f} s, peak RSS "
+                  f"{r['peak_rss_mb']:.0f} MB, features {' '.join(r['features'])}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

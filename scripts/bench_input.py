@@ -1,22 +1,26 @@
-"""The input pipelines alone: can a 16-core host feed a GPU through a 50 GB/s link?
+"""The input pipelines alone, side by side: can a 16-core host feed a GPU through a 50 GB/s link?
 
 These models are tiny (AVST: 0.27 GFLOP per sample for forward + backward), so an accelerator is
 bound by the bytes it is fed, not by its FLOPs. For AVST (per-video ``.npy`` float32, packed float32
-and packed float16), MASN (the four HDF5 files, TGIF-QA's 20 frames x 10 objects) and stage 1 (1-fps
-JPEG frames, decoded and resized per item) this times the real Dataset + DataLoader + the engine's
-collate (``engine.batching``: datasets with ``__getitems__`` read a batch in one pass) + pinned-memory
-copy on generated files in the real formats (in the page cache: CPU and memory work, not disk speed),
-and prints per pipeline (``--json`` also writes samples/s per worker process, wall clock): CPU-ms per
-sample in one process (one thread) and in a ``--workers`` pass of persistent workers (every process: the
-workers, and this one, which pins), bytes per sample that cross to the device, and beside each other the
-samples/s that a 16-core host supplies (16 / CPU-s per sample of the workers pass: CPU time, not the
-wall clock of a shared machine) and the samples/s that a 50 GB/s host-to-device link carries at those bytes per sample.
-Without CUDA, pinning is emulated by a copy into a preallocated buffer (what pinning costs). The timed
-pass is the second over the same indices: the steady state of a training run, after the first epoch
-has read every video once (MASN checks each video for NaN / inf at its first read in a run, AVST every row
-at every read).
+and packed float16), MASN (the four HDF5 files, TGIF-QA's 20 frames x 10 objects) and optionally stage 1
+(1-fps JPEG frames, decoded and resized per item) this times the real Dataset and the engine's two input
+pipelines (``--input``, as the trainers take it) on generated files in the real formats (in the page
+cache: CPU and memory work, not disk speed):
 
-    python scripts/bench_input.py [--workers 2] [--batches 12] [--only avst masn stage1]
+* ``loader``: torch's DataLoader with ``--workers`` persistent worker processes and pinned memory (on a
+  machine without CUDA, pinning is emulated by a copy into a reused buffer: what pinning costs);
+* ``reader``: ``engine.reader.ThreadedReader``, ``--workers`` threads of this process reading each batch
+  into a ring of reused (on CUDA pinned) buffers.
+
+On CUDA each batch also goes to the device. Printed per dataset: bytes per sample that cross to the
+device, CPU-ms per sample of one thread reading (the dataset's batched fetch alone), and per pipeline
+the CPU-ms per sample of every process and thread of the pass (workers included), the samples/s a
+16-core host supplies at that cost (16 / CPU-s per sample: CPU time, not the wall clock of a shared
+machine) and whether that reaches what a 50 GB/s host-to-device link carries; ``--json`` also writes
+the wall-clock samples/s. The timed pass is the second over the same indices: the steady state of a
+training run (worker processes started, buffers allocated). Every read checks NaN / inf, as training does.
+
+    python scripts/bench_input.py [--workers 2] [--batches 12] [--only avst masn stage1] [--input loader reader]
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 LINK_BYTES_PER_S = 50e9
 HOST_WORKERS = 16
@@ -116,19 +120,17 @@ def batch_bytes(batch) -> int:
     return 0
 
 
-def pin(batch, buffers: dict):
-    """pin_memory when CUDA exists; otherwise the same copy into a reused buffer."""
-    if torch.cuda.is_available():
-        return torch.utils.data._utils.pin_memory.pin_memory(batch)
+def emulate_pin(batch, buffers: dict):
+    """Without CUDA, what ``pin_memory=True`` costs: a copy of every tensor into a reused buffer."""
     if isinstance(batch, torch.Tensor):
         buf = buffers.get((batch.shape, batch.dtype))
         if buf is None:
             buf = buffers[(batch.shape, batch.dtype)] = torch.empty_like(batch)
         return buf.copy_(batch)
     if isinstance(batch, dict):
-        return {k: pin(v, buffers) for k, v in batch.items()}
+        return {k: emulate_pin(v, buffers) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return [pin(v, buffers) for v in batch]
+        return [emulate_pin(v, buffers) for v in batch]
     return batch
 
 
@@ -145,56 +147,79 @@ def worker_cpu_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(dataset: Dataset, workers: int, batch_size: int, batches: int) -> dict:
-    """Rates and CPU costs of one pipeline: see the module docstring."""
+def measure(dataset: Dataset, inputs: list[str], workers: int, batch_size: int, batches: int) -> dict:
+    """Bytes and CPU costs of one dataset through each pipeline: see the module docstring."""
     from engine.batching import collate
-    from engine.trainer import Loaders
+    from engine.reader import batch_fetch
+    from engine.trainer import Loaders, to_device
 
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
     # an epoch of full batches drawn from the generated items (the files stay in the page cache either way)
-    sampler = np.random.default_rng(0).integers(0, len(dataset), batch_size * batches).tolist()
-    buffers: dict = {}
-    single = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0, collate_fn=collate)
-    first = next(iter(single))
-    per_sample_bytes = batch_bytes(first) / batch_size
+    order = np.random.default_rng(0).integers(0, len(dataset), batch_size * batches).tolist()
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    fetch = batch_fetch(dataset, collate)
+    row = {"bytes": batch_bytes(fetch(chunks[0])) / batch_size}
     cpu = time.process_time()
-    for batch in single:
-        pin(batch, buffers)
-    cpu_ms = (time.process_time() - cpu) * 1000 / len(sampler)
-    plain = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
-                       persistent_workers=True, prefetch_factor=2)
-    reference = workers_pass(plain, lambda batch: pin(batch, buffers), len(sampler))
-    del plain  # its workers end
-    host = Loaders(num_workers=workers, collate_fn=None, seed=1, device=torch.device("cpu"),
-                   copy=lambda batch: pin(batch, buffers))  # copied out of the rings by the engine's thread
-    copied = workers_pass(host.get(dataset, sampler, batch_size, 0), lambda batch: batch, len(sampler))
-    del host
-    if torch.cuda.is_available():  # the engine's default on CUDA: the GPU copies from the locked ring buffers
-        fed = Loaders(num_workers=workers, collate_fn=None, seed=1, device=torch.device("cuda"))
-    else:  # the same CPU work without a GPU: no copy on the host (the GPU's copy engine would make it)
-        fed = Loaders(num_workers=workers, collate_fn=None, seed=1, device=torch.device("cpu"), copy=lambda b: b)
-    feed = workers_pass(fed.get(dataset, sampler, batch_size, 0), lambda batch: batch, len(sampler))
-    return {"per_worker": feed[0] / workers, "cpu_ms": cpu_ms, "cpu_ms_reference": reference[1],
-            "cpu_ms_copied": copied[1], "cpu_ms_workers": feed[1], "bytes": per_sample_bytes}
+    for chunk in chunks:
+        fetch(chunk)
+    row["cpu_ms_one_thread"] = (time.process_time() - cpu) * 1000 / len(order)
+    buffers: dict = {}
+    for name in inputs:
+        loaders = Loaders(num_workers=workers, collate_fn=None, seed=1, device=device, input=name)
+        if cuda:
+            consume = lambda batch: to_device(batch, device)  # noqa: E731  (the reader's are there already)
+        else:
+            consume = (lambda batch: emulate_pin(batch, buffers)) if name == "loader" else (lambda batch: batch)
+        rate, cpu_ms = timed_pass(loaders.get(dataset, order, batch_size, 0), consume, len(order), device)
+        row[name] = {"samples_per_s_wall": rate, "cpu_ms": cpu_ms, "host": HOST_WORKERS * 1000 / cpu_ms}
+        del loaders  # the loader's workers end
+    return row
 
 
-def workers_pass(loader, pinned, samples: int) -> tuple[float, float]:
-    """(samples/s, CPU-ms per sample of every process) of the second pass: the first starts the persistent
-    workers (and fills the engine's buffer rings), which a training run pays once."""
+def timed_pass(loader, consume, samples: int, device: torch.device) -> tuple[float, float]:
+    """(samples/s, CPU-ms per sample of every process and thread) of the second pass: the first starts
+    the persistent workers (or allocates the reader's ring), which a training run pays once."""
     for batch in loader:
-        pinned(batch)
+        consume(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     cpu, start = time.process_time() + worker_cpu_seconds(), time.perf_counter()
     for batch in loader:
-        pinned(batch)
+        consume(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return samples / (time.perf_counter() - start), (time.process_time() + worker_cpu_seconds() - cpu) * 1000 / samples
+
+
+def table(rows: list[dict], inputs: list[str]) -> list[str]:
+    """The Markdown table of ``rows`` (one per dataset), the pipelines side by side."""
+    head = ["pipeline", "MB/sample to device", "CPU-ms/sample, 1 thread"]
+    head += [f"{name} CPU-ms/sample" for name in inputs]
+    head += [f"{name}: {HOST_WORKERS}-core host samples/s" for name in inputs]
+    head += ["50 GB/s link samples/s"] + [f"{name} >= link" for name in inputs]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1 - len(inputs)) + ":---:|" * len(inputs)]
+    for row in rows:
+        row["link"] = LINK_BYTES_PER_S / row["bytes"]
+        cells = [row["pipeline"], f"{row['bytes'] / 1e6:.2f}", f"{row['cpu_ms_one_thread']:.2f}"]
+        cells += [f"{row[name]['cpu_ms']:.2f}" for name in inputs]
+        cells += [f"{row[name]['host']:.0f}" for name in inputs]
+        cells += [f"{row['link']:.0f}"]
+        cells += [f"yes, {row[n]['host'] / row['link']:.2f}x" if row[n]["host"] >= row["link"] else
+                  f"no, {row[n]['host'] / row['link']:.2f}x" for n in inputs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes measured")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (loader) or threads (reader)")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--batches", type=int, default=12, help="batches per timed pass")
     p.add_argument("--videos", type=int, default=40)
-    p.add_argument("--only", nargs="*", choices=["avst", "masn", "stage1"], default=["avst", "masn", "stage1"])
+    p.add_argument("--only", nargs="*", choices=["avst", "masn", "stage1"], default=["avst", "masn"])
+    p.add_argument("--input", nargs="+", choices=["loader", "reader"], default=["loader", "reader"],
+                   help="the input pipelines to measure (both by default, side by side)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -204,29 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_input_") as tmp:
         for name in args.only:
             for label, dataset in builders[name](Path(tmp) / name, args.videos).items():
-                rows.append({"pipeline": label, **measure(dataset, args.workers, args.batch_size, args.batches)})
+                rows.append({"pipeline": label, **measure(dataset, args.input, args.workers, args.batch_size,
+                                                          args.batches)})
                 print(f"measured {label}", file=sys.stderr, flush=True)
-    print(f"{args.workers} workers measured on {cores} cores, batch {args.batch_size}. CPU-ms/sample counts every "
-          f"process of a {args.workers}-worker pass (the persistent workers, and this one). reference: torch's "
-          "DataLoader as the engine used it before (fresh shared memory per batch, then pinned); host copy: the "
-          "engine's Loaders (workers write into recycled buffers, one thread copies them into "
-          f"{'pinned' if torch.cuda.is_available() else 'preallocated (pinning emulated)'} memory); CUDA feed: "
-          "the engine's default for a GPU (the GPU copies from the page-locked buffers"
-          f"{'' if torch.cuda.is_available() else '; no GPU here, so the CPU work without that copy'}). "
-          f"A {HOST_WORKERS}-core host supplies {HOST_WORKERS} / (CPU-s per sample of the CUDA feed) samples/s, "
-          "whatever the wall clock of this shared machine says")
-    print(f"| pipeline | CPU-ms/sample, 1 process | CPU-ms/sample, {args.workers} workers: reference | host copy | "
-          f"CUDA feed | reference / CUDA feed | MB/sample to device | {HOST_WORKERS}-core host samples/s | "
-          "50 GB/s link samples/s | host >= link |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
-    for row in rows:
-        row["host"] = HOST_WORKERS * 1000 / row["cpu_ms_workers"]
-        row["link"] = LINK_BYTES_PER_S / row["bytes"]
-        print(f"| {row['pipeline']} | {row['cpu_ms']:.2f} | {row['cpu_ms_reference']:.2f} | "
-              f"{row['cpu_ms_copied']:.2f} | "
-              f"{row['cpu_ms_workers']:.2f} | {row['cpu_ms_reference'] / row['cpu_ms_workers']:.2f} | "
-              f"{row['bytes'] / 1e6:.2f} | {row['host']:.0f} | {row['link']:.0f} | "
-              f"{'yes' if row['host'] >= row['link'] else 'no'} |")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA: pinning emulated"
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cores} cores, {device}; {args.workers} workers (loader: "
+          f"processes, reader: threads), batch {args.batch_size}, {args.batches} batches per timed pass. "
+          f"CPU-ms/sample counts every process and thread of the pass; a {HOST_WORKERS}-core host supplies "
+          f"{HOST_WORKERS} / (CPU-s per sample) samples/s, whatever the wall clock of this machine says.")
+    print("\n".join(table(rows, args.input)))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.errors import run_cli
 from feat_script.vggish import VGGish, avst_examples
 from feat_script.vggish.mel import mel_matrix
 
@@ -93,4 +94,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -2,4 +2,4 @@
 from demos.video import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

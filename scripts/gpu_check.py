@@ -1,4 +1,4 @@
-"""The GPU checks of issue 12 in one run (``scripts/gpu_check.sh`` calls this): JSON + Markdown in --out.
+"""The GPU checks in one run (``scripts/gpu_check.sh`` calls this): JSON + Markdown in --out.
 
 Sections, each timed and recorded as ok / failed / skipped without stopping the others:
 
@@ -9,10 +9,12 @@ Sections, each timed and recorded as ok / failed / skipped without stopping the 
   losses, and the question LSTMs running in fp32 with autocast off inside;
 * resume: AVST trained by its CLI (--deterministic, checkpoint every 2 steps), SIGKILLed after its
   first checkpoint and resumed, against an uninterrupted run: identical final weights;
-* train_throughput: samples/s of an AVST training epoch fed by the real loader (per-video .npy,
-  float16) against the same steps on batches already on the device; the difference is the loader's share;
-  and three batches the loader put on the device (on CUDA straight from the workers' page-locked
-  buffers, ``engine.slots.DeviceFeed``) against the dataset's own reads: equal;
+* train_throughput: samples/s of an AVST training epoch fed by each input pipeline (``--input loader``,
+  ``--input reader``; per-video .npy) against the same steps on batches already on the device (the
+  difference is the pipeline's share), and three batches each pipeline put on the device against the
+  dataset's own reads: equal; the faster pipeline is printed as the one to make the default;
+* input_bench: ``scripts/bench_input.py`` for AVST (f32, f16) and MASN, both pipelines side by side
+  against the 50 GB/s link bound;
 * extraction: ``scripts/bench_extract.py`` (14x14), end-to-end frames/s against the model alone
   (target >= 50 %), on long videos and on many short ones (GIF-like: their rows share forwards
   across videos); skipped when no ffmpeg is available.
@@ -45,7 +47,7 @@ from benchkit.weights import perturb
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SECTIONS = ("environment", "parity", "amp_steps", "resume", "train_throughput", "extraction")
+SECTIONS = ("environment", "parity", "amp_steps", "resume", "train_throughput", "input_bench", "extraction")
 PARITY_TOL = 1e-4
 STUBS = {  # optional packages the GPU machine may lack; the check runs without them
     "tensorboardX": "class SummaryWriter:\n    def __init__(self, *a, **k): pass\n"
@@ -157,14 +159,14 @@ def parity(ctx: Namespace) -> dict:
 
 
 def _trainer(ctx: Namespace, model, task, work: Path, *, amp: str, batch_size: int, workers: int = 0,
-             collate=None):
+             collate=None, input: str = "loader"):
     from engine.run import Run
     from engine.trainer import Trainer
 
     run = Run(Namespace(run_dir=str(work), quiet=True, seed=1, resume=False), "gpu_check")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     return Trainer(run, model, optimizer, task, device=ctx.device, epochs=1, batch_size=batch_size,
-                   num_workers=workers, collate_fn=collate, amp=amp, seed=1)
+                   num_workers=workers, collate_fn=collate, amp=amp, seed=1, input=input)
 
 
 def _lstm_probe(lstm: torch.nn.Module, device: torch.device, seen: list):
@@ -240,7 +242,7 @@ def _avst_data(ctx: Namespace) -> Path:
 
 def _avst_cli(ctx: Namespace, run_dir: Path, *extra: str) -> list[str]:
     data = _avst_data(ctx)
-    labels = [x for s in ("train", "val", "test") for x in (f"--label_{s}", str(data / "json" / f"avqa-{s}.json"))]
+    labels = [x for s in ("train", "val") for x in (f"--label_{s}", str(data / "json" / f"avqa-{s}.json"))]
     return [sys.executable, str(ROOT / "avst" / "main_avst.py"), "--mode", "train", "--no_grounding_init",
             "--audio_dir", str(data / "feats/vggish"), "--video_res14x14_dir", str(data / "feats/res18_14x14"),
             "--vocab_json", str(data / "json/avqa-train.json"), *labels, "--epochs", str(ctx.epochs), "--batch-size",
@@ -294,6 +296,7 @@ def train_throughput(ctx: Namespace) -> dict:
     from avst.data.vocab import Vocab
     from avst.model import AVST
     from avst.tasks import AVQATask
+    from engine.reader import INPUTS
     from engine.sampling import EpochSampler
 
     data = _avst_data(ctx)
@@ -301,50 +304,65 @@ def train_throughput(ctx: Namespace) -> dict:
     vocab = Vocab.from_records(records)
     dataset = AVQADataset(records[:ctx.throughput_samples], vocab, open_features("audio", data / "feats/vggish", None),
                           open_features("visual", data / "feats/res18_14x14", None), negatives=True, seed=1)
-    batch_size = ctx.avst["batch"]
-    torch.manual_seed(0)
-    model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
-    trainer = _trainer(ctx, model, AVQATask(), ctx.work / "throughput_loader", amp="bf16" if ctx.cuda else "off",
-                       batch_size=batch_size, workers=ctx.workers)
+    batch_size = ctx.throughput_batch
+    amp = "bf16" if ctx.cuda else "off"
     sampler = EpochSampler(len(dataset), batch_size, shuffle=True, seed=1)
-    n = (len(dataset) // batch_size) * batch_size
-    timings = []
-    for epoch in range(2):  # the first epoch includes starting the workers
-        trainer.epoch, trainer.step_in_epoch = epoch, 0
-        sync(ctx.device)
-        start = time.perf_counter()
-        trainer.train_epoch(dataset, sampler)
-        sync(ctx.device)
-        timings.append(time.perf_counter() - start)
-    loader = trainer._loader(dataset, sampler, batch_size, 0)
+    out: dict = {"workers": ctx.workers, "batch_size": batch_size, "samples": len(dataset)}
+    for name in INPUTS:
+        torch.manual_seed(0)
+        model = AVST(vocab_size=len(vocab.words), num_answers=len(vocab.answers))
+        trainer = _trainer(ctx, model, AVQATask(), ctx.work / f"throughput_{name}", amp=amp, batch_size=batch_size,
+                           workers=ctx.workers, input=name)
+        timings = []
+        for epoch in range(2):  # the first epoch includes starting the workers / allocating the ring
+            trainer.epoch, trainer.step_in_epoch = epoch, 0
+            sync(ctx.device)
+            start = time.perf_counter()
+            trainer.train_epoch(dataset, sampler)
+            sync(ctx.device)
+            timings.append(time.perf_counter() - start)
+        # three batches the pipeline put on the device hold what the dataset reads in this process (each
+        # compared before the next is asked for: the reader reuses its buffers)
+        chunks = [[(i + k) % len(dataset) for k in range(batch_size)] for i in range(0, 3 * batch_size, batch_size)]
+        dataset.set_epoch(5)
+        fed = trainer._loader(dataset, [i for c in chunks for i in c], batch_size, 5)
+        for chunk, got in zip(chunks, fed, strict=True):
+            for key, value in dataset.__getitems__(chunk).batch.items():
+                if not torch.equal(to(got, ctx.device)[key].cpu(), value):
+                    raise AssertionError(f"--input {name}: batch differs from the dataset's read in {key!r}")
+        rates = {"first_epoch": len(dataset) / timings[0], "second_epoch": len(dataset) / timings[1]}
+        out[name] = {"samples_per_s": rates, "batches_equal_reads": True}
+    # the same steps on batches already on the device (fresh tensors from the loader pipeline)
+    loader = _trainer(ctx, model, AVQATask(), ctx.work / "throughput_source", amp=amp, batch_size=batch_size,
+                      workers=0)._loader(dataset, sampler, batch_size, 0)
     batches = [to(b, ctx.device) for b, _ in zip(loader, range(len(dataset) // batch_size))]
-    fed = _trainer(ctx, model, AVQATask(), ctx.work / "throughput_preloaded", amp="bf16" if ctx.cuda else "off",
-                   batch_size=1, collate=lambda items: items[0])
+    fed = _trainer(ctx, model, AVQATask(), ctx.work / "throughput_preloaded", amp=amp, batch_size=1,
+                   collate=lambda items: items[0])
     one = EpochSampler(len(batches), 1, shuffle=False, seed=1)
     fed.train_epoch(batches, one)  # warm-up
     sync(ctx.device)
     start = time.perf_counter()
-    fed.epoch = 1
+    fed.epoch, fed.step_in_epoch = 1, 0  # a whole second epoch (the warm-up left the position at its end)
     fed.train_epoch(batches, one)
     sync(ctx.device)
     preloaded = len(batches) * batch_size / (time.perf_counter() - start)
-    real = len(dataset) / timings[1]
-    bytes_per_sample = sum(v[0].numel() * v.element_size() for v in batches[0].values())
-    # the batches the loader put on the device (straight from the workers' page-locked buffers on CUDA)
-    # hold what the dataset reads in this process
-    chunks = [[(i + k) % len(dataset) for k in range(batch_size)] for i in range(0, 3 * batch_size, batch_size)]
-    dataset.set_epoch(5)
-    for want, got in zip([dataset.__getitems__(c).batch for c in chunks],
-                         trainer._loader(dataset, [i for c in chunks for i in c], batch_size, 5), strict=True):
-        for key, value in want.items():
-            if not torch.equal(got[key].cpu(), value):
-                raise AssertionError(f"loader batch differs from the dataset's read in {key!r}")
-    feed = trainer.loaders.copy
-    return {"workers": ctx.workers, "batch_size": batch_size, "samples": len(dataset),
-            "loader_batches_equal_reads": True, "page_locked_buffers": len(getattr(feed, "locked", {})),
-            "real_loader_samples_per_s": {"first_epoch": len(dataset) / timings[0], "second_epoch": real},
-            "preloaded_samples_per_s": preloaded, "loader_share": max(0.0, 1 - real / preloaded),
-            "bytes_per_sample_to_device": bytes_per_sample, "full_batches": n // batch_size}
+    for name in INPUTS:
+        out[name]["share_of_epoch"] = max(0.0, 1 - out[name]["samples_per_s"]["second_epoch"] / preloaded)
+    best = max(INPUTS, key=lambda n: out[n]["samples_per_s"]["second_epoch"])
+    out.update(preloaded_samples_per_s=preloaded, full_batches=len(batches),
+               bytes_per_sample_to_device=sum(v[0].numel() * v.element_size() for v in batches[0].values()),
+               make_default=best)
+    return out
+
+
+def input_bench(ctx: Namespace) -> dict:
+    """``scripts/bench_input.py`` for AVST and MASN, both pipelines, on this machine."""
+    report = ctx.work / "bench_input.json"
+    stdout = _run([sys.executable, str(ROOT / "scripts" / "bench_input.py"), "--only", "avst", "masn",
+                   "--json", str(report), *ctx.bench_input_args])
+    rows = json.loads(report.read_text())
+    return {"args": ctx.bench_input_args, "table": [line for line in stdout.splitlines() if line.startswith("|")],
+            "reader_over_loader_cpu": {r["pipeline"]: r["loader"]["cpu_ms"] / r["reader"]["cpu_ms"] for r in rows}}
 
 
 def extraction(ctx: Namespace) -> dict:
@@ -372,7 +390,7 @@ def extraction(ctx: Namespace) -> dict:
 
 
 FUNCTIONS = {"environment": environment, "parity": parity, "amp_steps": amp_steps, "resume": resume,
-             "train_throughput": train_throughput, "extraction": extraction}
+             "train_throughput": train_throughput, "input_bench": input_bench, "extraction": extraction}
 
 
 # ---------------------------------------------------------------- driver
@@ -383,14 +401,16 @@ def context(args: argparse.Namespace, work: Path) -> Namespace:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if args.dry_run:
         return Namespace(device=device, cuda=False, work=work, steps=2, workers=1, videos=3, rounds=1, epochs=1,
-                         throughput_samples=8,
+                         throughput_samples=2, throughput_batch=2,
+                         bench_input_args=["--videos", "3", "--batches", "2", "--batch_size", "2", "--workers", "1"],
                          masn={"vocab": 30, "feat": 24, "hidden": 32, "frames": 4, "objects": 2, "words": 6,
                                "batch": 2},
                          avst={"batch": 8, "time": 2, "hw": 2},
                          extract_cases={"short_videos": ["--videos", "2", "--seconds", "1", "--size", "96x64",
                                                          "--only", "14x14", "--workers", "1", "--batch-size", "4"]})
     return Namespace(device=device, cuda=True, work=work, steps=8, workers=min(8, cpus), videos=48, rounds=4, epochs=2,
-                     throughput_samples=None,
+                     throughput_samples=None, throughput_batch=64,
+                     bench_input_args=["--workers", str(min(8, cpus)), "--batches", "48"],
                      masn={"vocab": 100, "feat": 2048, "hidden": 512, "frames": 20, "objects": 10, "words": 20,
                            "batch": 16},
                      avst={"batch": 64, "time": 10, "hw": 14},
@@ -441,6 +461,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {result['status']} ({result['seconds']:.1f} s)", flush=True)
             (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")
             (args.out / "gpu_check.md").write_text(markdown(summary))
+    throughput = summary["sections"].get("train_throughput", {})
+    if throughput.get("status") == "ok":
+        rates = ", ".join(f"{n} {throughput[n]['samples_per_s']['second_epoch']:.3g}" for n in ("loader", "reader"))
+        print(f"input pipeline: make --input {throughput['make_default']} the default "
+              f"(AVST training samples/s on {summary['device']}: {rates})")
     print(f"summary: {args.out / 'gpu_check.json'}, {args.out / 'gpu_check.md'}")
     return int(any(s["status"] == "failed" for s in summary["sections"].values()))
 

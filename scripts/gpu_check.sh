@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 12 in one command (under 8 minutes on one H200; nothing is downloaded):
-# MASN/AVST parity on CUDA vs CPU, bf16/fp16 training steps, --resume after a kill, the loader's share
-# of a training epoch, extraction end-to-end vs model-only. JSON + Markdown go to $OUT (default
-# out/gpu_check). The logic lives in scripts/gpu_check.py.
+# The GPU checks in one command (nothing is downloaded): MASN/AVST parity on CUDA vs CPU, bf16/fp16
+# training steps, --resume after a kill, both input pipelines (--input loader / reader) in an AVST
+# training epoch and in scripts/bench_input.py (it prints which one to make the default),
+# extraction end-to-end vs model-only. JSON + Markdown go to $OUT (default out/gpu_check). The logic
+# lives in scripts/gpu_check.py.
 #
 #   bash scripts/gpu_check.sh             # on a CUDA machine
 #   bash scripts/gpu_check.sh --dry-run   # every part on the CPU at tiny sizes, in seconds

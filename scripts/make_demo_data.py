@@ -5,9 +5,10 @@ import argparse
 from pathlib import Path
 
 from demos.data import make
+from engine.errors import run_cli
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("data/demo"))
     parser.add_argument("--seed", type=int, default=0)
@@ -16,5 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     make(args.out, args.seed, args.only)
 
 
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(run, argv)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -21,17 +21,18 @@ import numpy as np
 from avst.data.annotations import load_records, video_list
 from avst.data.features import NpyFeatures
 from avst.data.packing import pack
+from engine.cli import CommandParser
 from engine.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--label_json", nargs="+", required=True, help="JSON files whose videos to pack")
     p.add_argument("--audio_dir", required=True)
     p.add_argument("--video_res14x14_dir", required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--float16", action="store_true", help="store float16 (half the size)")
-    args = p.parse_args(argv)
+    args = p.parse_command(argv)
     videos = list(dict.fromkeys(v for path in args.label_json for v in video_list(load_records(path))))
     sources = {"audio": NpyFeatures(args.audio_dir, "audio"),
                "visual": NpyFeatures(args.video_res14x14_dir, "visual")}

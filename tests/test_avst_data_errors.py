@@ -1,9 +1,10 @@
-"""AVST / stage-1 inputs that used to be accepted silently or to give tracebacks: a packed index with bad
+"""AVST / stage-1 inputs that a loader could accept silently or crash on: a packed index with bad
 ranges, NaN / inf, unusable dtypes, a feature file missing for the val split only, corrupt frames, bad
 records. Each is refused where it enters, naming the file."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def packed(features):
     ({"v1": [0, 60], "v2": [120, 60], "v3": [120, 165]}, r"v2: \[120, 60\] reversed"),
     ({"v1": [-10, 60], "v2": [60, 120], "v3": [120, 165]}, r"v1: \[-10, 60\] negative"),
     ({"v1": [0, 60], "v2": [60, 120], "v3": [120, 170]}, r"v3: \[120, 170\] past the end \(165 rows\)"),
+    ({"v1": [0, 166], "v2": [60, 120], "v3": [120, 165]}, r"v1: \[0, 166\] past the end \(165 rows\)"),  # 0 is no sign
     ({"v1": [0, 60], "v2": [50, 120], "v3": [120, 165]}, r"v2: overlaps v1"),
     ({"v1": [0, 60], "v2": [60, 120.0], "v3": [120, 165]}, r"v2: \[60, 120\.0\] is not \[start, stop\]"),
 ])
@@ -217,3 +219,38 @@ def test_pack_script_refuses_nonfinite_with_one_line(features, tmp_path):  # the
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "v2.npy: the audio features of video 'v2' hold NaN or inf" in proc.stderr
     assert not list((tmp_path / "packed").glob("*.npy"))
+
+
+def test_descriptor_cache_closes_what_leaves_it_and_never_a_file_in_use(tmp_path):
+    from avst.data.features import Descriptors
+
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(b"x")
+    cache = Descriptors(2)
+    with cache.use("f0", paths[0]) as held:  # in use while two others push it out of the cache
+        fds = {}
+        for i in (1, 2):
+            with cache.use(f"f{i}", paths[i]) as fds[i]:
+                pass
+        assert os.read(held, 1) == b"x"  # still open under its reader
+    with pytest.raises(OSError):
+        os.fstat(held)  # closed by its last reader once out of the cache
+    with cache.use("f3", paths[3]):
+        pass
+    assert list(cache.entries) == ["f2", "f3"]
+    with pytest.raises(OSError):
+        os.fstat(fds[1])  # unused when it left the cache: closed at once
+    assert os.fstat(fds[2])
+
+
+def test_mixed_dtype_files_read_into_one_batch(tmp_path):
+    (tmp_path / "audio").mkdir()
+    a, b = np.arange(60 * 128).reshape(60, 128), np.arange(60 * 128).reshape(60, 128)[::-1]
+    np.save(tmp_path / "audio" / "v1.npy", a.astype(np.float16))
+    np.save(tmp_path / "audio" / "v2.npy", b.astype(np.float32) / 7)
+    source = NpyFeatures(tmp_path / "audio", "audio")
+    got = source.read_pairs([("v2", 5), ("v1", 3), ("v2", 59)])  # the first pair's dtype: float32
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.stack([b[5] / 7, a[3].astype(np.float16), b[59] / 7]).astype(np.float32))

@@ -98,96 +98,42 @@ def test_avst_batches_hold_the_rows_of_the_files(avst, store, workers):
         assert batch["index"].tolist() == chunk
 
 
-def test_slot_rings_hand_out_each_batch_position_its_own_buffers():
-    from engine import slots
-
-    try:
-        slots.recycle(2)
-        taken = []
-        for _ in range(4):
-            with slots.batch():
-                taken.append([slots.take((3, 5), torch.float16), slots.take((3, 5), torch.float16),
-                              slots.take((2,), torch.float32)])
-        assert slots.take((3, 5), torch.float16) is None  # outside a batched fetch: nothing to recycle
-        ids = [[t.untyped_storage().data_ptr() for t in batch] for batch in taken]
-        assert ids[0] == ids[2] and ids[1] == ids[3]  # position n mod 2
-        assert len({*ids[0], *ids[1]}) == 6  # two of a kind in one batch, and the two positions, never alias
-        assert taken[0][0].is_shared() and taken[0][0].shape == (3, 5) and taken[0][0].dtype == torch.float16
-    finally:
-        slots._rings = None  # as in a process that never recycled
-    assert slots.take((3, 5), torch.float16) is None
-
-
-def test_workers_recycle_their_buffers_and_every_batch_is_copied_out_whole(avst):
-    """Worker batches live in rings of shared buffers (engine.slots); over three epochs of more batches than
-    the rings hold, every batch equals the in-process read, and the buffers that crossed are the rings' few."""
+@pytest.mark.parametrize("input", ["loader", "reader"])
+def test_both_pipelines_give_every_batch_whole_over_epochs(avst, input):
+    """More batches than the reader's ring holds, three epochs, 2 workers or threads: every batch equals the
+    in-process read (each compared before the next is asked for: the reader reuses its buffers)."""
     root, train = avst
     ds = avst_dataset(root, train, "f16")
     order = np.random.default_rng(0).integers(0, 6, 36).tolist()  # 18 batches of 2, unlike each other
-    # each worker's ring holds 3 batches (prefetch 2 + 1), so every buffer is written three times an epoch
-    loaders = Loaders(num_workers=2, collate_fn=None, seed=1, device=CPU)
+    loaders = Loaders(num_workers=2, collate_fn=None, seed=1, device=CPU, input=input)
+    reference = avst_dataset(root, train, "f16")
     for epoch in range(3):
-        got = list(loaders.get(ds, order, 2, epoch))  # all kept: a copy that aliased a slot would change under us
-        ds.set_epoch(epoch)
-        for n, batch in enumerate(got):
-            same(batch, ds.__getitems__(order[2 * n:2 * n + 2]).batch)
-    copied = loaders.get(ds, order, 2, None)
-    crossed = {t.untyped_storage().data_ptr() for b in copied.held for t in (b["visual_posi"], b["visual_nega"])}
-    assert len(copied.held) == 2 * 3 and len(crossed) == 2 * 2 * 3  # 2 workers x 2 buffers x 3 positions
+        reference.set_epoch(epoch)
+        count = 0
+        for n, batch in enumerate(loaders.get(ds, order, 2, epoch)):
+            same(batch, reference.__getitems__(order[2 * n:2 * n + 2]).batch)
+            count += 1
+        assert count == 18
+    if input == "reader":
+        ring = loaders.get(ds, order, 2, None).slots
+        assert len(ring) == 4  # 2 threads + 2
+        assert all(len(slot.buffers) == 3 for slot in ring)  # audio, positives, negatives: allocated once
 
 
-class FakeRuntime:
-    """Stands in for cudaHostRegister / cudaHostUnregister (no GPU here); may refuse like a full driver."""
-
-    def __init__(self, accept: bool) -> None:
-        self.accept, self.registered, self.unregistered = accept, [], []
-
-    def register(self, ptr: int, nbytes: int) -> bool:
-        self.registered.append(ptr)
-        return self.accept
-
-    def unregister(self, ptr: int) -> None:
-        self.unregistered.append(ptr)
-
-
-@pytest.mark.parametrize("accept", [True, False])
-def test_device_feed_locks_each_ring_buffer_once_and_never_a_one_off_tensor(avst, accept):
-    """DeviceFeed's bookkeeping on the CPU (the copy is a plain one here; on CUDA it reads the locked
-    buffer): 2 workers x 3 ring positions x 3 batch buffers (audio, positives, negatives) are locked once
-    each, the per-batch question / label / index tensors never, and every batch still equals the read."""
-    from engine import slots
-
+@pytest.mark.parametrize("input", ["loader", "reader"])
+def test_pipelines_pass_read_errors_on_and_survive_a_broken_off_pass(avst, input):
     root, train = avst
     ds = avst_dataset(root, train, "f16")
-    order = np.random.default_rng(1).integers(0, 6, 36).tolist()
-    runtime = FakeRuntime(accept)
-    feed = slots.DeviceFeed(CPU, window=2 * 3 * 2, runtime=runtime)
-    loaders = Loaders(num_workers=2, collate_fn=None, seed=1, device=CPU, copy=feed)
-    for epoch in range(2):
-        got = list(loaders.get(ds, order, 2, epoch))
-        ds.set_epoch(epoch)
-        for n, batch in enumerate(got):
-            same(batch, ds.__getitems__(order[2 * n:2 * n + 2]).batch)
-    assert len(runtime.registered) == len(set(runtime.registered)) == 2 * 3 * 3
-    assert len(feed.locked if accept else feed.refused) == 18
-    feed.close()
-    assert sorted(runtime.unregistered) == (sorted(runtime.registered) if accept else [])
-    assert not feed.locked
-
-
-def test_copied_batches_pass_worker_errors_on_and_survive_a_broken_off_pass(avst):
-    root, train = avst
-    ds = avst_dataset(root, train, "f16")
-    loaders = Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU)
+    loaders = Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU, input=input)
     for _ in loaders.get(ds, [0, 1, 2, 3, 4, 5], 2, 0):
-        break  # the copying thread is stopped, the workers persist
+        break  # the reading threads are stopped, the workers persist
     again = list(loaders.get(ds, [5, 4], 2, 0))
     same(again[0], ds.__getitems__([5, 4]).batch)
-    per_video = avst_dataset(root, train, "npy")  # headers checked here, rows read in the worker
+    per_video = avst_dataset(root, train, "npy")  # headers checked here, rows read in the worker / thread
     path = root / "visual" / "v2.npy"
     path.write_bytes(path.read_bytes()[:200_000])  # cut after a user's dataset was built
     with pytest.raises(FeatureError, match=r"v2\.npy: truncated"):
-        list(Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU).get(per_video, [0, 1, 2], 3, 0))
+        list(Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU, input=input).get(per_video, [0, 1, 2], 3, 0))
 
 
 def test_avst_nonfinite_row_in_a_batch_names_its_video(avst):
@@ -264,32 +210,25 @@ def test_masn_direct_reads_equal_hdf5_reads_and_stored_layouts_that_need_hdf5_st
         same(converted.read_batch(videos), ds.features.read_batch(videos))
 
 
-def test_masn_nan_check_runs_once_per_run_and_video(masn, monkeypatch):
-    """After check_videos, the first read of a video in any process (here a DataLoader worker) checks it for
-    NaN / inf and later reads trust it; a video that failed, or one outside the check, is checked every time."""
+def test_masn_checks_every_read_for_nan(masn, monkeypatch):
+    """The HDF5 files carry no record of a check, so every read checks all five arrays of every video: a
+    value changed in place after the first read is still found (in a worker and in this process)."""
     root, ds = masn
     features = ds.features
     calls = []
     real = masn_features.nonfinite_rows
     monkeypatch.setattr(masn_features, "nonfinite_rows", lambda rows: calls.append(len(rows)) or real(rows))
-    features.read_batch([2])
-    features.read_batch([2])
-    assert len(calls) == 10  # five arrays, twice: no check_videos, no trust
     features.check_videos([1, 2])
-    features.close()
-    loader = Loaders(num_workers=1, collate_fn=None, seed=1, device=CPU).get(ds, [0, 1, 2, 3], 4, None)
-    assert len(list(loader)) == 1
-    calls.clear()
-    features.read_batch([1, 2])
-    assert calls == []  # the worker's flags are this process's
-    features.close()
-    with h5py.File(features.paths["i3d_roi"], "r+", locking=False) as f:  # the worker still has it open
-        f["2"][1, 0, 0] = np.nan  # in place: the checks, made once per run, do not see it
     features.read_batch([2])
-    monkeypatch.setattr(features, "_finite", torch.zeros(2, dtype=torch.bool))  # as a new run starts
-    for _ in range(2):
+    features.read_batch([2, 1])
+    assert len(calls) == 15  # five arrays per video read
+    features.close()
+    with h5py.File(features.paths["i3d_roi"], "r+") as f:
+        f["2"][1, 0, 0] = np.nan
+    for workers in (0, 1):
+        loader = Loaders(num_workers=workers, collate_fn=None, seed=1, device=CPU).get(ds, [0, 1, 2, 3], 4, None)
         with pytest.raises(MasnFeatureError, match=r"video '2' \(i3d_roi\) holds NaN or inf"):
-            features.read_batch([1, 2])
+            list(loader)
 
 
 def test_masn_nonfinite_row_in_a_batch_names_its_video(masn):

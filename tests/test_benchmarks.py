@@ -134,6 +134,12 @@ def test_priors_majority_and_mean_count():
     assert out["mean_count"]["Audio/Comparative"] is None
 
 
+def test_mean_count_takes_numeric_answers_of_counting_types_only():
+    # a Counting "yes" is no count; a Comparative "ten" is a count of no Counting type
+    train = [_r("two"), _r("four"), _r("yes"), _r("ten", "Comparative"), _r("ten", "Comparative")]
+    assert mean_count_answers(train) == {("Audio", "Counting"): "three"}
+
+
 def test_git_blob_id_matches_git_and_known_files_are_recognised(tmp_path, monkeypatch):
     empty = tmp_path / "empty.json"
     empty.write_bytes(b"")
@@ -190,7 +196,7 @@ def test_masn_candidates_only_scorer(tmp_path):
     assert main(["--task", "Action", "--df_dir", str(tmp_path)]) == 0
 
 
-def test_published_table_matches_the_papers_correct_counts_and_the_readme():
+def test_published_table_matches_the_papers_correct_counts_and_the_docs():
     from pathlib import Path
 
     from avst.benchmarks.published import PUBLISHED, published_for
@@ -207,8 +213,9 @@ def test_published_table_matches_the_papers_correct_counts_and_the_readme():
         for key, (c, n) in zip(keys, cells):
             assert paper.types[key] == round(100 * c / n, 2), (test, key)
         assert paper.overall == round(100 * sum(c for c, _ in cells) / sum(n for _, n in cells), 2)
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    section = readme.read_text(encoding="utf-8").split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    page = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+    heading = "## The test sets and their published numbers"
+    section = page.read_text(encoding="utf-8").split(heading, 1)[1].split("\n## ", 1)[0]
     for p in PUBLISHED:
         assert str(p.overall) in section, p
 

@@ -125,7 +125,7 @@ def test_allow_foreign_writes_beside_them_and_lists_the_clash(kind, tmp_path, vi
         assert cli(cls, videos, out, *flags, "--allow-foreign") == 2
         assert snapshot(tmp_path) == before
         return
-    assert cli(cls, videos, out, *flags, "--allow-foreign") == 0
+    assert cli(cls, videos, out, *flags, "--allow-foreign") == 1  # the clash is a failure
     if kind == "hdf5":
         with h5py.File(out) as f:
             np.testing.assert_array_equal(f["mine"][()], np.arange(3))
@@ -136,7 +136,7 @@ def test_allow_foreign_writes_beside_them_and_lists_the_clash(kind, tmp_path, vi
         assert {k: after.get(k) for k in foreign} == foreign  # every foreign byte is still there
     assert [f["video_id"] for f in read_failures(out)] == ["a"]
     # a second run resumes over its own outputs and still leaves the foreign ones alone
-    assert cli(cls, videos, out, *flags, "--allow-foreign") == 0
+    assert cli(cls, videos, out, *flags, "--allow-foreign") == 1  # the clash is a failure
     if kind != "hdf5":
         after = snapshot(out.parent)
         assert {k: after.get(k) for k in foreign} == foreign

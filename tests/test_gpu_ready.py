@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,17 +191,19 @@ def test_masn_freezes_exactly_the_parameters_without_gradient(task):
 
 # ---------------------------------------------------------------- the GPU check, dry run
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a hang guard: about 3 minutes alone, 7 on a busy 2-core machine
 def test_gpu_check_dry_run_writes_every_section(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=840)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "gpu_check.json").read_text())
-    sections = {"environment", "parity", "amp_steps", "resume", "train_throughput", "extraction"}
+    sections = {"environment", "parity", "amp_steps", "resume", "train_throughput", "input_bench", "extraction"}
     assert sections <= set(summary["sections"])
     for name in sections:
         assert summary["sections"][name]["status"] == "ok", (name, summary["sections"][name])
     assert (tmp_path / "gpu_check.md").read_text().count("\n## ") >= len(sections)
+    assert re.search(r"input pipeline: make --input (loader|reader) the default", done.stdout), done.stdout
 
 
 # ---------------------------------------------------------------- host syncs in the tasks' steps

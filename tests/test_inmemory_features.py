@@ -1,7 +1,7 @@
-"""The README's promise: scripts/answer.py's in-memory AVST features equal what the extractor CLIs write
-for the same video and weights (random weights, saved to files both routes load; a generated video
-with audio). The MASN half (ResNet-152, I3D, Faster R-CNN) is too slow for the suite:
-``scripts/bench_answer.py --model masn`` checks it with the same helpers.
+"""The answerers' promise, for both papers: for the same video and weights, ``answerer.features(video)``
+equals what the extractor CLIs write (within 1e-6 of the largest value), the answer from those files
+equals the answerer's, and the one-call ``ask()`` gives the same answer (a generated video with audio;
+tiny random checkpoints of tests/test_answer.py; MASN with its small sampling settings).
 """
 from __future__ import annotations
 
@@ -10,28 +10,67 @@ import pytest
 import torch
 import torchvision
 
-from answering import StageTimer
-from feat_script.cli_features import avst_cli_features, max_abs_diff
+from benchkit.cli_features import avst_cli_features, masn_cli_features
+from benchkit.tiny_checkpoints import SMALL, write_checkpoints
+from feat_script.answerer import VideoFeatures, VideoFile
 from feat_script.synthetic_video import Shape, make_video
 
 pytestmark = pytest.mark.slow
+TOLERANCE = 1e-6  # of the largest value: float32 rounding of the same arithmetic
 
 
-def test_avst_in_memory_features_equal_the_cli_files(tmp_path):
-    from avst.answer import sampled_rows, video_features
+def assert_close(ours: np.ndarray, ref: np.ndarray, name: str) -> None:
+    assert ours.shape == ref.shape, name
+    err, scale = float(np.abs(ours - ref).max()), float(np.abs(ref).max())
+    assert scale > 0, f"{name}: all zero, nothing compared"
+    assert err <= TOLERANCE * scale, f"{name}: max abs diff {err} (largest value {scale})"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inmemory")
+    video = make_video(d / "videos" / "1.mp4", [Shape("red", 440, 20, 40), Shape("blue", 660, 70, 25)], seconds=2)
+    return {"dir": d, "video": video, **write_checkpoints(d)}
+
+
+def test_avst_answerer_features_and_answer_equal_the_cli_files(media):
+    from avst.answer import AvstAnswerer, ask, sampled_rows
     from feat_script.vggish import VGGish
 
+    d = media["dir"]
     torch.manual_seed(0)
-    r18, vgg = tmp_path / "r18.pth", tmp_path / "vggish.pth"
+    r18, vgg = d / "r18.pth", d / "vggish.pth"
     torch.save(torchvision.models.resnet18().state_dict(), r18)
     torch.save(VGGish().state_dict(), vgg)
-    video = make_video(tmp_path / "videos" / "1.mp4", [Shape("red", 440, 20, 40), Shape("blue", 660, 70, 25)],
-                       seconds=2)
-    ref = avst_cli_features(video, tmp_path, r18, vgg, sampled_rows())
-    audio, visual, _ = video_features(video, resnet_weights=r18, vggish_weights=vgg, random_init=False,
-                                      device=torch.device("cpu"), amp="off", timer=StageTimer())
-    for ours, theirs in ((audio[0].numpy(), ref[0]), (visual[0].numpy(), ref[1])):
-        assert ours.shape == theirs.shape
-        err, scale, ok = max_abs_diff(ours, theirs)
-        assert ok, f"max abs diff {err} (largest value {scale})"
-    assert np.abs(ref[1]).max() > 0 and np.abs(ref[0]).max() > 0
+    ref = avst_cli_features(media["video"], d, r18, vgg, sampled_rows())
+    answerer = AvstAnswerer(media["avst"], resnet_weights=r18, vggish_weights=vgg)
+    ours = answerer.features(media["video"])
+    assert_close(ours.arrays["audio"], ref[0], "VGGish")
+    assert_close(ours.arrays["visual"], ref[1], "ResNet-18 14x14")
+    question, values = "Is the <Object> in the video always playing?", ["violin"]
+    from_files = VideoFeatures(ours.video, {**ours.arrays, "audio": ref[0], "visual": ref[1]})
+    expected = answerer.ask(from_files, question, values)
+    got = answerer.ask(media["video"], question, values)
+    assert got.features == "cached" and got.answer == expected.answer
+    np.testing.assert_allclose([r["prob"] for r in got.top5], [r["prob"] for r in expected.top5], atol=1e-6)
+    one_call = ask(media["video"], question, values, media["avst"], resnet_weights=r18, vggish_weights=vgg)
+    assert one_call.top5 == got.top5 and one_call.features == "computed"
+
+
+def test_masn_answerer_features_and_answer_equal_the_cli_files(media):
+    from masn.answer import STREAMS, ExtractorWeights, FeatureSettings, MasnAnswerer, ask
+
+    d = media["dir"]
+    ref = dict(zip(STREAMS, masn_cli_features(media["video"], d, None, None, None)))  # --random-init, seed 0
+    weights, settings = ExtractorWeights(random_init=True), FeatureSettings(**SMALL)
+    answerer = MasnAnswerer(media["masn"], settings=settings, weights=weights)
+    ours = answerer.features(VideoFile.of(media["video"]))
+    for name in STREAMS:
+        assert_close(ours.arrays[name], ref[name], name)
+    question = "what colour is the car?"
+    expected = answerer.ask(VideoFeatures(ours.video, ref), question)
+    got = answerer.ask(media["video"], question)
+    assert got.features == "cached" and got.answer == expected.answer
+    np.testing.assert_allclose([r["prob"] for r in got.top5], [r["prob"] for r in expected.top5], atol=1e-6)
+    one_call = ask(media["video"], question, media["masn"], settings=settings, weights=weights)
+    assert one_call.top5 == got.top5 and one_call.features == "computed"

@@ -1,8 +1,9 @@
-"""The package layering the README describes, read from the source (no import runs).
+"""The package layering docs/contributing.md describes, read from the source (no import runs).
 
-Dependencies point down: engine < feat_script < answering < masn, avst < grounding_gen (AVST's stage 1,
-which uses avst) < webdemo, demos (which orchestrate). Nothing imports scripts/ or tests/, and no module
-edits ``sys.path``: the packages are installed (``pip install -e .``) and the entry points import them.
+Dependencies point down: engine < feat_script (extractors, recipes, and the answerers' shared base
+``feat_script.answerer``) < masn, avst < grounding_gen (AVST's stage 1, which uses avst) < webdemo, demos
+(which orchestrate). Nothing imports scripts/ or tests/, and no module edits ``sys.path``: the
+packages are installed (``pip install -e .``) and the entry points import them.
 """
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BELOW = {
     "engine": set(),
     "feat_script": {"engine"},
-    "answering": {"engine", "feat_script"},
-    "masn": {"engine", "feat_script", "answering"},
-    "avst": {"engine", "feat_script", "answering"},
+    "masn": {"engine", "feat_script"},
+    "avst": {"engine", "feat_script"},
     "grounding_gen": {"engine", "feat_script", "avst"},
-    "webdemo": {"engine", "feat_script", "answering", "masn", "avst"},
-    "demos": {"engine", "feat_script", "answering", "masn", "avst", "grounding_gen"},
-    "benchkit": {"engine", "feat_script", "answering", "masn", "avst", "grounding_gen"},
+    "webdemo": {"engine", "feat_script", "masn", "avst"},
+    "demos": {"engine", "feat_script", "masn", "avst", "grounding_gen"},
+    "benchkit": {"engine", "feat_script", "masn", "avst", "grounding_gen"},
 }
 # The one place allowed to put a folder on sys.path: the authors' code (given by --original) imports its
 # own modules as top-level names, so it is imported with its folder on the path, restored afterwards.

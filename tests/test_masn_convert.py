@@ -206,7 +206,7 @@ def test_other_objects_are_clear_errors(tmp_path):
         read_original(path)
     path = tmp_path / "truncated.pth"
     path.write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(ValueError, match=r"truncated\.pth: not a readable torch checkpoint"):
+    with pytest.raises(ValueError, match=r"truncated\.pth: a damaged or truncated zip archive, not a pickled MASN"):
         convert(path, tmp_path / "x.pt")
     with pytest.raises(ValueError, match=r"missing\.pth: no such file"):
         convert(Path(tmp_path / "missing.pth"), tmp_path / "x.pt")
@@ -278,7 +278,7 @@ def test_answer_index_must_fit_the_classifier(tmp_path):
 
 
 def test_checkpoints_with_either_frame_count_key_load(tmp_path):
-    """``v_max_len`` (the converter until now) and ``v_max_length`` (masn/main.py) name the same field."""
+    """``v_max_len`` (older converted files) and ``v_max_length`` (masn/main.py) name the same field."""
     state = MASN(30, 1, np.zeros((30, 300)), 2048, 2048, 512, v_max_len=6).state_dict()
     for key in ("v_max_len", "v_max_length"):
         path = tmp_path / f"{key}.pt"

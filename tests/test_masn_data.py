@@ -177,18 +177,18 @@ def test_glove_matrix_matches_original_recipe_and_is_cached(tmp_path):
     glove = tmp_path / "glove.txt"
     vecs = write_glove(glove, ["cat", "dog"])
     vocab = Vocabulary(["dog", "zebra", "cat"])
-    m = load_embedding(vocab, glove, "cache_x", log=quiet)
+    m = load_embedding(vocab, glove, "cache_x", log=quiet, cache_dir=tmp_path / "cache")
     rng = np.random.RandomState(999)  # the original: np.random.seed(999), normal((V, 300)), then per missing word
     ref = rng.normal(size=[5, 300])
     ref[2], ref[4] = vecs["dog"], vecs["cat"]
     ref[3] = rng.normal(size=300)
     np.testing.assert_allclose(m, ref, atol=1e-12)
-    assert (tmp_path / "cache_x.npz").is_file() and json.loads((tmp_path / "cache_x.json").read_text())["words"] == \
-        vocab.words
+    [meta] = (tmp_path / "cache").glob("cache_x-*.json")
+    assert meta.with_suffix(".npz").is_file() and json.loads(meta.read_text())["words"] == vocab.words
     glove.unlink()  # the cache serves the same vocabulary without the big text file
-    np.testing.assert_array_equal(load_embedding(vocab, glove, "cache_x", log=quiet), m)
+    np.testing.assert_array_equal(load_embedding(vocab, glove, "cache_x", log=quiet, cache_dir=tmp_path / "cache"), m)
     with pytest.raises(GloveError, match="glove.txt"):
-        load_embedding(Vocabulary(["other"]), glove, "cache_x", log=quiet)
+        load_embedding(Vocabulary(["other"]), glove, "cache_x", log=quiet, cache_dir=tmp_path / "cache")
 
 
 def test_malformed_glove_is_named(tmp_path):
@@ -331,7 +331,7 @@ def test_answer_index_pickle_that_would_run_code_is_refused(tmp_path, monkeypatc
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"cat": _Payload()}))
     out = tmp_path / "converted.json"
     with pytest.raises(answer_index.AnswerIndexError, match="refusing to load"):
-        answer_index.main([str(tmp_path / "evil.pkl"), str(out), "--trust-pickle"])
+        answer_index.main([str(tmp_path / "evil.pkl"), str(out)])
     assert not (tmp_path / "ran").exists() and not out.exists()
 
 

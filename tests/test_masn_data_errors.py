@@ -1,4 +1,4 @@
-"""MASN inputs that used to be accepted silently or to give tracebacks: each is refused where it enters
+"""MASN inputs that a loader could accept silently or crash on: each is refused where it enters
 (``build.py`` before any training step, the reader per item, ``check_data.py``) with the file and key named."""
 from __future__ import annotations
 

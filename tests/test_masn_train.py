@@ -14,11 +14,11 @@ import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from engine.errors import UserError
+from engine.schedule import EpochSchedule, initial_lr
 from masn.data.glove import GloveError
 from masn.data.synthetic import make_demo
 from masn.losses import build_criterion
 from masn.main import main, summarize
-from masn.schedules import EpochSchedule, initial_lr
 from masn.tasks import MASNTask, per_sample_loss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,16 +94,21 @@ def demo(tmp_path_factory):
     return root
 
 
+def data(demo, run_dir, *extra):
+    """The flags of both modes (training and --test)."""
+    return ["--df_dir", str(demo / "question"), "--feat_dir", str(demo), "--batch_size", "5", "--num_workers", "0",
+            "--quiet", "--device", "cpu", "--run_dir", str(run_dir), *extra]
+
+
 def common(demo, run_dir, *extra):
-    return ["--df_dir", str(demo / "question"), "--feat_dir", str(demo), "--vc_dir", str(demo / "vocab"),
-            "--v_max_length", "3", "--batch_size", "5", "--max_epoch", "1", "--num_workers", "0", "--quiet",
-            "--device", "cpu", "--hidden_size", "16", "--run_dir", str(run_dir),
-            "--save_path", str(run_dir.parent / "saved"), *extra]
+    """Training flags: --test refuses these (the checkpoint holds the model)."""
+    return [*data(demo, run_dir), "--vc_dir", str(demo / "vocab"), "--v_max_length", "3", "--max_epoch", "1",
+            "--hidden_size", "16", *extra]
 
 
 def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     run = tmp_path / "count"
-    summary = main(["--task", "Count", "--select", "test", *common(demo, run)])
+    summary = main(["--task", "Count", "--select", "test", *common(demo, run), "--save_path", str(tmp_path / "saved")])
     assert {"config.json", "env.json", "log.txt", "report.json"} <= {p.name for p in run.iterdir()}
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()
     test_mse = summary["best_test"]["test"]["mse"]
@@ -111,7 +116,7 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     saved = list((tmp_path / "saved" / "[MASN]").glob("Count_*.pth"))  # the original's threshold file
     assert [p.name for p in saved] == [f"Count_{str(test_mse)[:5]}.pth"]
     config = (run / "config.json").read_bytes()
-    again = main(["--task", "Count", "--test", "--checkpoint", str(saved[0]), *common(demo, run)])
+    again = main(["--task", "Count", "--test", "--checkpoint", str(saved[0]), *data(demo, run)])
     assert again["test"]["mse"] == pytest.approx(test_mse)
     assert (run / "config.json").read_bytes() == config, "evaluating into a training run keeps its config"
     report = json.loads((run / f"test_{saved[0].stem}" / "test_report.json").read_text())
@@ -123,21 +128,21 @@ def test_count_train_select_test_then_evaluate_checkpoint(demo, tmp_path):
     for prior in (summary["answer_prior"], report["answer_prior"]):
         assert prior["guess"] == guess and prior["mse"] == pytest.approx(((test - guess) ** 2).mean())
     with pytest.raises(CheckpointError, match="trained for task Count, not --task Action"):
-        main(["--task", "Action", "--test", "--checkpoint", str(saved[0]), *common(demo, tmp_path / "wrong")])
+        main(["--task", "Action", "--test", "--checkpoint", str(saved[0]), *data(demo, tmp_path / "wrong")])
     # the checkpoint and the test split suffice: no GloVe, no train CSV; task and frame count from the checkpoint
     alone = tmp_path / "test_only"
     (alone / "question").mkdir(parents=True)
     (alone / "question" / "Test_count_question.csv").symlink_to(demo / "question" / "Test_count_question.csv")
     (alone / "feat_r6_vsync2").symlink_to(demo / "feat_r6_vsync2")
     only = main(["--test", "--checkpoint", str(saved[0]), "--df_dir", str(alone / "question"), "--feat_dir",
-                 str(alone), "--vc_dir", str(alone / "vocab"), "--num_workers", "0", "--quiet", "--device", "cpu",
+                 str(alone), "--num_workers", "0", "--quiet", "--device", "cpu",
                  "--run_dir", str(tmp_path / "alone_run")])
     assert only["test"]["mse"] == pytest.approx(test_mse) and "answer_prior" not in only
     # a checkpoint without its vocabulary (an authors' file converted without --csv_dir): rebuilt from the train CSV
     payload = load_checkpoint(saved[0])
     payload["meta"] = {k: v for k, v in payload["meta"].items() if k not in ("vocab_words", "vocab_sha256")}
     save_checkpoint(tmp_path / "bare.pt", payload)
-    rebuilt = main(["--test", "--checkpoint", str(tmp_path / "bare.pt"), *common(demo, tmp_path / "bare_run")])
+    rebuilt = main(["--test", "--checkpoint", str(tmp_path / "bare.pt"), *data(demo, tmp_path / "bare_run")])
     assert rebuilt["test"]["mse"] == pytest.approx(test_mse)
 
 
@@ -152,7 +157,7 @@ def test_frameqa_answer_index_in_run_dir_and_checkpoint(demo, tmp_path):
     reordered.write_text(json.dumps({"answers": answers[::-1]}))
     with pytest.raises(CheckpointError):  # head/answer order of the checkpoint vs the one asked for
         main(["--task", "FrameQA", "--test", "--checkpoint", str(run / "checkpoints" / "best.pt"),
-              "--answer-index", str(reordered), "--max_n_videos", "2", *common(demo, tmp_path / "fq_eval")])
+              "--answer-index", str(reordered), "--max_n_videos", "2", *data(demo, tmp_path / "fq_eval")])
 
 
 def test_action_trains_with_acc_plateau_schedule(demo, tmp_path):
@@ -197,8 +202,7 @@ def test_resume_refuses_a_changed_width_and_accepts_harmless_changes(demo, tmp_p
     with pytest.raises(UserError, match=r"--hidden_size 16 -> 64; --lr 0\.0001 -> 0\.001"):
         main(["--task", "Count", *common(demo, run), "--resume", "--hidden_size", "64", "--lr", "1e-3"])
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    again = main(["--task", "Count", *common(demo, run), "--resume", "--num_workers", "1",
-                  "--save_path", str(tmp_path / "elsewhere")])
+    again = main(["--task", "Count", *common(demo, run), "--resume", "--num_workers", "1", "--device", "cpu"])
     assert again["val_selected"]["epoch"] == 1, "the finished run resumes to its own summary"
 
 
@@ -221,7 +225,8 @@ def test_ties_select_the_later_epoch_in_the_report_as_in_best_pt():
 def test_bad_input_fails_before_writing_anything(demo, tmp_path):
     run = tmp_path / "bad"
     with pytest.raises(GloveError, match="nowhere/glove.txt"):
-        main(["--task", "Count", "--glove", str(tmp_path / "nowhere" / "glove.txt"), *common(demo, run)])
+        main(["--task", "Count", "--glove", str(tmp_path / "nowhere" / "glove.txt"), *data(demo, run),
+              "--max_epoch", "1"])
     assert not run.exists()
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.pt").write_bytes(b"earlier run")

@@ -3,7 +3,7 @@
 Each stand-in computes exactly what ours does except for some outputs moved by 1e-3: the script must
 pass the others and name those (exit 1), so a script that compared the wrong tensors, ignored its
 tolerance or always exited 0 could not claim parity. The real comparison needs the
-authors' checkouts (README: scripts/parity_*.py --original ...).
+authors' checkouts (docs/differences.md: scripts/parity_*.py --original ...).
 """
 from __future__ import annotations
 

@@ -13,16 +13,16 @@ import signal
 import sys
 from pathlib import Path
 
-from answering import RANDOM_NOTE, add_extractor_args
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings, port, positive_float
 from engine.device import resolve_device
 from engine.errors import UserError, run_cli
+from feat_script.answerer import RANDOM_NOTE, add_extractor_args
 from feat_script.streams import bound_heap_growth
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m webdemo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(prog="python -m webdemo", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--avst-checkpoint", type=Path, default=None, help="written by avst/main_avst.py")
     p.add_argument("--masn-checkpoint", type=Path, nargs="+", default=[],
                    help="written by masn/main.py (one per task; the page offers each)")
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AVST: the official avqa-train.json, for the authors' weights-only avst.pt")
     p.add_argument("--videos", type=Path, default=None, help="a folder whose videos the page offers to pick")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="0: any free port")
-    p.add_argument("--max-mb", type=float, default=100, help="largest upload accepted (MB)")
-    p.add_argument("--max-seconds", type=float, default=300, help="longest video accepted (seconds)")
+    p.add_argument("--port", type=port, default=7860, help="0: any free port")
+    p.add_argument("--max-mb", type=positive_float, default=100, help="largest upload accepted (MB)")
+    p.add_argument("--max-seconds", type=positive_float, default=300, help="longest video accepted (seconds)")
     add_extractor_args(p)
     return accept_both_spellings(p)
 
@@ -50,13 +50,13 @@ def make_server(args: argparse.Namespace):
                     ExtractorWeights(args.resnet152_weights, args.i3d_weights, args.detector_weights,
                                      args.random_init),
                     FeatureSettings(args.num_clips, args.clip_len, args.clip_stride, args.det_min_size,
-                                    args.det_max_size), args.random_init, args.amp)
-    models = load_models(args.avst_checkpoint, args.masn_checkpoint, recipe, args.vocab_json)
+                                    args.det_max_size), args.random_init, args.amp, args.feature_cache)
+    device = resolve_device(args.device)
+    models = load_models(args.avst_checkpoint, args.masn_checkpoint, recipe, args.vocab_json, device)
     for m in models:
         if m.error:
             print(f"warning: {m.label}: {m.error} (the page shows this too)", file=sys.stderr)
-    service = Service(models, recipe, Limits(int(args.max_mb * 2**20), args.max_seconds),
-                      resolve_device(args.device), args.videos, args.vocab_json)
+    service = Service(models, recipe, Limits(int(args.max_mb * 2**20), args.max_seconds), device, args.videos)
     try:
         return DemoServer((args.host, args.port), service)
     except OSError as err:
@@ -68,7 +68,7 @@ def make_server(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_command(argv)
     bound_heap_growth()  # long uploads: freed frame blocks go back to the system (feat_script/streams.py)
     if args.avst_checkpoint is None and not args.masn_checkpoint:
         parser.error("give --avst-checkpoint and/or --masn-checkpoint (make web builds the demo's)")

@@ -1,9 +1,12 @@
 """The model side of the web demo: checkpoints, videos, cached features and the question queue.
 
-One worker thread answers the questions in turn with ``avst.answer.ask`` / ``masn.answer.ask`` (one
-process on one device: running two at once would only make both slower); the HTTP side registers
-videos and reads the jobs' states. A video's features are cached under the file's SHA-256 and the
-feature recipe, so a second question about the same video only runs the model. Every message a user
+One answerer per model (``avst.answer.AvstAnswerer``, ``masn.answer.MasnAnswerer``) is built when the
+service starts and kept for its lifetime; one worker thread answers the questions in turn with them
+(one process on one device: running two at once would only make both slower); the HTTP side registers
+videos and reads the jobs' states. Each answerer caches a video's features under the file's SHA-256
+and its feature recipe, so a second question about the same video only runs the model; an upload is
+probed (and its frames counted) once, in the same ffmpeg run, and the answerers reuse those facts.
+Every message a user
 can cause is a ``UserError`` whose text the page shows; anything else is a bug, whose traceback goes
 to the server's terminal and never to the page.
 """
@@ -18,24 +21,22 @@ import threading
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import torch
 
-from answering import StageTimer
-from avst.answer import ask as avst_ask
-from avst.answer import load_avst, video_features, write_heatmaps
+from avst.answer import AvstAnswerer, write_heatmaps
 from engine.errors import UserError, short
-from feat_script.decode import DecodeError, VideoInfo, probe
-from masn.answer import N_CANDIDATES, ExtractorWeights, FeatureSettings, MasnExtractors, load_masn
-from masn.answer import ask as masn_ask
+from feat_script.answerer import Answerer, FeatureCache, StageTimer, VideoFile
+from feat_script.decode import DecodeError, VideoInfo, count_frames, probe
+from masn.answer import N_CANDIDATES, ExtractorWeights, FeatureSettings, MasnAnswerer
 from webdemo.questions import templates_for
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".gif", ".mov", ".avi", ".m4v")
-CACHED_VIDEOS = 16  # feature sets kept in memory (AVST: ~4 MB each)
+CACHED_VIDEOS = 16  # feature sets kept in memory per model (AVST: ~4 MB each)
 KEPT_JOBS = 100  # finished jobs whose results and images stay available
 CHUNK = 1 << 20
 
@@ -54,6 +55,7 @@ class Recipe:
     settings: FeatureSettings = field(default_factory=FeatureSettings)  # num_clips None: each checkpoint's
     random_init: bool = False
     amp: str = "off"
+    feature_cache: Path | None = None  # also keep the features as .npz files here
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class ModelEntry:
     error: str | None = None
     task: str | None = None
     templates: list[dict] = field(default_factory=list)  # AVST
-    settings: FeatureSettings | None = None  # MASN: the sampling its features use
+    answerer: Answerer | None = field(default=None, repr=False)  # built once, kept for the service's life
 
     def public(self) -> dict:
         return {"key": self.key, "kind": self.kind, "label": self.label, "checkpoint": str(self.checkpoint),
@@ -117,11 +119,11 @@ class Job:
 
 
 class ProgressTimer(StageTimer):
-    """A StageTimer that also shows the job which stage runs now, and adds to ``ask``'s timings."""
+    """A StageTimer that also shows the job which stage runs now."""
 
-    def __init__(self, job: Job, seconds: dict[str, float]) -> None:
+    def __init__(self, job: Job) -> None:
         super().__init__()
-        self.job, self.seconds = job, seconds
+        self.job = job
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -131,45 +133,31 @@ class ProgressTimer(StageTimer):
         self.job.stages.append((name, self.seconds[name]))
 
 
-class CachedFeatures:
-    """What ``ask`` calls for a video's features: the cache first, ``compute`` on a miss.
-
-    It has ``settings`` so that ``masn.answer.ask`` accepts it as its ``extractors``."""
-
-    def __init__(self, cache: OrderedDict, key: tuple, job: Job, compute: Callable[[Path, StageTimer], tuple],
-                 settings: FeatureSettings | None = None) -> None:
-        self.cache, self.key, self.job, self.compute, self.settings = cache, key, job, compute, settings
-
-    def __call__(self, video: Path, timer: StageTimer) -> tuple:
-        if self.key in self.cache:
-            self.cache.move_to_end(self.key)
-            self.job.features = "cached"
-        else:
-            self.cache[self.key] = self.compute(video, ProgressTimer(self.job, timer.seconds))
-            self.job.features = "computed"
-            while len(self.cache) > CACHED_VIDEOS:
-                self.cache.popitem(last=False)
-        self.job.stage = f"{self.job.model.label}: answering"
-        return self.cache[self.key]
-
-
-def load_models(avst: Path | None, masn: list[Path], recipe: Recipe, vocab_json: Path | None) -> list[ModelEntry]:
-    """The page's models; a checkpoint that cannot be read becomes an entry with its error message."""
+def load_models(avst: Path | None, masn: list[Path], recipe: Recipe, vocab_json: Path | None,
+                device: torch.device) -> list[ModelEntry]:
+    """The page's models, each with its answerer; a checkpoint that cannot be read becomes an entry with
+    its error message."""
     entries = []
+
+    def cache() -> FeatureCache:
+        return FeatureCache(CACHED_VIDEOS, recipe.feature_cache)
+
     if avst is not None:
         entry = ModelEntry("avst", "avst", avst, "AVST (MUSIC-AVQA)")
         try:
-            _, vocab = load_avst(avst, torch.device("cpu"), vocab_json)
-            entry.templates = templates_for(vocab.words)
+            entry.answerer = AvstAnswerer(avst, resnet_weights=recipe.resnet18, vggish_weights=recipe.vggish,
+                                          random_init=recipe.random_init, device=device, amp=recipe.amp,
+                                          vocab_json=vocab_json, cache=cache())
+            entry.templates = templates_for(entry.answerer.vocab.words)
         except UserError as err:
             entry.error = short(str(err))
         entries.append(entry)
     for i, path in enumerate(masn):
         entry = ModelEntry(f"masn{i}", "masn", path, f"MASN ({path.name})")
         try:
-            loaded = load_masn(path, None, torch.device("cpu"))
-            entry.task, entry.label = loaded.task, f"MASN {loaded.task} (TGIF-QA)"
-            entry.settings = replace(recipe.settings, num_clips=recipe.settings.num_clips or loaded.v_max_length)
+            entry.answerer = MasnAnswerer(path, settings=recipe.settings, weights=recipe.masn_weights,
+                                          device=device, amp=recipe.amp, cache=cache())
+            entry.task, entry.label = entry.answerer.task, f"MASN {entry.answerer.task} (TGIF-QA)"
         except UserError as err:
             entry.error = short(str(err))
         entries.append(entry)
@@ -178,15 +166,13 @@ def load_models(avst: Path | None, masn: list[Path], recipe: Recipe, vocab_json:
 
 class Service:
     def __init__(self, models: list[ModelEntry], recipe: Recipe, limits: Limits, device: torch.device,
-                 demo_videos: Path | None = None, vocab_json: Path | None = None) -> None:
+                 demo_videos: Path | None = None) -> None:
         self.models = {m.key: m for m in models}
-        self.recipe, self.limits, self.device, self.vocab_json = recipe, limits, device, vocab_json
+        self.recipe, self.limits, self.device = recipe, limits, device
         self.demo_videos = demo_videos
         self.work = Path(tempfile.mkdtemp(prefix="avqa-web-"))
         self.videos: dict[str, Video] = {}
         self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self.features: OrderedDict = OrderedDict()
-        self.extractors: dict[tuple, MasnExtractors] = {}
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.lock = threading.Lock()
         self.worker = threading.Thread(target=self._work, name="answer-worker", daemon=True)
@@ -240,7 +226,8 @@ class Service:
         path = self.work / "videos" / f"{vid}{suffix}"
         path.parent.mkdir(exist_ok=True)
         tmp.replace(path)
-        try:
+        try:  # one ffmpeg run: the facts and the frame count, which the answerers then reuse
+            count_frames(path)
             info = probe(path)
         except DecodeError as err:
             path.unlink()
@@ -304,34 +291,17 @@ class Service:
             job.stage = ""
 
     def _answer(self, job: Job) -> dict:
-        r, req, model, video = self.recipe, job.request, job.model, job.video
-        job.stage = "load checkpoint"
+        req, model, timer = job.request, job.model, ProgressTimer(job)
+        video = VideoFile(job.video.path, job.video.id)
         if model.kind == "avst":
-            def compute(path: Path, timer: StageTimer) -> tuple:
-                return video_features(path, resnet_weights=r.resnet18, vggish_weights=r.vggish,
-                                      random_init=r.random_init, device=self.device, amp=r.amp, timer=timer)
-
-            key = (video.id, "avst", str(r.resnet18), str(r.vggish), r.random_init, str(self.device), r.amp)
-            result = avst_ask(video.path, req["question"], [str(v) for v in req.get("values") or []],
-                              model.checkpoint, device=self.device, amp=r.amp, vocab_json=self.vocab_json,
-                              features=CachedFeatures(self.features, key, job, compute))
+            result = model.answerer.ask(video, req["question"], [str(v) for v in req.get("values") or []], timer)
             out = result.to_json()
             out["images"] = [p.name for p in write_heatmaps(result, self.work / "jobs" / job.id)]
-            return out
-        settings = model.settings
-
-        def compute_masn(path: Path, timer: StageTimer) -> tuple:
-            built = tuple(sorted(asdict(settings).items()))
-            if built not in self.extractors:
-                with timer("build extractors"):
-                    self.extractors[built] = MasnExtractors(settings, r.masn_weights, self.device, r.amp)
-            return self.extractors[built](path, timer)
-
-        key = (video.id, "masn", repr(settings), repr(r.masn_weights), str(self.device), r.amp)
-        candidates = [str(c).strip() for c in req.get("candidates") or [] if str(c).strip()] or None
-        return masn_ask(video.path, req["question"], model.checkpoint, task=model.task, candidates=candidates,
-                        settings=replace(settings), device=self.device, amp=r.amp,
-                        extractors=CachedFeatures(self.features, key, job, compute_masn, settings)).to_json()
+        else:
+            candidates = [str(c).strip() for c in req.get("candidates") or [] if str(c).strip()] or None
+            out = model.answerer.ask(video, req["question"], candidates, timer).to_json()
+        job.features = "computed" if out["features"] == "computed" else "cached"
+        return out
 
 
 def _named(message: str, path: Path, name: str) -> str:

@@ -28,6 +28,7 @@ from avst.data.features import open_features
 from avst.data.vocab import OOV_POLICIES, Vocab
 from avst.report import flat_accuracies, fmt_pct, per_question_lines, per_type_report, to_markdown
 from avst.tasks import AVQATask
+from engine.files import distinct_names
 from engine.run import Run
 from engine.trainer import Loaders, evaluate, require_samples
 
@@ -73,12 +74,6 @@ def load_test_files(args, vocab: Vocab) -> list[TestFile]:
         dataset.short_videos()  # every feature file opened before the report folder is made
         files.append(TestFile(path, ann, dataset))
     return files
-
-
-def _names(paths: list[str]) -> list[str]:
-    """Subfolder per file: its stem, prefixed with its folder when two files share a stem."""
-    stems = [Path(p).stem for p in paths]
-    return [f"{Path(p).parent.name}_{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
 
 
 class Ablated(Dataset):
@@ -214,7 +209,8 @@ def run_tests(args, run: Run, vocab: Vocab, device: torch.device, model: torch.n
     train_records = load_records(train_path) if train_path.is_file() else None
     if train_records is None:
         run.log(f"no priors: training split {train_path} not found (--label_train)")
-    loaders = Loaders(num_workers=args.num_workers, collate_fn=None, seed=args.seed, device=device)
+    loaders = Loaders(num_workers=args.num_workers, collate_fn=None, seed=args.seed, device=device,
+                      input=args.input)
 
     def predict(dataset: Dataset) -> dict:
         return evaluate(model, AVQATask(), dataset, device=device, batch_size=args.eval_batch_size,
@@ -222,7 +218,7 @@ def run_tests(args, run: Run, vocab: Vocab, device: torch.device, model: torch.n
 
     files = [t.path for t in tests]
     reports = []
-    for test, name in zip(tests, _names(files)):
+    for test, name in zip(tests, distinct_names(files)):  # one subfolder per test file
         path = test.path
         report, preds, labels, ablated, dataset = evaluate_file(test, predict, vocab, args, train_records,
                                                                 weights_known)

@@ -5,9 +5,9 @@ Keys: the ``KnownFile.key`` of the test file; per-type cells use the report's ke
 - AVST original test: Li et al., CVPR 2022, Table (GeWu-Lab/MUSIC-AVQA figs/exp1.png); 6,569/9,185 correct.
 - AVST json_update test: GeWu-Lab/MUSIC-AVQA README, figs/exp3.png (2022-11-01), "ST-AVQA"; 6,535/9,129.
 - MUSIC-AVQA v2.0: Liu, Dong, Zhang, WACV 2024 (arXiv 2310.06238), AVST trained on bias/balance train and
-  tested on bias/balance test; overall accuracy only (as quoted in this repository's issue 14).
+  tested on bias/balance test; overall accuracy only (as quoted to this project, not re-read from the paper).
 - MUSIC-AVQA-R: Ma et al., NeurIPS 2024 (arXiv 2404.12020), AVST average on the head+tail test
-  (as quoted in issue 14).
+  (as quoted to this project, not re-read from the paper).
 - MASN: Seo et al., ACL 2021, TGIF-QA (Count MSE, lower is better), MSVD-QA and MSRVTT-QA accuracy.
 """
 

@@ -25,14 +25,14 @@ from avst.benchmarks.oov import oov_counts
 from avst.data.annotations import MODALITIES, QUESTION_TYPES, AnnotationError, load_annotations, video_list
 from avst.data.features import ROWS, FeatureError, feature_problems, nonfinite_error, open_features
 from avst.data.vocab import OOV_POLICIES, Vocab, VocabError
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings, default_path_problem, only_when
 from engine.errors import run_cli
 
 DEFAULT_VOCAB_JSON = "data/json/avqa-train.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="check_data.py music-avqa", description=__doc__)
+    p = CommandParser(prog="check_data.py music-avqa", description=__doc__)
     p.add_argument("--json-file", required=True, help="the split to check (MUSIC-AVQA JSON)")
     p.add_argument("--vocab-json", default=DEFAULT_VOCAB_JSON,
                    help="original train JSON the vocabularies come from (default %(default)s)")
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video_res14x14_dir", help="ResNet-18 [60,512,14,14] .npy per video")
     p.add_argument("--packed", help="packed feature store (instead of the two directories)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    only_when(p, ["--audio_dir", "--video_res14x14_dir"], lambda a: a.packed is None,
+              "with --packed (the features come from the packed store)")
     return accept_both_spellings(p)
 
 
@@ -70,7 +72,7 @@ def check(args: argparse.Namespace) -> dict:
     try:
         vocab = Vocab.build(args.vocab_json, args.answer_file).with_oov(args.unknown_words)
     except (AnnotationError, FileNotFoundError, VocabError) as err:
-        problems.append(f"vocabulary: {err}")
+        problems.append(f"vocabulary: {default_path_problem(args, 'vocab_json') or err}")
         vocab = None
     if vocab is not None:
         known, warnings = describe(args.vocab_json)[0], []
@@ -186,7 +188,7 @@ def _print_text(report: dict) -> None:
 
 def main(argv: list[str]) -> int:
     """``argv[0]`` is the data-set name (``music-avqa``)."""
-    args = build_parser().parse_args(argv[1:])
+    args = build_parser().parse_command(argv[1:])
     report = check(args)
     report["ok"] = not report["problems"]
     if args.json:

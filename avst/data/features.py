@@ -11,17 +11,20 @@ for, one ``preadv`` each into the caller's buffer (the batch), where the origina
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from feat_script.recipes import AVST, AVST_SECONDS
-from feat_script.stores import PACKED_FORMAT
 from engine.batching import byte_rows
 from engine.errors import UserError
+from feat_script.recipes import AVST, AVST_SECONDS
+from feat_script.stores import PACKED_FORMAT
 
 ROWS = AVST_SECONDS
 AUDIO_SHAPE = (128,)
@@ -95,13 +98,48 @@ def _check_shape(path: Path, shape: tuple[int, ...], row_shape: tuple[int, ...])
         raise FeatureError(f"{path}: shape {list(shape)}, expected [60, {', '.join(map(str, row_shape))}]")
 
 
+class Descriptors:
+    """Open read-only descriptors of the last ``limit`` files used, shared by the threads of a process (the
+    ``reader`` input pipeline): a descriptor that leaves the cache while a thread reads it is closed by its
+    last reader, never under it."""
+
+    def __init__(self, limit: int, entries: OrderedDict | None = None) -> None:
+        self.limit, self.lock = limit, threading.Lock()
+        self.entries: OrderedDict[str, list[int]] = entries or OrderedDict()  # key -> [descriptor, readers]
+
+    def forked(self) -> Descriptors:
+        """This cache in a forked child (its threads did not come along: nobody reads)."""
+        return Descriptors(self.limit, OrderedDict((k, [fd, 0]) for k, (fd, _) in self.entries.items()))
+
+    @contextlib.contextmanager
+    def use(self, key: str, path: Path) -> Iterator[int]:
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                entry = self.entries[key] = [os.open(path, os.O_RDONLY), 0]
+                while len(self.entries) > self.limit:
+                    old = self.entries.popitem(last=False)[1]
+                    if old[1] == 0:
+                        os.close(old[0])
+            else:
+                self.entries.move_to_end(key)
+            entry[1] += 1
+        try:
+            yield entry[0]
+        finally:
+            with self.lock:
+                entry[1] -= 1
+                if entry[1] == 0 and self.entries.get(key) is not entry:
+                    os.close(entry[0])
+
+
 class NpyFeatures:
     """The original layout: ``<dir>/<video_id>.npy``.
 
     Rows are read with ``os.pread`` at offsets computed from the ``.npy`` header (cached per file), so a
     sample costs one small read per row and no page-fault storm; the bytes read equal the rows asked for.
-    File descriptors stay open (the last ``OPEN_FILES`` videos of each process), so a batch's rows
-    cost one ``preadv`` each, not an open/read/close each.
+    File descriptors stay open (the last ``OPEN_FILES`` videos of each process, :class:`Descriptors`), so a
+    batch's rows cost one ``preadv`` each, not an open/read/close each.
     """
 
     OPEN_FILES = 256
@@ -114,24 +152,19 @@ class NpyFeatures:
             raise FeatureError(f"{kind} feature directory not found: {self.root}")
         self.bytes_read = 0
         self._headers: dict[str, tuple[int, int, np.dtype]] = {}
-        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._fds: Descriptors | None = None
         self._pid = os.getpid()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fds": OrderedDict()}  # descriptors do not travel to spawned workers
+        return {**self.__dict__, "_fds": None}  # descriptors do not travel to spawned workers
 
-    def _fd(self, video_id: str) -> int:
-        """An open descriptor of the video's file (opened once per process; least recently used closed)."""
-        if self._pid != os.getpid():  # a forked worker: keep the parent's descriptors, own the cache from here
-            self._fds, self._pid = OrderedDict(self._fds), os.getpid()
-        fd = self._fds.get(video_id)
-        if fd is None:
-            fd = self._fds[video_id] = os.open(self.path(video_id), os.O_RDONLY)
-            if len(self._fds) > self.OPEN_FILES:
-                os.close(self._fds.popitem(last=False)[1])
-        else:
-            self._fds.move_to_end(video_id)
-        return fd
+    def _descriptors(self) -> Descriptors:
+        if self._fds is None:
+            self._fds = Descriptors(self.OPEN_FILES)
+        elif self._pid != os.getpid():  # a forked worker: keep the parent's descriptors, own the cache from here
+            self._fds = self._fds.forked()
+        self._pid = os.getpid()
+        return self._fds
 
     def path(self, video_id: str) -> Path:
         return self.root / f"{video_id}.npy"
@@ -170,7 +203,9 @@ class NpyFeatures:
         for dest, (video_id, row) in zip(rows, pairs):
             offset, n, dtype = self._header(video_id)
             buf = dest if dtype == out.dtype else byte_rows(np.empty((1, *self.row_shape), dtype=dtype))[0]
-            if os.preadv(self._fd(video_id), [buf], offset + min(row, n - 1) * len(buf)) != len(buf):
+            with self._descriptors().use(video_id, self.path(video_id)) as fd:
+                got = os.preadv(fd, [buf], offset + min(row, n - 1) * len(buf))
+            if got != len(buf):
                 raise FeatureError(f"{self.path(video_id)}: truncated while reading row {row}")
             if buf is not dest:
                 dest.view(out.dtype)[:] = buf.view(dtype)
@@ -200,9 +235,13 @@ class PackedFeatures:
         self.ranges = self._read_index(index_path, self.array.shape[0])
         self.bytes_read = 0
         self._fd: int | None = None
+        self._opening = threading.Lock()
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fd": None}  # a spawned worker opens its own (a forked one may share it)
+    def __getstate__(self) -> dict:  # a spawned worker opens its own descriptor (a forked one may share it)
+        return {**self.__dict__, "_fd": None, "_opening": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _opening=threading.Lock())
 
     def _read_index(self, index_path: Path, rows: int) -> dict[str, tuple[int, int]]:
         """The whole index checked when the store is opened, not when a bad entry is first read."""
@@ -247,7 +286,9 @@ class PackedFeatures:
         if out is None:
             out = np.empty((len(pairs), *self.row_shape), dtype=self.array.dtype)
         if self._fd is None:
-            self._fd = os.open(self.path(""), os.O_RDONLY)
+            with self._opening:  # threads of the reader pipeline share one descriptor
+                if self._fd is None:
+                    self._fd = os.open(self.path(""), os.O_RDONLY)
         rows = byte_rows(out)
         size = rows.shape[1]
         for dest, (video_id, row) in zip(rows, pairs):

@@ -6,6 +6,7 @@ import torch
 
 from avst.model.fusion import FusionNetBase
 from avst.model.grounding import match_logits, spatial_grounding
+from avst.variants import Variant
 
 
 class AVST(FusionNetBase):
@@ -37,3 +38,8 @@ class AVST(FusionNetBase):
         match = match_logits(self, torch.cat((a_flat.repeat(branches, 1), v), dim=-1))
         out_match_nega = match[b * t :] if visual_nega is not None else None
         return v[: b * t].reshape(b, t, -1), match[: b * t], out_match_nega, {"spatial": p_posi}
+
+
+# registered in avst/variants.py
+VARIANT = Variant("avst", AVST, epochs=80, negatives=True, grounding_init=True, spatial_attention=True,
+                  description="AVST (net_grd_avst): spatial and temporal grounding, matching loss")

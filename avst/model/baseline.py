@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from avst.model.fusion import FusionNetBase
+from avst.variants import Variant
 
 
 class AVSTBaseline(FusionNetBase):
@@ -26,3 +27,8 @@ class AVSTBaseline(FusionNetBase):
     def visual_sequence(self, a: torch.Tensor, visual_posi: torch.Tensor, visual_nega: torch.Tensor | None):
         b, t = a.shape[:2]
         return self.avgpool(visual_posi.flatten(0, 1)).reshape(b, t, -1), None, None, {}
+
+
+# registered in avst/variants.py
+VARIANT = Variant("baseline", AVSTBaseline, epochs=20, negatives=False, grounding_init=False,
+                  spatial_attention=False, description="the AV+Q+TG baseline (net_grd_baseline)")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from avst.data.vocab import Vocab, VocabError
+from avst.variants import VARIANTS, variant
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state
 
 
@@ -140,7 +141,6 @@ def init_from_grounding(model: nn.Module, source: StateSource) -> list[str]:
     return list(targets)
 
 
-MODELS = ("avst", "baseline")
 RECIPE = "AVST"  # the feature recipe (feat_script): VGGish AVST examples + ResNet-18 14x14, rows 0, 6, ..., 54
 
 
@@ -149,7 +149,7 @@ class AvstMeta:
     """What one of our AVST / baseline checkpoints holds besides the weights."""
 
     vocab: Vocab
-    model: str = "avst"  # one of MODELS
+    model: str = "avst"  # a name in avst.variants.VARIANTS
     recipe: str = RECIPE
 
     def to_dict(self) -> dict:
@@ -159,12 +159,8 @@ class AvstMeta:
 
 
 def new_model(meta: AvstMeta) -> nn.Module:
-    """An untrained AVST or baseline sized for ``meta``'s vocabulary."""
-    from avst.model.avst import AVST
-    from avst.model.baseline import AVSTBaseline
-
-    cls = AVST if meta.model == "avst" else AVSTBaseline
-    return cls(vocab_size=len(meta.vocab.words), num_answers=len(meta.vocab.answers))
+    """An untrained network of ``meta``'s variant sized for its vocabulary."""
+    return variant(meta.model).build(len(meta.vocab.words), len(meta.vocab.answers))
 
 
 def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
@@ -175,13 +171,14 @@ def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", 
     Our checkpoints carry their vocabulary (``meta.vocab``), which is used whatever ``vocab_json`` says.
     The authors' weights-only ``avst.pt`` / ``avst_update.pt`` do not: their vocabulary is the original rule
     applied to the train JSON (``vocab_json``, answers ordered by ``answer_file`` when given). ``model``
-    (avst / baseline) is what the caller expects; a checkpoint recording another kind is refused.
+    (a name in ``avst.variants.VARIANTS``; None: any) is what the caller expects; a checkpoint recording
+    another kind is refused.
     """
     payload = load_checkpoint(path)
     stored = payload.get("meta") if isinstance(payload.get("meta"), Mapping) else {}
     kind = stored.get("model") or model or "avst"
-    if kind not in MODELS:
-        raise CheckpointError(f"{path}: a {kind} checkpoint, not one of {', '.join(MODELS)}")
+    if kind not in VARIANTS:
+        raise CheckpointError(f"{path}: a {kind} checkpoint, not one of {', '.join(VARIANTS)}")
     if model and model != kind:
         raise CheckpointError(f"{path}: a {kind} checkpoint, not {model} (--model {kind} reads it)")
     if stored.get("vocab"):

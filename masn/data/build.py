@@ -1,8 +1,6 @@
 """Assemble a MASN data set: vocabulary, GloVe matrix, answer index, and the train/val/test splits."""
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings, positive_int
 from masn.data import build, tgif
 from masn.data.features import LAYOUTS, FeatureError, VideoFeatures, container_label
 from masn.data.glove import GloveError, read_glove_vectors
@@ -21,14 +21,14 @@ from masn.data.text import Vocabulary
 
 
 def build_parser(dataset: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"check_data.py {dataset}", description=__doc__)
+    p = CommandParser(prog=f"check_data.py {dataset}", description=__doc__)
     if dataset == "tgif-qa":
         p.add_argument("--task", required=True, choices=tgif.TASKS)
     p.add_argument("--csv-dir", "--df_dir", dest="csv_dir", type=Path, required=True,
                    help="folder of the question files")
     p.add_argument("--feat_dir", type=Path, default=None, help="folder of the four HDF5 feature files")
     p.add_argument("--glove", type=Path, default=None, help="GloVe text file: report how many words it covers")
-    p.add_argument("--q_max_length", type=int, default=20)
+    p.add_argument("--q_max_length", type=positive_int, default=20)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return accept_both_spellings(p)
 
@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in LAYOUTS:
         print(f"usage: check_data.py {{{','.join(LAYOUTS)}}} [options]")
         return 2
-    args = build_parser(argv[0]).parse_args(argv[1:])
+    args = build_parser(argv[0]).parse_command(argv[1:])
     report = check(argv[0], args)
     if args.json:
         print(json.dumps(report))

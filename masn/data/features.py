@@ -9,13 +9,15 @@ One set of rules decides whether a video's entries can be used (``VideoFeatures.
 floating-point array (not a group, string, integer or complex), of the expected shape, and the five agree on T
 (row t of every file is the same moment: the original indexes all five with one frame index, and the
 extractors write them so) and on the objects per frame. ``check_videos`` applies them to every video before
-training (``build.py``) and in ``check_data.py``; ``read`` applies them per item and also refuses NaN / inf:
-for the videos of a ``check_videos`` once per run (flags in shared memory, seen by every DataLoader worker:
-the files do not change during a run, so later epochs only copy), for any other video at every read.
+training (``build.py``) and in ``check_data.py``; ``read`` applies them per item and also refuses NaN / inf
+at every read (the original HDF5 files carry no record of a check, and the check costs two integer max
+passes over rows still in the CPU cache). A reader is safe to share between the threads of the ``reader``
+input pipeline: files and descriptors are opened once per process under a lock, reads are positional.
 """
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from feat_script.recipes import MASN_FILES
 OBJ_MAX = 10
 FEAT_DIM = 2048
 BOX_DIM = 6
-ROLES = ("res_avg", "i3d_avg", "res_roi", "i3d_roi")
+_OPENING = threading.Lock()  # one thread of a process opens the files and descriptors
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,6 @@ class VideoFeatures:
         self._pid: int | None = None
         self._fds: dict[str, int] = {}
         self._plans: dict[str, dict[str, tuple] | None] = {}
-        self._flag_of: dict[str, int] = {}  # video key -> its flag in _finite (the videos of check_videos)
-        self._finite = torch.zeros(0, dtype=torch.bool)  # read once, free of NaN / inf (shared memory)
 
     @staticmethod
     def _unopened() -> dict:
@@ -154,10 +154,11 @@ class VideoFeatures:
         return {**self.__dict__, **self._unopened()}
 
     def _data(self) -> dict[str, h5py.Group]:
-        if self._files is None or self._pid != os.getpid():  # first use, or a forked worker: its own
-            self.__dict__.update(self._unopened())
-            self._files, self._pid = {role: _open(p) for role, p in self.paths.items()}, os.getpid()
-        return _datasets(self._files)
+        with _OPENING:
+            if self._files is None or self._pid != os.getpid():  # first use, or a forked worker: its own
+                self.__dict__.update(self._unopened())
+                self._files, self._pid = {role: _open(p) for role, p in self.paths.items()}, os.getpid()
+            return _datasets(self._files)
 
     def close(self) -> None:
         """Release the handles (done after the up-front checks, so DataLoader workers open their own)."""
@@ -205,7 +206,7 @@ class VideoFeatures:
             problem = array_problem(name, entry)
             if problem:
                 raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) {problem}; "
-                                   "extract it again (see masn/README.md for the layout)")
+                                   "extract it again (see docs/masn.md for the layout)")
         problem = streams_problem({name: ds.shape for name, ds in raw.items()})
         if problem:
             raise FeatureError(f"{self.paths['res_avg'].parent}: video {key!r}: {problem}; row t of every file "
@@ -213,12 +214,9 @@ class VideoFeatures:
         return raw
 
     def check_videos(self, video_ids) -> tuple[dict[str, list[str]], list[str]]:
-        """Before any work: (container -> keys it lacks, one message per unusable video) over ``video_ids``.
-        From then on each of these videos is checked for NaN / inf by the first read in any process only."""
+        """Before any work: (container -> keys it lacks, one message per unusable video) over ``video_ids``."""
         data = self._data()
         keys = sorted({self.key(v) for v in video_ids})
-        self._flag_of = {key: i for i, key in enumerate(keys)}
-        self._finite = torch.zeros(len(keys), dtype=torch.bool).share_memory_()
         bad = []
         for key in keys:
             try:
@@ -235,18 +233,14 @@ class VideoFeatures:
     def read_batch(self, video_ids) -> tuple[torch.Tensor, ...]:
         """The five arrays of every video zero-padded to ``v_max_length`` and stacked ([B, T, ...] float32, in
         the order of :meth:`read`), and the lengths [B]. Each array is read once, straight into its place in
-        the batch and checked for NaN / inf there, naming the first bad video and array; a video already found
-        clean in this run is not checked again (:meth:`check_videos`: a third of the read's CPU time)."""
+        the batch and checked for NaN / inf there, naming the first bad video and array."""
         t_max = self.v_max_length
         data = self._data()
-        finite = self._finite.numpy()
         out = {name: batch_empty((len(video_ids), t_max, *padded_tail(name)), torch.float32) for name in ORDER}
         lengths = []
         for i, video_id in enumerate(video_ids):
             key = self.key(video_id)
             plan = self._plan(data, key)
-            flag = self._flag_of.get(key)
-            trusted = flag is not None and finite[flag]
             if plan is None and not self.allow_missing:
                 raise FeatureError(f"video {key!r} is missing from the feature files")
             lengths.append(1 if plan is None else min(t_max, plan["res_avg"][0][0]))
@@ -267,11 +261,9 @@ class VideoFeatures:
                 if shape != dest.shape:
                     dest[shape[0]:] = 0
                     dest[:shape[0], shape[1]:] = 0  # objects past the video's count (none for the global arrays)
-                if not trusted and nonfinite_rows(dest[None, :shape[0]])[0]:  # checked while still in the CPU cache
+                if nonfinite_rows(dest[None, :shape[0]])[0]:  # checked while still in the CPU cache
                     raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
                                        "inf values; extract it again (scripts/check_data.py lists every such video)")
-            if flag is not None and plan is not None:
-                finite[flag] = True
         return (*(out[name] for name in ORDER), torch.tensor(lengths))
 
     def _plan(self, data: dict[str, h5py.Group], key: str) -> dict[str, tuple] | None:
@@ -288,7 +280,10 @@ class VideoFeatures:
         role = SOURCE_ROLE[name]
         fd = self._fds.get(role)
         if fd is None:
-            fd = self._fds[role] = os.open(self.paths[role], os.O_RDONLY)
+            with _OPENING:
+                fd = self._fds.get(role)
+                if fd is None:
+                    fd = self._fds[role] = os.open(self.paths[role], os.O_RDONLY)
         if shape[1:] == dest.shape[1:]:
             reads = [(byte_rows(dest[:shape[0]]).reshape(-1), offset)]
         else:  # fewer objects than OBJ_MAX: frame t's objects are the first rows of dest[t]

@@ -1,25 +1,26 @@
-"""GloVe embedding matrix for a vocabulary, read once from the text file and cached beside it.
+"""GloVe embedding matrix for a vocabulary, read once from the text file and cached in the user's
+cache folder (``engine.files.cache_home``), not beside the GloVe file.
 
 The matrix follows the original exactly: float64, every row first drawn from N(0, 1) by a
 ``RandomState(seed)`` (the original's global numpy state seeded with 999), then row ``i + 2`` set to
 the GloVe vector of word ``i`` or, when absent, to a fresh N(0, 1) draw. Rows 0 (pad) and 1 (UNK)
-stay random. The cache is ``<stem>.npz`` (the matrix) + ``<stem>.json`` (the words and the GloVe
-file's identity); it is reused only when both match, so no pickles are ever read.
+stay random. The cache is ``<stem>-<digest>.npz`` (the matrix) + ``.json`` (the words and the GloVe
+file's identity), the digest naming the GloVe file, vocabulary and seed, so that two datasets never
+share one; it is reused only when both match, and no pickles are ever read.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from masn.data.text import Vocabulary, vocab_sha256
-from engine.errors import UserError
 from engine import dist
-from engine.files import atomic_write_bytes
+from engine.errors import UserError
+from engine.files import atomic_write_bytes, cache_home
+from masn.data.text import Vocabulary, vocab_sha256
 
 GLOVE_DIM = 300
 
@@ -87,23 +88,32 @@ def build_matrix(vocab: Vocabulary, vectors: dict[str, np.ndarray], seed: int = 
 
 
 def load_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: int = 999,
-                   log=print) -> np.ndarray:
-    """The embedding matrix for ``vocab``, from ``<glove dir>/<cache_stem>.npz`` when it is current.
+                   log=print, cache_dir: Path | None = None) -> np.ndarray:
+    """The embedding matrix for ``vocab``, from ``<cache_dir>/<cache_stem>-<digest>.npz`` when it is
+    current (``cache_dir`` default: ``<cache_home>/glove``).
 
     Under torchrun rank 0 checks or writes the cache first and the other ranks then read it, so the
-    GloVe text is parsed once and the user's folder is written by one process."""
+    GloVe text is parsed once and the cache is written by one process."""
+    folder = Path(cache_dir) if cache_dir is not None else cache_home() / "glove"
     if dist.rank() != 0:
         dist.barrier()
     try:
-        return _cached_embedding(vocab, Path(glove_path), cache_stem, seed, log)
+        return _cached_embedding(vocab, Path(glove_path), folder, cache_stem, seed, log)
     finally:
         if dist.rank() == 0:
             dist.barrier()
 
 
-def _cached_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed: int, log) -> np.ndarray:
-    npz_path = glove_path.with_name(cache_stem + ".npz")
-    json_path = glove_path.with_name(cache_stem + ".json")
+def cache_name(glove_path: Path, vocab: Vocabulary, cache_stem: str, seed: int) -> str:
+    """``<cache_stem>-<digest>``: one name per GloVe file, vocabulary and seed."""
+    what = json.dumps([str(Path(glove_path).resolve()), vocab_sha256(vocab.words), seed])
+    return f"{cache_stem}-{hashlib.sha256(what.encode('utf-8')).hexdigest()[:16]}"
+
+
+def _cached_embedding(vocab: Vocabulary, glove_path: Path, folder: Path, cache_stem: str, seed: int,
+                      log) -> np.ndarray:
+    name = cache_name(glove_path, vocab, cache_stem, seed)
+    npz_path, json_path = folder / f"{name}.npz", folder / f"{name}.json"
     ident = _glove_identity(glove_path) if glove_path.is_file() else None
     key = {"glove": ident, "vocab_sha256": vocab_sha256(vocab.words), "seed": seed}
     if npz_path.is_file() and json_path.is_file():
@@ -121,15 +131,15 @@ def _cached_embedding(vocab: Vocabulary, glove_path: Path, cache_stem: str, seed
     vectors = read_glove_vectors(glove_path, set(vocab.words))
     matrix, missing = build_matrix(vocab, vectors, seed)
     log(f"GloVe: {len(vocab.words) - missing}/{len(vocab.words)} words found in {glove_path}; "
-        f"cached as {npz_path.name}")
+        f"cached as {npz_path}")
     if dist.rank() != 0:
         return matrix
-    try:
+    try:  # atomic_write_bytes makes the folder
         buf = io.BytesIO()
         np.savez(buf, matrix=matrix)
         atomic_write_bytes(npz_path, buf.getvalue())
         meta = {"key": key, "words": vocab.words, "missing": missing}
         atomic_write_bytes(json_path, json.dumps(meta).encode("utf-8"))
     except OSError as e:
-        log(f"GloVe: could not write the cache beside {glove_path} ({e}); continuing without it")
+        log(f"GloVe: could not write the cache in {folder} ({e}); continuing without it")
     return matrix

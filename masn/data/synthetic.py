@@ -12,7 +12,6 @@ Questions are drawn so that text alone cannot beat chance.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py

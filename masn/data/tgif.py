@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from masn.data.text import Vocabulary
 from engine.errors import UserError
+from masn.data.text import Vocabulary
 
 TASKS = ("Count", "Action", "Trans", "FrameQA")
 FILE_TAG = {"Count": "count", "Action": "action", "Trans": "transition", "FrameQA": "frameqa"}
@@ -100,7 +100,8 @@ def check_keys(frames: dict[Path, pd.DataFrame]) -> None:
     for col, what, clash in checks:
         if clash.any():
             value = rows[col][clash].iloc[0]
-            seen = "; ".join(f"{r.file}: line {r.line}" for r in rows[clash & (rows[col] == value)].head(3).itertuples())
+            examples = rows[clash & (rows[col] == value)].head(3).itertuples()
+            seen = "; ".join(f"{r.file}: line {r.line}" for r in examples)
             raise DataError(f"{rows[col][clash].nunique()} {what}, e.g. {col} '{value}' at {seen}; give each "
                             "its own value")
 
