@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\s*$")
 SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
 PYTHONS = {"python", "python3", str(Path(sys.executable).name)}
+WRAPPERS = {"srun", "env", "time", "nohup"}  # they start the command that follows their options
 NOT_OURS = {"pip", "apt-get", "sudo", "git", "curl", "jq", "ffmpeg", "ffprobe", "cd", "export", "ls", "cat", "wget",
             "sbatch", "nvidia-smi", "mkdir", "cp", "mv", "rm", "tar", "unzip", "echo", "for", "do", "done", "open",
             "xdg-open", "tensorboard", "pytest", "source", "ln", "du", "head", "tail", "sort", "uniq", "grep",
@@ -102,8 +103,13 @@ def parse_command(source: str, line: str) -> Command | None:
         tokens = tokens[cut + 1:]
     else:
         folder = ""
-    while tokens and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", tokens[0]):  # CUDA_VISIBLE_DEVICES=0
-        tokens = tokens[1:]
+    if tokens and re.fullmatch(r"[A-Za-z_]\w*=\$\(.*", tokens[0], re.S):  # head=$(scontrol ...): plumbing
+        return None
+    while tokens and (re.fullmatch(r"[A-Za-z_]\w*=.*", tokens[0], re.S) or tokens[0] in WRAPPERS):
+        # CUDA_VISIBLE_DEVICES=0 python ..., head=$(...), srun [options] torchrun ...
+        wrapper, tokens = tokens[0] in WRAPPERS, tokens[1:]
+        while wrapper and tokens and tokens[0].startswith("-"):
+            tokens = tokens[1:]
     tokens = [t for t in tokens if t != "..."]  # an elision in prose, not an argument
     if not tokens:
         return None

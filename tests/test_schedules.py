@@ -45,8 +45,7 @@ def lrs_used(demo, run_dir, *extra: str) -> list[float]:
     try:
         main(["--task", "Count", "--df_dir", str(demo / "question"), "--feat_dir", str(demo), "--vc_dir",
               str(demo / "vocab"), "--v_max_length", "3", "--batch_size", "16", "--num_workers", "0", "--quiet",
-              "--device", "cpu", "--hidden_size", "16", "--lr", str(LR), "--run_dir", str(run_dir),
-              "--save_path", str(run_dir / "saved"), *extra])
+              "--device", "cpu", "--hidden_size", "16", "--lr", str(LR), "--run_dir", str(run_dir), *extra])
     finally:
         handle.remove()
     return used
