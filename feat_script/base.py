@@ -694,7 +694,9 @@ def run(extractor: Extractor, args: argparse.Namespace) -> int:
     failed += len(refused)
     counts.update(written=written, failed=failed, done_total=len(store.done()))
     write_manifest(args.out, _manifest_fields(extractor, args, settings, "complete", counts))
-    print(record_shard(args.out, args.shard, counts), flush=True)  # the report: stdout; errors: stderr
+    report = record_shard(args.out, args.shard, counts)
+    if parse_shard(args.shard)[1] > 1:  # a sharded run reports each shard and, at the last, the whole run
+        print(report, flush=True)
     if failed:
         print(f"{failed} of {len(videos)} videos failed ({written} written, {already_done} done before); see "
               f"{sidecar(args.out, '.failures.jsonl')}", file=sys.stderr)
