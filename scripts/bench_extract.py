@@ -59,18 +59,24 @@ def make_videos(folder: Path, count: int, seconds: float, size: str) -> list[Pat
                                pattern="testsrc2", pix_fmt="yuv420p") for i in range(count)]
 
 
+class Laps:
+    """Seconds per named stage of a loop, each stage timed as a lap of one clock."""
+
+    def __init__(self, stages: list[str]) -> None:
+        self.seconds = dict.fromkeys(stages, 0.0)
+        self.clock = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self.clock
+        self.clock = now
+
+
 def naive(
     videos: list[Path], work: Path, build, tf, device: torch.device
 ) -> tuple[dict[str, float], int, dict[str, np.ndarray]]:
     """The originals' loop; returns (seconds per stage, frames, features)."""
-    stages = dict.fromkeys(["model load", "ffmpeg -> JPEG", "PIL load + transform", "model forward", "save"], 0.0)
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        stages[stage] += now - clock
-        clock = now
+    lap = Laps(["model load", "ffmpeg -> JPEG", "PIL load + transform", "model forward", "save"])
 
     model = build().eval().to(device)
     lap("model load")
@@ -91,7 +97,7 @@ def naive(
         feats[video.stem] = out
         frames += len(images)
         lap("save")
-    return stages, frames, feats
+    return lap.seconds, frames, feats
 
 
 def ours(extractor, videos: Path, out: Path, weights: Path, args: argparse.Namespace, extra: list[str]):
@@ -209,14 +215,7 @@ RECIPES = {
 def peers_loop(videos: list[Path], work: Path, build, tf, device: torch.device):
     """QA-TIGER's and TSPM's scripts: 1-fps JPEGs on disk, then one frame per forward; returns (seconds
     per stage, features by video)."""
-    stages = dict.fromkeys(["model load", "frames -> JPEG", "PIL load + transform", "model forward", "save"], 0.0)
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        stages[stage] += now - clock
-        clock = now
+    lap = Laps(["model load", "frames -> JPEG", "PIL load + transform", "model forward", "save"])
 
     model = build().to(device)
     lap("model load")
@@ -238,7 +237,7 @@ def peers_loop(videos: list[Path], work: Path, build, tf, device: torch.device):
         feats[video.stem] = np.concatenate(rows)
         np.save(work / f"{video.stem}.npy", feats[video.stem])
         lap("save")
-    return stages, feats
+    return lap.seconds, feats
 
 
 def sota_parts(name: str, small: bool):
