@@ -302,7 +302,7 @@ class Trainer:
         return path
 
     def resume(self) -> bool:
-        """Restore everything from ``last.pt``; False when the run has no checkpoint yet.
+        """Restore everything from ``last.pt``; a run with no checkpoint on any rank is refused.
 
         Every rank reads its own ``last.pt`` (so every node needs the run folder, e.g. on a shared
         filesystem); a run whose checkpoint only some ranks can see is refused.
@@ -310,8 +310,7 @@ class Trainer:
         path = self.run.ckpt_dir / "last.pt"
         seen = dist.all_gather_objects(path.is_file())
         if not any(seen):
-            self.run.log(f"--resume: no checkpoint in {self.run.ckpt_dir}, starting from scratch")
-            return False
+            raise UserError(f"{path}: nothing to resume (no checkpoint there); drop --resume to start a new run")
         if not all(seen):
             blind = [r for r, s in enumerate(seen) if not s]
             raise CheckpointError(f"{path}: not visible on rank(s) {blind}; --resume needs the run folder on "

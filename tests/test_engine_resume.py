@@ -112,3 +112,11 @@ def test_a_tie_selects_the_later_epoch_for_best_pt(tmp_path):
     trainer.run.close()
     assert result["best_epoch"] == 2
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 2
+
+
+def test_the_trainer_refuses_to_resume_a_run_without_a_checkpoint(tmp_path):
+    """Trainer.resume, called without the run folder's start check, still refuses: never a silent fresh start."""
+    trainer = trainer_for(toy_args(tmp_path / "run"))
+    with pytest.raises(UserError, match="last.pt: nothing to resume"):
+        trainer.resume()
+    trainer.run.close()
