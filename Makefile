@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 	$(PY) -m ruff check --no-cache .
 
 lint: $(STAMP)

@@ -10,6 +10,7 @@ variant (``avst.variants``). Nothing is written to disk unless heat maps are ask
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from feat_script.answerer import (
     top_k,
     unknown_words,
 )
-from feat_script.decode import DecodeError
+from feat_script.decode import DecodeError, probe
 from feat_script.recipes import AVST, build
 from feat_script.weights import resolve
 
@@ -104,20 +105,24 @@ class AvstFeatures:
         self.one_shot = one_shot
 
     def __call__(self, video: VideoFile, timer: StageTimer) -> dict[str, np.ndarray]:
-        """``audio`` [10, 128], ``visual`` [10, 512, 14, 14] and ``frames`` [10, H, W, 3] of one video."""
-        with timer("VGGish"):  # 16 kHz audio, log-mel, network
-            try:
-                audio = self.audio.extract(video.path)["vggish"]
-            except DecodeError as err:
-                if "no audio track" in str(err):
-                    raise AnswerError(f"{video.path}: the video has no audio track, and AVST needs one (VGGish "
-                                      "features); MASN answers from video alone") from None
-                raise
-            self._done(self.audio)
-        with timer("ResNet-18 14x14"):  # fixed-60 frames, network
-            frames = self.visual.sample(video.path)
-            visual = self.visual.features({"frames": self.visual.prepare(frames)})["res18_14x14"]
-            self._done(self.visual)
+        """``audio`` [10, 128], ``visual`` [10, 512, 14, 14] and ``frames`` [10, H, W, 3] of one video. The
+        frames decode (an ffmpeg process the reading thread mostly waits on) runs while VGGish works."""
+        probe(video.path)  # once, remembered for both streams, before they run side by side
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sampled = pool.submit(self.visual.sample, video.path)
+            with timer("VGGish"):  # 16 kHz audio, log-mel, network
+                try:
+                    audio = self.audio.extract(video.path)["vggish"]
+                except DecodeError as err:
+                    if "no audio track" in str(err):
+                        raise AnswerError(f"{video.path}: the video has no audio track, and AVST needs one "
+                                          "(VGGish features); MASN answers from video alone") from None
+                    raise
+                self._done(self.audio)
+            with timer("ResNet-18 14x14"):  # fixed-60 frames (decoded meanwhile), network
+                frames = sampled.result()
+                visual = self.visual.features({"frames": self.visual.prepare(frames)})["res18_14x14"]
+                self._done(self.visual)
         return {"audio": audio, "visual": visual, "frames": frames}
 
     def _done(self, extractor) -> None:

@@ -35,6 +35,7 @@ from engine.cli import (
     CommandParser,
     accept_both_spellings,
     add_engine_args,
+    add_gpu_flag,
     check_default_path,
     decay_factor,
     given,
@@ -54,7 +55,7 @@ HARMLESS = ("model_save_dir", "checkpoint", "weights", "heatmaps", "frames_dir",
 # Flags of one mode only, refused in the other. The data set's files (--label_*, --vocab-json) may be named in
 # both modes, as the original's scripts took them.
 TRAINING_ONLY = ("--batch-size", "--epochs", "--lr", "--step-size", "--gamma", "--pretrained-grounding",
-                 "--no-grounding-init", "--resume", "--save-every-steps")
+                 "--no-grounding-init", "--resume", "--save-every-steps", "--log-interval")
 TEST_ONLY = ("--weights", "--heatmaps", "--frames-dir", "--unknown-words", "--ablate")
 
 
@@ -98,10 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "<run_dir>/test_<test JSON stem>/")
     p.add_argument("--heatmaps", type=non_negative_int, default=0, help="test: PNG overlays for the first N questions")
     p.add_argument("--frames-dir", default=None, help="1-fps frame folders for the heat-map backgrounds")
-    p.add_argument("--log-interval", dest="log_interval", type=positive_int, default=50, help="accepted; tqdm reports")
-    p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
+    p.add_argument("--log-interval", dest="log_interval", type=positive_int, default=Trainer.log_every,
+                   help="optimizer steps between train/ scalars, progress-bar updates and non-finite checks")
     add_benchmark_args(p)
     add_engine_args(p, default_seed=1)
+    add_gpu_flag(p)
     only_when(p, TRAINING_ONLY, lambda a: a.mode == "train", "with --mode test (training only)")
     only_when(p, TEST_ONLY, lambda a: a.mode == "test", "in training (--mode test only)")
     only_when(p, ["--frames-dir"], lambda a: a.heatmaps > 0, "without --heatmaps N (it gives their backgrounds)")
@@ -155,7 +157,7 @@ def train(args, run: Run, vocab: Vocab, device: torch.device, prepared: tuple) -
                       batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                       num_workers=args.num_workers, scheduler=scheduler, amp=args.amp,
                       save_every_steps=args.save_every_steps, seed=args.seed,
-                      checkpoint_meta=AvstMeta(vocab, args.model).to_dict())
+                      checkpoint_meta=AvstMeta(vocab, args.model).to_dict(), log_every=args.log_interval)
     result = trainer.fit(train_set, val_set)
     run.log(f"selected epoch {result['best_epoch']} (val accuracy {result['best_metric']:.2f} %)")
     if args.model_save_dir and run.is_main:
@@ -182,8 +184,9 @@ def prepare_test(args) -> tuple[torch.nn.Module, list[TestFile], Path, Vocab]:
     """The checkpoint's model and every test file's dataset, built before the report folder is touched; the
     vocabulary is the checkpoint's own (``--vocab_json`` only for weights-only files)."""
     path = weights_path(args)
-    model, meta = build_from_checkpoint(path, vocab_json=args.vocab_json, answer_file=args.answer_file,
-                                        model=args.model)
+    given_vocab = args.vocab_json if "vocab_json" in given(args) else None
+    model, meta = build_from_checkpoint(path, vocab_json=given_vocab, default_vocab_json=args.vocab_json,
+                                        answer_file=args.answer_file, model=args.model)
     test_vocab = meta.vocab.with_oov(args.unknown_words)  # the --unknown_words policy, for the test questions only
     return model, load_test_files(args, test_vocab), path, test_vocab
 

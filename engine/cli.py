@@ -115,6 +115,7 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rules: list[_Rule] = []
+        self.finishers: list[Callable[[argparse.Namespace], None]] = []
 
     def error(self, message: str) -> NoReturn:
         """``error: <flag>: <what is wrong>`` on one line and exit 2, instead of argparse's usage block."""
@@ -130,11 +131,14 @@ class CommandParser(argparse.ArgumentParser):
         return parsed, extras
 
     def parse_command(self, args: Sequence[str] | None = None) -> argparse.Namespace:
-        """``parse_args``, then exit 2 on a given flag that has no effect with the others (``only_when``)."""
+        """``parse_args``, then exit 2 on a given flag that has no effect with the others (``only_when``),
+        then the finishers (aliases resolved into the flags they stand for)."""
         parsed = self.parse_args(args)
         for rule in self.rules:
             if not rule.applies(parsed):
                 self.refuse(parsed, rule.flags, rule.context)
+        for finish in self.finishers:
+            finish(parsed)
         return parsed
 
     def _given(self, argv: list[str]) -> frozenset[str]:
@@ -165,6 +169,23 @@ def only_when(parser: argparse.ArgumentParser, flags: Iterable[str], applies: Ca
         parser.rules.append(_Rule(tuple(flags), applies, context))
 
 
+def not_below(parser: argparse.ArgumentParser, low: str, high: str, why: str) -> None:
+    """Refuse ``high`` < ``low`` (two numeric flags of one range; ``why`` says what the other order would
+    mean), whichever of them the user gave."""
+    if not isinstance(parser, CommandParser):
+        return
+    table = parser._option_string_actions
+    low_dest, high_dest = table[low].dest, table[high].dest
+
+    def check(args: argparse.Namespace) -> None:
+        lo, hi = getattr(args, low_dest), getattr(args, high_dest)
+        if lo is not None and hi is not None and hi < lo:
+            culprit = high if high_dest in given(args) or low_dest not in given(args) else low
+            parser.error(f"{culprit}: {high} {_number(hi)} is below {low} {_number(lo)}; {why}")
+
+    parser.finishers.append(check)
+
+
 def default_path_problem(args: argparse.Namespace, dest: str, kind: str = "file") -> str | None:
     """Why the path flag ``dest``, left at its default, cannot be used (no such ``kind``: file or folder),
     worded to say which flag's default it is and how to give another; None when it exists, or when the
@@ -184,6 +205,33 @@ def check_default_path(args: argparse.Namespace, dest: str, kind: str = "file") 
     problem = default_path_problem(args, dest, kind)
     if problem:
         raise UserError(problem)
+
+
+def gpu_index(text: str) -> int:
+    """argparse type of the originals' ``--gpu``: one GPU index (the original AVST's default "0, 1" meant
+    DataParallel, which this code replaces by one process per GPU)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if len(parts) > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} names {len(parts)} GPUs; one process uses one GPU: launch "
+                                         f"torchrun --nproc-per-node {len(parts)} for several")
+    return Bounded(int, 0)(parts[0] if parts else text)
+
+
+def add_gpu_flag(parser: CommandParser) -> None:
+    """The originals' ``--gpu N``, given effect as ``--device cuda:N``; refused beside a ``--device`` that
+    names another device."""
+    parser.add_argument("--gpu", type=gpu_index, default=None,
+                        help="the originals' spelling of --device cuda:N (one GPU; several: torchrun)")
+
+    def to_device(args: argparse.Namespace) -> None:
+        if args.gpu is None:
+            return
+        wanted = f"cuda:{args.gpu}"
+        if "device" in given(args) and args.device != wanted:
+            parser.error(f"--gpu {args.gpu} and --device {args.device} name different devices; give one of them")
+        args.device = wanted
+
+    parser.finishers.append(to_device)
 
 
 def add_engine_args(parser: argparse.ArgumentParser, default_seed: int = 1) -> argparse.ArgumentParser:

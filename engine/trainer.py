@@ -241,13 +241,13 @@ class Trainer:
                  amp: str = "off", save_every_steps: int = 0, seed: int = 1,
                  checkpoint_meta: dict | None = None, select_split: str = "val",
                  callbacks: Sequence[Callback] = (), find_unused_parameters: bool | None = None,
-                 input: str | None = None) -> None:
+                 input: str | None = None, log_every: int | None = None) -> None:
         if amp not in AMP_DTYPES:
             raise ValueError(f"unknown --amp {amp!r}: use off, bf16 or fp16")
         if task.select_mode not in ("max", "min"):
             raise ValueError(f"select_mode must be 'max' or 'min', not {task.select_mode!r}")
         for name, value in (("batch size", batch_size), ("evaluation batch size", eval_batch_size or 1),
-                            ("number of epochs", epochs)):
+                            ("number of epochs", epochs), ("logging interval", 1 if log_every is None else log_every)):
             if value <= 0:
                 raise UserError(f"{name} {value}: nothing would be trained or evaluated; give a positive value")
         self.run, self.task, self.optimizer = run, task, optimizer
@@ -259,6 +259,7 @@ class Trainer:
         self.save_every_steps, self.select_split = save_every_steps, select_split
         self.meta = checkpoint_meta or {}
         self.amp = amp
+        self.log_every = type(self).log_every if log_every is None else log_every
         self.find_unused_parameters = (task.find_unused_parameters if find_unused_parameters is None
                                        else find_unused_parameters)  # DDP; the task's choice unless overridden
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.cli import positive_int
+from engine.cli import not_below, positive_int
 from engine.errors import UserError
 from feat_script.decode import DecodeError
 
@@ -232,3 +232,4 @@ def add_extractor_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--clip-stride", type=positive_int, default=1)
     s.add_argument("--det-min-size", type=positive_int, default=800, help="detector input, shorter side")
     s.add_argument("--det-max-size", type=positive_int, default=1333)
+    not_below(p, "--det-min-size", "--det-max-size", "the shorter side could never reach --det-min-size")

@@ -69,7 +69,7 @@ from feat_script.preprocess import pixels_to_input
 from feat_script.shards import record_shard, shard_spec
 from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore, Store, WavStore
 from feat_script.streams import Spill, bound_heap_growth, iter_blocks
-from feat_script.weights import load_into, resolve
+from feat_script.weights import resolve
 from feat_script.writer import BackgroundWriter
 
 VIDEO_EXTENSIONS = (
@@ -215,11 +215,6 @@ def take_shard(items: Sequence, shard: tuple[int, int]) -> list:
     the same videos)."""
     i, n = shard
     return list(items[i::n])
-
-
-def load_weights(model: torch.nn.Module, path: Path | None, what: str) -> torch.nn.Module:
-    """Load a state_dict file strictly (``feat_script.weights``: nothing is unpickled)."""
-    return model if path is None else load_into(model, path, what)
 
 
 def add_common_args(

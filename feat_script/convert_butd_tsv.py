@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings
 from engine.errors import UserError, run_cli
 from feat_script.base import merge_id_maps
 from feat_script.boxes import OBJECTS_PER_FRAME, natural_key, pad_rows, spatial_features
@@ -178,12 +178,12 @@ def convert(tsv_paths: list[Path], out: Path, keys: dict[str, str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tsv", nargs="+", type=Path, help="bottom-up-attention TSV shards")
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 (tgif_btup_f_obj10.hdf5)")
     parser.add_argument("--csv-dir", type=Path, help="TGIF-QA CSVs: key the output by their 'key' column")
-    args = accept_both_spellings(parser).parse_args(argv)
+    args = accept_both_spellings(parser).parse_command(argv)
     keys = read_keys(args.csv_dir) if args.csv_dir else None
     stats = convert(args.tsv, args.out, keys)
     print(f"wrote {args.out}: {stats['videos']} videos, {stats['frames']} frames, "

@@ -356,6 +356,17 @@ def read_frames(
     return frames[np.searchsorted(unique, wanted)]
 
 
+def _read_exactly(stream, view: memoryview) -> int:
+    """Fill ``view`` from ``stream`` (a pipe returns what it has); the bytes read, short only at the end."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def read_frames_cfr(
     path: str | Path, keep: set[int] | list[int], *, info: VideoInfo | None = None
 ) -> tuple[dict[int, np.ndarray], int]:
@@ -376,14 +387,15 @@ def read_frames_cfr(
     frame_bytes = info.width * info.height * 3
     kept: dict[int, np.ndarray] = {}
     count = 0
+    buffer = np.empty((info.height, info.width, 3), np.uint8)  # every frame lands here; kept ones are copied
+    view = memoryview(buffer).cast("B")
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         last = max(wanted, default=-1)
         while True:
-            raw = proc.stdout.read(frame_bytes)
-            if len(raw) < frame_bytes:
+            if _read_exactly(proc.stdout, view) < frame_bytes:
                 break
             if count in wanted:
-                kept[count] = np.frombuffer(raw, np.uint8).reshape(info.height, info.width, 3)
+                kept[count] = buffer.copy()
             count += 1
             if count > last and count > 0 and last >= 0 and len(kept) == len(wanted):
                 proc.kill()

@@ -81,7 +81,7 @@ class Clip(Extractor):
     Config = ClipConfig
     name = "clip"
     description = __doc__
-    default_batch_size = 60
+    default_batch_size = 8  # frames per forward: the attention maps of 60 ViT-L frames take about 2 GB on CPU
     pixel_stats = (CLIP_MEAN, CLIP_STD)
 
     @classmethod

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from engine.cli import positive_int
-from feat_script.base import Extractor, ExtractorConfig, load_weights, main
+from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.decode import count_frames, read_frames
 from feat_script.i3d import I3Res50, i3d_input
 from feat_script.preprocess import resize_frames
 from feat_script.sampling import MASN_CLIP_LEN, MASN_NUM_CLIPS, MASN_STRIDE, masn_clip_indices
-from feat_script.weights import resolve
+from feat_script.weights import build_loaded, resolve
 
 I3D_SIZE = 224
 
@@ -70,7 +70,7 @@ def build_i3d(config: ClipConfig) -> tuple[ClipMaps, Path | None]:
     """The I3D of ``non_local`` with ``config.weights`` (or the cache, or ``random_init``), in eval mode."""
     name = "i3d_r50_nl" if config.non_local else "i3d_r50"
     path = resolve(name, config.weights, config.random_init)
-    model = load_weights(I3Res50(nonlocal_blocks=config.non_local), path, name)
+    model = build_loaded(lambda: I3Res50(nonlocal_blocks=config.non_local), path, name)
     return ClipMaps(model).eval(), path
 
 

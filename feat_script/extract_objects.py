@@ -32,8 +32,8 @@ import torch
 import torchvision
 from torch import nn
 
-from engine.cli import only_when, positive_int
-from feat_script.base import ConfigError, Extractor, load_weights, main, merge_id_maps
+from engine.cli import not_below, only_when, positive_int
+from feat_script.base import ConfigError, Extractor, main, merge_id_maps
 from feat_script.decode import DecodeError, count_frames, read_frames
 from feat_script.extract_i3d import ClipConfig, add_clip_args, build_i3d, clip_sampling, load_clips
 from feat_script.manifest import sha256_file
@@ -41,15 +41,19 @@ from feat_script.objects import box_counts, detect, faster_rcnn, roi_features
 from feat_script.preprocess import pixels_to_input, resize_frames
 from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
 from feat_script.sampling import masn_frame_indices
-from feat_script.weights import WEIGHTS, resolve
+from feat_script.weights import WEIGHTS, build_loaded, resolve
 
 RESNET_SIZE = 224
 
 
+def c5_trunk(resnet: nn.Module) -> nn.Sequential:
+    """A torchvision ResNet up to layer4 (C5: [2048, 7, 7] for 224x224), sharing ``resnet``'s modules."""
+    return nn.Sequential(*list(resnet.children())[:-2]).eval()
+
+
 def resnet152_c5(weights: Path | None) -> nn.Sequential:
-    """torchvision ResNet-152 up to layer4 (C5: [2048, 7, 7] for 224x224)."""
-    model = load_weights(torchvision.models.resnet152(weights=None), weights, "resnet152")
-    return nn.Sequential(*list(model.children())[:-2]).eval()
+    """torchvision ResNet-152's C5 trunk (``c5_trunk``) with ``weights``."""
+    return c5_trunk(build_loaded(lambda: torchvision.models.resnet152(weights=None), weights, "resnet152"))
 
 
 @dataclasses.dataclass
@@ -72,6 +76,9 @@ class ObjectsExtractor(Extractor):
     description = __doc__
     default_store = "hdf5"
     default_batch_size = 8
+    # appearance: a C5 trunk already built with the same weights (``c5_trunk`` of the ResNet-152 that
+    # MASN's global stream runs), used instead of building another; None builds one
+    shared_backbone: nn.Module | None = None
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -90,6 +97,7 @@ class ObjectsExtractor(Extractor):
         only_when(parser, ["--detector-weights", "--det-min-size", "--det-max-size", "--det-batch-size"],
                   lambda args: args.boxes is None, "with --boxes (the boxes are read, not detected)")
         add_clip_args(parser)
+        not_below(parser, "--det-min-size", "--det-max-size", "the shorter side could never reach --det-min-size")
 
     def __init__(self, config: ObjectsConfig | None = None) -> None:
         super().__init__(config)
@@ -167,15 +175,14 @@ class ObjectsExtractor(Extractor):
         args = self.config
         if args.stream == "appearance":
             self.weights_path = self.resolve_weights("resnet152")
-            backbone = resnet152_c5(self.weights_path)
+            backbone = self.shared_backbone if self.shared_backbone is not None else resnet152_c5(self.weights_path)
         else:
             backbone, self.weights_path = build_i3d(args)
         modules = {"backbone": backbone}
         if args.boxes is None:
             self.detector_path = resolve("fasterrcnn", args.detector_weights, args.random_init,
                                          "--detector-weights")
-            detector = faster_rcnn(None, args.det_min_size, args.det_max_size)
-            modules["detector"] = load_weights(detector, self.detector_path, "fasterrcnn_resnet50_fpn").eval()
+            modules["detector"] = faster_rcnn(self.detector_path, args.det_min_size, args.det_max_size)
         return nn.ModuleDict(modules)
 
     def compute(self, model: nn.Module, item: dict[str, torch.Tensor],

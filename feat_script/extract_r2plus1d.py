@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from engine.cli import only_when, positive_int
-from feat_script.base import Extractor, ExtractorConfig, load_weights, main
+from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.decode import count_frames, probe
 from feat_script.preprocess import resize_frames
 from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
@@ -33,6 +33,7 @@ from feat_script.sampling import (
     sample_frames,
 )
 from feat_script.streams import RowStream, clips, one_fps
+from feat_script.weights import build_loaded
 
 
 def _prepare(clips: np.ndarray) -> np.ndarray:
@@ -116,9 +117,8 @@ class R2Plus1D(Extractor):
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = self.resolve_weights("r2plus1d_18")
-        model = load_weights(
-            torchvision.models.video.r2plus1d_18(weights=None), self.weights_path, "r2plus1d_18"
-        )
+        model = build_loaded(lambda: torchvision.models.video.r2plus1d_18(weights=None), self.weights_path,
+                             "r2plus1d_18")
         model.fc = torch.nn.Identity()
         return model.eval()
 

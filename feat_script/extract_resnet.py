@@ -19,11 +19,12 @@ import torch
 import torchvision
 
 from engine.cli import only_when
-from feat_script.base import Extractor, ExtractorConfig, load_weights, main
+from feat_script.base import Extractor, ExtractorConfig, main
 from feat_script.preprocess import resize_short_centre_crop
 from feat_script.recipes import IMAGENET_MEAN, IMAGENET_STD
 from feat_script.sampling import MASN_NUM_CLIPS, add_mode_args, mode_record, sample_frames
 from feat_script.streams import one_fps
+from feat_script.weights import build_loaded
 
 DIMS = {"resnet18": 512, "resnet152": 2048}
 
@@ -117,7 +118,7 @@ class ResNetGlobal(Extractor):
     def build_model(self) -> torch.nn.Module:
         arch = self.config.arch
         self.weights_path = self.resolve_weights(arch)
-        model = load_weights(getattr(torchvision.models, arch)(weights=None), self.weights_path, arch)
+        model = build_loaded(lambda: getattr(torchvision.models, arch)(weights=None), self.weights_path, arch)
         model.fc = torch.nn.Identity()
         return model.eval()
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from engine.cli import only_when, positive_int
-from feat_script.base import ConfigError, Extractor, ExtractorConfig, load_weights, main
+from feat_script.base import ConfigError, Extractor, ExtractorConfig, main
 from feat_script.decode import DecodeError
 from feat_script.extract_audio import first_seconds_16k, iter_audio_16k, load_audio_16k
 from feat_script.manifest import sha256_file
@@ -34,6 +34,7 @@ from feat_script.streams import RowStream, is_long
 from feat_script.vggish import VGGish, avst_examples, load_pca, standard_examples
 from feat_script.vggish.mel import SAMPLE_RATE
 from feat_script.vggish.recipes import standard_examples_stream
+from feat_script.weights import build_loaded
 
 
 def standard_example_blocks(video: Path) -> Iterator[np.ndarray]:
@@ -118,7 +119,7 @@ class VggishExtractor(Extractor):
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = self.resolve_weights("vggish")
-        model = load_weights(VGGish(), self.weights_path, "converted VGGish").eval()
+        model = build_loaded(VGGish, self.weights_path, "converted VGGish").eval()
         return model if self.pca is None else torch.nn.Sequential(model, self.pca)
 
 

@@ -83,7 +83,7 @@ class VitTome(Extractor):
     Config = VitTomeConfig
     name = "vit_tome"
     description = __doc__
-    default_batch_size = 60
+    default_batch_size = 8  # frames per forward: the attention maps of 60 ViT-L frames take about 2 GB on CPU
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from feat_script.weights import WEIGHTS, load_into
+from feat_script.weights import WEIGHTS, build_loaded
 
 I3D_MEAN = 114.75
 I3D_STD = 57.375
@@ -135,7 +135,5 @@ def i3d_input(frames_uint8: torch.Tensor) -> torch.Tensor:
 def i3d_r50(weights: str | Path | None = None, num_classes: int = 400, nonlocal_blocks: bool = False) -> I3Res50:
     """Build the network in eval mode; ``weights`` is ``i3d_r50_kinetics.pth`` or, with
     ``nonlocal_blocks``, ``i3d_r50_nl_kinetics.pth`` (None: random init)."""
-    model = I3Res50(num_classes=num_classes, nonlocal_blocks=nonlocal_blocks)
-    if weights is not None:
-        load_into(model, weights, "i3d_r50", WEIGHTS["i3d_r50"].source)
-    return model.eval()
+    return build_loaded(lambda: I3Res50(num_classes=num_classes, nonlocal_blocks=nonlocal_blocks), weights,
+                        "i3d_r50", WEIGHTS["i3d_r50"].source).eval()

@@ -21,17 +21,17 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops import roi_align
 
 from feat_script.boxes import OBJECTS_PER_FRAME, spatial_features
-from feat_script.weights import WEIGHTS, load_into
+from feat_script.weights import WEIGHTS, build_loaded
 
 
 def faster_rcnn(weights: str | Path | None = None, min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
     """torchvision's Faster R-CNN ResNet-50 FPN (COCO) in eval mode; random init when ``weights`` is None."""
-    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, min_size=min_size,
-                                    max_size=max_size, box_score_thresh=0.0,
-                                    box_detections_per_img=OBJECTS_PER_FRAME)
-    if weights is not None:
-        load_into(model, weights, "fasterrcnn_resnet50_fpn", WEIGHTS["fasterrcnn"].source)
-    return model.eval()
+    def build() -> FasterRCNN:
+        return fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, min_size=min_size,
+                                       max_size=max_size, box_score_thresh=0.0,
+                                       box_detections_per_img=OBJECTS_PER_FRAME)
+
+    return build_loaded(build, weights, "fasterrcnn_resnet50_fpn", WEIGHTS["fasterrcnn"].source).eval()
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import h5py
 
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings
 from engine.errors import run_cli
 from feat_script.convert_butd_tsv import TsvError, read_keys
 from feat_script.stores import atomic_file
@@ -47,11 +47,11 @@ def rekey(path: Path, keys: dict[str, str], out: Path | None = None) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, help="HDF5 files written by the MASN extractors")
     parser.add_argument("--csv-dir", type=Path, required=True, help="folder of the TGIF-QA *.csv files")
-    args = accept_both_spellings(parser).parse_args(argv)
+    args = accept_both_spellings(parser).parse_command(argv)
     keys = read_keys(args.csv_dir)
     for path in args.files:
         if not path.is_file():

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings, non_negative_int, only_when, positive_int, seed_int
 from engine.errors import run_cli
 from feat_script import avqa_questions as qs
 from feat_script.base import ConfigError, check_out, check_resume, parse_shard, run, take_shard
@@ -29,6 +29,7 @@ from feat_script.manifest import record_failure, sha256_file, write_manifest
 from feat_script.optional import require
 from feat_script.recipes import Stream, build
 from feat_script.recipes_sota import RECIPES, TOME_PREPROCESS, TSPM_TEXT
+from feat_script.shards import shard_spec
 from feat_script.stores import NpyDirStore
 from feat_script.weights import resolve
 
@@ -38,7 +39,7 @@ WEIGHT_FLAGS = {"vggish": ("vggish_weights", "vggish"), "clip": ("clip_weights",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feat_script recipe", description=__doc__,
+    parser = CommandParser(prog="python -m feat_script recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", choices=sorted(RECIPES))
     parser.add_argument("--videos", type=Path, required=True, help="folder of videos or a text file of paths")
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip-weights", type=Path, help="OpenAI's ViT-L-14-336px.pt")
     parser.add_argument("--vit-weights", type=Path, help="timm vit_large_patch16_384.augreg_in21k_ft_in1k weights")
     parser.add_argument("--random-init", action="store_true", help="random weights: tests and demo only")
-    parser.add_argument("--seed", type=int, default=0, help="with --random-init: the seed of the random weights")
+    parser.add_argument("--seed", type=seed_int, default=0, help="with --random-init: the seed of the random weights")
     parser.add_argument("--tome-preprocess", choices=sorted(TOME_PREPROCESS), default="tspm",
                         help="patch features' preprocessing: TSPM's script (default) or QA-TIGER's")
     parser.add_argument("--tspm-compat", action="store_true",
@@ -59,12 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts", type=Path, help="tspm: JSON object question template -> prompt")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast for the models")
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per forward (default: each extractor's)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
-    parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at i (0-based)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="rows per forward (default: each extractor's)")
+    parser.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                        help="decoding processes (0 = decode in the main process)")
+    parser.add_argument("--shard", default=None,
+                        help="i/n: every n-th video (and question) starting at i (0-based); default: from "
+                             "Slurm's SLURM_ARRAY_TASK_* and / or torchrun's RANK, WORLD_SIZE, else 0/1 "
+                             "(feat_script/shards.py)")
     parser.add_argument("--allow-foreign", action="store_true",
                         help="write into folders holding files this run did not write (left untouched)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    only_when(parser, ["--seed"], lambda args: args.random_init, "without --random-init (it seeds the random weights)")
+    only_when(parser, ["--annotations", "--prompts"], lambda args: args.recipe == "tspm",
+              "with a recipe other than tspm (it reads no question files)")
     return accept_both_spellings(parser)
 
 
@@ -85,10 +94,8 @@ def check_args(args: argparse.Namespace) -> None:
     if text and (not args.annotations or args.prompts is None):
         raise ConfigError("recipe tspm needs --annotations FILE (repeatable) and --prompts FILE for its question "
                           "and prompt features")
-    if not text and (args.annotations or args.prompts is not None):
-        raise ConfigError(f"--annotations / --prompts: recipe {args.recipe} reads no question files; drop them")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError("--batch-size must be >= 1")
+    args.shard = shard_spec(args.shard)
+    parse_shard(args.shard)
     for module in ("open_clip", "timm"):
         require(module)
     for stream in RECIPES[args.recipe].streams.values():
@@ -204,6 +211,6 @@ def run_recipe(args: argparse.Namespace, extra: Mapping[str, dict] | None = None
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_command(sys.argv[1:] if argv is None else argv)
     return run_cli(lambda: run_recipe(args))
 

@@ -23,9 +23,8 @@ Layouts (``<vid>`` = video id = file name without extension):
 - ``Hdf5Store``: dataset ``/<vid>`` for key ``""``, ``/<key>/<vid>`` for other keys (MASN's
   layouts); staging in ``<out>.parts/``.
 - ``PackedStore``: per key, ``<out>/<kind>.npy`` (rows of all videos, concatenated, memory-mappable)
-  and ``<out>/<kind>.index.json`` = ``{"format": "packed-v1", "dtype", "row_shape", "rows",
-  "videos": {vid: [start, stop]}}`` (kind = the key, or ``default_kind`` for ``""``); staging in
-  ``<out>/parts/``.
+  and its header ``<out>/<kind>.index.json`` (``engine.packed``'s format, rows checked finite as they
+  are merged) (kind = the key, or ``default_kind`` for ``""``); staging in ``<out>/parts/``.
 - ``FramesStore``: ``<out>/<vid>/%0Nd.jpg`` (1-based), the folder renamed into place when complete.
 - ``WavStore``: ``<out>/<vid>.wav``, 16-bit PCM.
 """
@@ -40,7 +39,7 @@ import os
 import shutil
 import socket
 import wave
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -48,14 +47,13 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.files import atomic_path
+from engine.packed import PackedWriter, load_index
 from feat_script.decode import DecodeError
 from feat_script.streams import Spill, iter_blocks, iter_rows, raw_blocks
 
 Payload = Mapping[str, np.ndarray]
 
 _HOST = socket.gethostname().replace(".", "_")
-
-PACKED_FORMAT = "packed-v1"
 
 
 class StoreError(UserError, RuntimeError):
@@ -382,15 +380,12 @@ class PackedStore:
     def index(self, key: str = "") -> dict:
         f = self.index_file(key)
         if not f.exists():
-            return {"format": PACKED_FORMAT, "rows": 0, "videos": {}}
-        try:
-            index = json.loads(f.read_text())
-            if index.get("format") != PACKED_FORMAT or not isinstance(index.get("videos"), dict):
-                raise ValueError(f"not a {PACKED_FORMAT} index")
-            return index
-        except (ValueError, UnicodeDecodeError, AttributeError) as err:
-            raise StoreError(f"{f}: not a valid packed index ({err}); move the folder away or choose "
-                             "another --out") from err
+            return {"rows": 0, "videos": {}}
+        fix = "; move the folder away or choose another --out"
+        index = load_index(f, StoreError, fix)
+        if not isinstance(index.get("videos"), dict):
+            raise StoreError(f"{f}: not a valid packed index (its videos are no mapping){fix}")
+        return index
 
     def _packed_ids(self) -> set[str]:
         return set.intersection(*[set(self.index(key)["videos"]) for key in self.keys])
@@ -437,22 +432,32 @@ class PackedStore:
         for vid in staged:
             shape, dtype, blocks = npy_blocks(self.staging.file(vid, key))
             sources.append((vid, shape[0], blocks))
-        rows, videos = 0, {}
-        for vid, n, _ in sources:
-            videos[vid] = [rows, rows + n]
-            rows += n
-        with atomic_file(self.array_file(key)) as tmp, open(tmp, "wb") as f:
-            write_npy_blocks(f, (rows, *shape[1:]), dtype, (block for _, _, blocks in sources for block in blocks))
-        write_json_atomic(
-            self.index_file(key),
-            {
-                "format": PACKED_FORMAT,
-                "dtype": str(dtype),
-                "row_shape": list(shape[1:]),
-                "rows": rows,
-                "videos": videos,
-            },
-        )
+        blocks = ((vid, block) for vid, _, video_blocks in sources for block in video_blocks)
+        write_packed(self.path, {self.kind(key): (shape[1:], sum(n for _, n, _ in sources), blocks)}, dtype)
+
+
+Arrays = Mapping[str, tuple[tuple[int, ...], int, Iterable[tuple[str, np.ndarray]]]]
+
+
+def write_packed(out: Path, arrays: Arrays, dtype: np.dtype | str,
+                 refuse: Callable[[str, str, str], Exception] | None = None) -> dict[str, dict]:
+    """Write ``<out>/<stem>.npy`` and its header ``<stem>.index.json`` (``engine.packed``) for each stem of
+    ``arrays`` = {stem: (row shape, rows, (video, block) pairs)}; returns the headers. The arrays replace the
+    old ones only once every one is written, the headers after them. A non-finite block raises
+    ``refuse(stem, video, why)``; without ``refuse`` the store is written unchecked."""
+    headers = {}
+    with contextlib.ExitStack() as renames:
+        for stem, (row_shape, rows, blocks) in arrays.items():
+            tmp = renames.enter_context(atomic_file(out / f"{stem}.npy"))
+            stop = None if refuse is None else (lambda video, why, stem=stem: refuse(stem, video, why))
+            with open(tmp, "wb") as f:
+                writer = PackedWriter(f, rows, row_shape, dtype, stop)
+                for video, block in blocks:
+                    writer.add(video, block)
+            headers[stem] = writer.header()
+    for stem, header in headers.items():
+        write_json_atomic(out / f"{stem}.index.json", header)
+    return headers
 
 
 class FramesStore:

@@ -11,7 +11,7 @@ of its code could run, with one line naming the file.
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.errors import UserError
+from engine.modules import build_with_state
 
 TORCHVISION = "https://download.pytorch.org/models/"
 
@@ -136,19 +137,26 @@ def read_state_dict(path: str | Path, what: str, hint: str = "", *, numpy_arrays
     return {k.removeprefix("module."): v for k, v in payload.items()}
 
 
-def load_into(model: torch.nn.Module, path: str | Path, what: str, hint: str = "",
-              may_miss: Collection[str] = ()) -> torch.nn.Module:
-    """Load ``path`` into ``model`` strictly (only the keys in ``may_miss`` may be absent); a file of
-    another network is a WeightsError that says which keys differ."""
-    return load_state(model, read_state_dict(path, what, hint), path, what, hint, may_miss)
+def build_loaded(factory: Callable[[], torch.nn.Module], path: str | Path | None, what: str, hint: str = "",
+                 may_miss: Collection[str] = ()) -> torch.nn.Module:
+    """``factory()`` holding the weights of ``path`` strictly (only ``may_miss`` keys may be absent), built
+    without the initialisation the weights replace (``engine.modules.build_with_state``); None: as
+    built, i.e. randomly initialised."""
+    if path is None:
+        return factory()
+    state = read_state_dict(path, what, hint)
+    return build_with_state(factory, state,
+                            lambda model, tensors, assign: load_state(model, tensors, path, what, hint, may_miss,
+                                                                      assign))
 
 
 def load_state(model: torch.nn.Module, state: dict, path: str | Path, what: str, hint: str = "",
-               may_miss: Collection[str] = ()) -> torch.nn.Module:
-    """``load_into`` for a state dict already read from ``path`` (another format: safetensors, a
-    TorchScript archive)."""
+               may_miss: Collection[str] = (), assign: bool = False) -> torch.nn.Module:
+    """Load ``state`` (read from ``path``) into ``model`` strictly (only the keys in ``may_miss`` may be
+    absent); a file of another network is a WeightsError that says which keys differ. ``assign``:
+    ``load_state_dict``'s (see ``build_loaded``)."""
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=assign)
     except RuntimeError as err:  # the same names with other shapes
         detail = " ".join(str(err).split())[-200:]
         raise WeightsError(f"{path} is not a {what} state_dict (... {detail}). {hint}".strip()) from err

@@ -24,6 +24,7 @@ from engine.cli import (
     CommandParser,
     accept_both_spellings,
     add_engine_args,
+    add_gpu_flag,
     check_default_path,
     non_negative_int,
     only_when,
@@ -56,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-4)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="DataLoader workers per process (default: from the CPUs this process may use)")
-    p.add_argument("--gpu", default=None, help="accepted for compatibility; use CUDA_VISIBLE_DEVICES")
     add_engine_args(p, default_seed=1)
+    add_gpu_flag(p)
     only_when(p, ["--audio_dir"], lambda a: a.packed is None, "with --packed (the audio comes from the packed store)")
     return accept_both_spellings(p)
 

@@ -32,7 +32,7 @@ from feat_script.answerer import (
 )
 from feat_script.decode import count_frames, probe, read_frames
 from feat_script.extract_i3d import clip_indices, clips_from_frames
-from feat_script.extract_objects import RESNET_SIZE, ObjectsConfig
+from feat_script.extract_objects import RESNET_SIZE, ObjectsConfig, c5_trunk
 from feat_script.objects import box_counts, roi_features
 from feat_script.preprocess import resize_frames
 from feat_script.recipes import MASN, build
@@ -128,6 +128,9 @@ class MasnFeatures:
         if not settings.num_clips:
             raise ValueError("FeatureSettings.num_clips must be set (the checkpoint's v_max_length)")
         self.settings, self.one_shot = settings, one_shot
+        # from a weights file both streams hold the same network; random ones are drawn per extractor, as
+        # the CLIs draw them (the detector's draw follows the C5 trunk's)
+        self.share_resnet = not weights.random_init
         resnet = resolve("resnet152", weights.resnet152, weights.random_init, "--resnet152-weights")
         i3d = resolve("i3d_r50", weights.i3d, weights.random_init, "--i3d-weights")
         detector = resolve("fasterrcnn", weights.detector, weights.random_init, "--detector-weights")
@@ -155,10 +158,13 @@ class MasnFeatures:
             decoded = read_frames(path, indices=wanted, info=probe(path))
             frames, clip_frames = (decoded[np.searchsorted(wanted, i)] for i in (centres, clips))
         with timer("ResNet-152 global"):
+            if self.share_resnet:  # one ResNet-152 for the global and the C5 stream
+                self.objects.shared_backbone = c5_trunk(self.resnet.ready()[0])
             res_avg = self._run(self.resnet, {"frames": self.resnet.prepare(frames)})["resnet152_avgpool"]
         with timer("Faster R-CNN boxes + ResNet-152 C5 RoIAlign"):
             item = {"frames": frames, "input": resize_frames(frames, RESNET_SIZE, RESNET_SIZE)}
             appearance = self._run(self.objects, item)
+            self.objects.shared_backbone = None  # the objects extractor holds it while it is built
         with timer("I3D global + RoIAlign"):
             i3d_avg, i3d_roi = self._motion(clips_from_frames(clip_frames, self.i3d.config),
                                             appearance["spatial_features"])

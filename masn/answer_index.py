@@ -8,7 +8,6 @@ that refuses every global, so a hostile file cannot run code (a plain ``{answer:
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import pickle
@@ -17,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings
 from engine.errors import UserError, run_cli
 from engine.files import atomic_write_text
 
@@ -83,10 +82,10 @@ def answers_from_ans2idx(ans2idx: dict, source: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Convert the authors' ans_to_index_<Task>.pkl to JSON.")
+    parser = CommandParser(description="Convert the authors' ans_to_index_<Task>.pkl to JSON.")
     parser.add_argument("pickle", type=Path)
     parser.add_argument("out", type=Path)
-    args = accept_both_spellings(parser).parse_args(argv)
+    args = accept_both_spellings(parser).parse_command(argv)
     with open(args.pickle, "rb") as f:
         try:
             ans2idx = _PlainUnpickler(f).load()

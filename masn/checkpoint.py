@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state
+from engine.modules import build_with_state
 
 # Keys older checkpoints used for a field: the converter wrote ``v_max_len`` until the two writers shared this record.
 OLD_KEYS = {"v_max_len": "v_max_length"}
@@ -98,7 +99,8 @@ def model_args_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
     }
 
 
-def load_masn_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+def load_masn_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+                    assign: bool = False) -> None:
     """Strict load into ``model``; a mismatch (vocabulary, answer head, frame count, keys) is one
     ``CheckpointError`` naming ``source``."""
     checks = (("glove.weight", 0, "vocabulary size (rows of the word embedding)"),
@@ -111,7 +113,7 @@ def load_masn_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
                              f"{own[key].shape[dim]} in the model; build the model with the checkpoint's "
                              "vocabulary / answer index / v_max_len")
     try:
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict(state_dict, strict=True, assign=assign)
     except RuntimeError as err:
         raise CheckpointError(f"{source}: does not fit this MASN model: {err}") from None
 
@@ -133,8 +135,8 @@ def build_from_state(state_dict: Mapping[str, torch.Tensor], stored: Mapping, so
                      ) -> tuple[nn.Module, MasnMeta]:
     """(MASN in eval mode holding ``state_dict``, its record): the checkpoint loader and the converter."""
     meta = MasnMeta.from_state(state_dict, stored, source)
-    model = new_masn(meta)
-    load_masn_state(model, state_dict, source)
+    model = build_with_state(lambda: new_masn(meta), state_dict,
+                             lambda net, tensors, assign: load_masn_state(net, tensors, source, assign))
     return model.eval(), meta
 
 

@@ -73,6 +73,8 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     p.add_argument("--model_name", "--exp_name", dest="model_name", default=None,
                    help="sub-folder of --save_path for the threshold checkpoints (original name)")
     p.add_argument("--feat_dir", default=None, help="HDF5 features (in feat_r6_vsync2/ or vfeat/, or flat)")
+    p.add_argument("--packed", default=None,
+                   help="packed feature store (python -m masn.data.pack) instead of --feat_dir")
     p.add_argument("--vc_dir", default=None, help="vocabulary folder: GloVe text file and its cache")
     p.add_argument("--df_dir", "--csv-dir", dest="df_dir", default=None, help="question CSV / JSON folder")
     p.add_argument("--glove", default=None, help="GloVe text file (default <vc_dir>/glove.42B.300d.txt)")
@@ -83,7 +85,9 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help="with --test: a file name under <save_path>/<model_name>/, or a path")
     p.add_argument("--save_path", default="./saved_models/")
-    p.add_argument("--save", action="store_true", default=True, help="kept for compatibility (always on)")
+    p.add_argument("--save", action="store_true", default=True,
+                   help="the original's switch for its threshold checkpoints: always on where they "
+                        "are written (--select test)")
     p.add_argument("--select", choices=["val", "test"], default="val",
                    help="model selection split; 'test' also writes the original's threshold checkpoints")
     p.add_argument("--hidden_size", type=positive_int, default=512)
@@ -114,11 +118,16 @@ def build_parser(dataset: str = "tgif-qa") -> argparse.ArgumentParser:
     add_engine_args(p, default_seed=999)
     only_when(p, TRAINING_ONLY, lambda a: not a.test, "with --test (the checkpoint holds the model)")
     only_when(p, ["--checkpoint"], lambda a: a.test, "in training (--test evaluates it)")
+    only_when(p, ["--save"], lambda a: not a.test and a.select == "test",
+              "except in training with --select test (where the threshold checkpoints it switches on are written)")
+    only_when(p, ["--ablation"], lambda a: a.ablation == "none",
+              "other than none (the original stores it in the model and never reads it)")
     only_when(p, ["--save_path", "--model_name"], lambda a: a.test or a.select == "test",
               "in training without --select test (they locate its threshold checkpoints)")
     only_when(p, ["--val_ratio", "--split-seed"], lambda a: a.dataset == "tgif-qa",
               "on MSVD-QA / MSRVTT-QA (their validation split is given)")
     only_when(p, ["--vc_dir"], lambda a: a.glove is None, "with --glove (it only locates the default GloVe file)")
+    only_when(p, ["--feat_dir"], lambda a: a.packed is None, "with --packed (the features come from the packed store)")
     return accept_both_spellings(p)
 
 
@@ -141,7 +150,7 @@ def check_task(args: argparse.Namespace) -> None:
 def load_data(args: argparse.Namespace, answers: list[str] | None, log) -> QAData:
     common = {"q_max_length": args.q_max_length, "v_max_length": args.v_max_length,
               "max_n_videos": args.max_n_videos, "answers": answers,
-              "allow_missing": args.allow_missing_features, "log": log}
+              "allow_missing": args.allow_missing_features, "packed": args.packed, "log": log}
     if args.dataset == "tgif-qa":
         return load_tgif(args.task, args.df_dir, args.feat_dir, args.vc_dir, args.glove,
                          val_ratio=args.val_ratio, split_seed=args.split_seed, **common)
@@ -218,7 +227,8 @@ def test_data(args: argparse.Namespace, meta: MasnMeta, path: Path, log) -> QADa
     vocab = Vocabulary(meta.vocab_words) if meta.vocab_words else None
     data = load_test_split(args.dataset, args.task, args.df_dir, args.feat_dir, vocab, answers=answers,
                            q_max_length=args.q_max_length, v_max_length=args.v_max_length,
-                           max_n_videos=args.max_n_videos, allow_missing=args.allow_missing_features, log=log)
+                           max_n_videos=args.max_n_videos, allow_missing=args.allow_missing_features,
+                           packed=args.packed, log=log)
     if len(data.vocab) != meta.vocab_size:  # rebuilt from the train CSV: must be the one it was trained with
         raise CheckpointError(f"{path}: the word vocabulary built from {args.df_dir} has {len(data.vocab)} rows, "
                               f"the checkpoint's embedding {meta.vocab_size}: trained on other questions")
@@ -255,7 +265,7 @@ def answer_prior(args, run: Run) -> dict:
 
 def main(argv: list[str] | None = None, dataset: str = "tgif-qa") -> dict:
     args = parse_args(argv, dataset)
-    for dest in ("df_dir", "feat_dir", *(() if args.test or args.glove else ("vc_dir",))):
+    for dest in ("df_dir", *(() if args.packed else ("feat_dir",)), *(() if args.test or args.glove else ("vc_dir",))):
         check_default_path(args, dest, "folder")
     seed_everything(args.seed, args.deterministic)
     device = training_device(args.device)

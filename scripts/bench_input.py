@@ -2,7 +2,8 @@
 
 These models are tiny (AVST: 0.27 GFLOP per sample for forward + backward), so an accelerator is
 bound by the bytes it is fed, not by its FLOPs. For AVST (per-video ``.npy`` float32, packed float32
-and packed float16), MASN (the four HDF5 files, TGIF-QA's 20 frames x 10 objects) and optionally stage 1
+and packed float16), MASN (the four HDF5 files, TGIF-QA's 20 frames x 10 objects, and the packed float32
+and float16 stores ``python -m masn.data.pack`` converts them to) and optionally stage 1
 (1-fps JPEG frames, decoded and resized per item) this times the real Dataset and the engine's two input
 pipelines (``--input``, as the trainers take it) on generated files in the real formats (in the page
 cache: CPU and memory work, not disk speed):
@@ -18,7 +19,8 @@ the CPU-ms per sample of every process and thread of the pass (workers included)
 16-core host supplies at that cost (16 / CPU-s per sample: CPU time, not the wall clock of a shared
 machine) and whether that reaches what a 50 GB/s host-to-device link carries; ``--json`` also writes
 the wall-clock samples/s. The timed pass is the second over the same indices: the steady state of a
-training run (worker processes started, buffers allocated). Every read checks NaN / inf, as training does.
+training run (worker processes started, buffers allocated). Every read checks NaN / inf, as training does,
+except from the packed stores, checked finite when written (as their readers skip the scan in training).
 
     python scripts/bench_input.py [--workers 2] [--batches 12] [--only avst masn stage1] [--input loader reader]
 """
@@ -66,6 +68,8 @@ def masn_sets(work: Path, n_videos: int, frames: int = 20) -> dict[str, Dataset]
 
     from masn.data.dataset import QADataset
     from masn.data.features import LAYOUTS, VideoFeatures, resolve_feature_files
+    from masn.data.pack import convert
+    from masn.data.packed import PackedVideoFeatures
 
     rng = np.random.default_rng(0)
     folder = work / "feat_r6_vsync2"
@@ -80,13 +84,19 @@ def masn_sets(work: Path, n_videos: int, frames: int = 20) -> dict[str, Dataset]
             rr[f"image_features/{key}"] = rng.random((frames, 10, 2048), dtype=np.float32)
             rr[f"spatial_features/{key}"] = rng.random((frames, 10, 6), dtype=np.float32)
             ir[key] = rng.random((frames, 10, 2048), dtype=np.float32)
-    features = VideoFeatures(resolve_feature_files(work, "tgif-qa"), "", frames)
-    features.check_videos(range(n_videos))  # as masn/data/build.py does before training
-    features.close()
+    stores = {"HDF5 f32": VideoFeatures(resolve_feature_files(work, "tgif-qa"), "", frames)}
+    for name in ("f32", "f16"):
+        convert(work, "tgif-qa", work / f"packed_{name}", f"float{name[1:]}")
+        stores[f"packed {name}"] = PackedVideoFeatures(work / f"packed_{name}", "", frames)
     n = 2 * n_videos
     video_ids = np.arange(n) % n_videos
     fields = [rng.integers(1, 100, (n, 20)), np.full(n, 12), rng.integers(0, 10, n).astype(np.float32)]
-    return {"MASN HDF5 f32 (20 frames)": QADataset("Count", video_ids, fields, features)}
+    sets = {}
+    for name, features in stores.items():
+        features.check_videos(range(n_videos))  # as masn/data/build.py does before training
+        features.close()
+        sets[f"MASN {name} ({frames} frames)"] = QADataset("Count", video_ids, fields, features)
+    return sets
 
 
 def stage1_sets(work: Path, n_videos: int) -> dict[str, Dataset]:

@@ -82,11 +82,13 @@ def _env() -> dict[str, str]:
 def commands(work: Path, ready: dict, names: list[str] | None) -> list[tuple[str, str, list[str]]]:
     """(name, input kind, argv) of every run (extractors first), or of ``names`` in their order."""
     inputs = {k: Path(v) for k, v in ready["inputs"].items()}
+    stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     runs = []
     for name in ready["extractors"]:
         kind = "audio" if name in AUDIO_EXTRACTORS else "video"
+        out = work / "out" / f"{name}-{stamp}" / name  # a fresh folder: a resumed run would skip the work
         argv = [sys.executable, "-m", "feat_script", name, "--videos", str(inputs[kind].parent), "--out",
-                str(work / "out" / name), "--random-init", "--device", "cpu", "--workers", "0", "--quiet",
+                str(out), "--random-init", "--device", "cpu", "--workers", "0", "--quiet",
                 *EXTRA_FLAGS.get(name, [])]
         runs.append((name, kind, argv))
     checkpoints = ready["checkpoints"]

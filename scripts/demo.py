@@ -13,12 +13,12 @@ from demos.avst import run as run_avst
 from demos.data import make as make_demo_data
 from demos.folders import fresh_folder
 from demos.masn import run as run_masn
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings
 from engine.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = CommandParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/demo"), help="where the synthetic data sets go")
     parser.add_argument("--runs", type=Path, default=Path("runs/demo"),
                         help="where the runs go; a folder an earlier demo wrote is replaced, any other is refused")
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(lambda: run(build_parser().parse_args(argv)))
+    return run_cli(lambda: run(build_parser().parse_command(argv)))
 
 
 if __name__ == "__main__":

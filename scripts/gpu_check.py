@@ -44,6 +44,7 @@ import torch
 from benchkit.batches import avst_batch, masn_batch
 from benchkit.timing import synchronize as sync
 from benchkit.weights import perturb
+from engine.cli import CommandParser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -434,12 +435,12 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "out/gpu_check"))
     parser.add_argument("--dry-run", action="store_true", help="every section on the CPU at tiny sizes")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=None, help="run these sections only")
-    args = parser.parse_args(argv)
+    args = parser.parse_command(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     summary: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "dry_run": args.dry_run, "sections": {}}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchkit.browser import Page, chromium, missing
 from benchkit.tiny_checkpoints import SHAPES, web_argv, write_checkpoints
-from engine.cli import accept_both_spellings
+from engine.cli import CommandParser, accept_both_spellings, positive_int
 from engine.errors import UserError, run_cli
 from feat_script.synthetic_video import make_video
 from webdemo.cli import build_parser as server_parser
@@ -25,14 +25,14 @@ VIDEO_SECONDS = 12
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("docs/img/web.png"), help="the PNG written (replaced)")
-    p.add_argument("--width", type=int, default=1280, help="window width in CSS pixels")
+    p.add_argument("--width", type=positive_int, default=1280, help="window width in CSS pixels")
     return accept_both_spellings(p)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_command(argv)
     if args.out.suffix.lower() != ".png":
         raise UserError(f"--out {args.out}: the screenshot is a PNG; give a path ending in .png")
     if args.width < 320:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="web-screenshot-") as tmp:
         d = Path(tmp)
         video = make_video(d / "demo.mp4", SHAPES, seconds=VIDEO_SECONDS)
-        server = make_server(server_parser().parse_args(web_argv(write_checkpoints(d))))
+        server = make_server(server_parser().parse_command(web_argv(write_checkpoints(d))))
         with serving(server) as url:
             driver = chromium(d / "chromium-profile", args.width)
             try:

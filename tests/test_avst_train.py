@@ -89,14 +89,18 @@ def test_train_then_test_writes_the_report(demo, tmp_path):
         report = main(["--mode", "test", *data_args(demo), "--run_dir", str(run), "--eval_batch_size", bs])
         reports.append(report)
     assert reports[0]["overall"] == reports[1]["overall"]
-    # the checkpoint's own vocabulary, whatever --vocab_json says (another word order here), or without it
+    # the checkpoint's own vocabulary: without --vocab_json, or with one that builds the same; another is refused
     train = json.loads((demo / "json/avqa-train.json").read_text())
     (tmp_path / "other.json").write_text(json.dumps(train[::-1]))
     no_vocab = without_vocab_json(data_args(demo))
-    for vocab_args in (["--vocab_json", str(tmp_path / "other.json")], ["--vocab_json", str(tmp_path / "none.json")]):
-        report = main(["--mode", "test", *no_vocab, *vocab_args, "--run_dir", str(run)])
-        assert report["overall"] == reports[0]["overall"]
-        assert json.loads((run / "test_avqa-test" / "vocab.json").read_text())["words"] == vocab["words"]
+    report = main(["--mode", "test", *no_vocab, "--run_dir", str(run)])
+    assert report["overall"] == reports[0]["overall"]
+    assert json.loads((run / "test_avqa-test" / "vocab.json").read_text())["words"] == vocab["words"]
+    with pytest.raises(VocabError, match=r"^--vocab-json .*other\.json: builds .* not the vocabulary .*best\.pt "
+                                         r"carries .*; drop --vocab-json"):
+        main(["--mode", "test", *no_vocab, "--vocab_json", str(tmp_path / "other.json"), "--run_dir", str(run)])
+    with pytest.raises(FileNotFoundError, match="none.json"):
+        main(["--mode", "test", *no_vocab, "--vocab_json", str(tmp_path / "none.json"), "--run_dir", str(run)])
     out = run / "test_avqa-test"
     saved = json.loads((out / "test_report.json").read_text())
     assert saved["questions"] == len(tests) and saved["test_file"].endswith("avqa-test.json")
@@ -104,6 +108,22 @@ def test_train_then_test_writes_the_report(demo, tmp_path):
     lines = (out / "test_predictions.tsv").read_text().splitlines()
     assert len(lines) == len(tests) + 1 and lines[1].split("\t")[0] == str(tests[0]["question_id"])
     assert "| All |" in (out / "test_report.md").read_text()
+
+
+def test_log_interval_reaches_the_trainer(demo, tmp_path, monkeypatch):
+    import avst.main_avst
+
+    seen = []
+
+    class Recording(avst.main_avst.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.log_every)
+
+    monkeypatch.setattr(avst.main_avst, "Trainer", Recording)
+    main(["--mode", "train", "--model", "baseline", *data_args(demo), "--epochs", "1", "--batch-size", "8",
+          "--run_dir", str(tmp_path / "b"), "--log-interval", "3"])
+    assert seen == [3]
 
 
 def test_baseline_trains_without_negatives(demo, tmp_path):

@@ -3,6 +3,8 @@ rows of the files (as the per-sample path reads them), and a NaN / inf row anywh
 its video named."""
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -152,6 +154,9 @@ def test_avst_nonfinite_row_in_a_batch_names_its_video(avst):
     store = np.load(root / "f16" / "res18_14x14.npy", mmap_mode="r+")
     store[30 + 30 + 31, 7, 2, 2] = -np.inf  # v3's row 31: only a negative can draw it (positives: 0, 6, ..., 42)
     store.flush()
+    index = root / "f16" / "res18_14x14.index.json"  # a store checked when packed is trusted: this one is not
+    index.write_text(json.dumps({**json.loads(index.read_text()), "checked": False}))
+    ds.visual = PackedFeatures(root / "f16", "visual")
     loader = Loaders(num_workers=0, collate_fn=None, seed=1, device=CPU)
     with pytest.raises(FeatureError, match=r"res18_14x14\.npy: the visual features of video 'v3' hold NaN or inf"):
         for epoch in range(30):

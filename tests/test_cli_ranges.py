@@ -53,7 +53,7 @@ EXTRACTOR = {"--seed": (SEED, ["--random-init"]), "--batch-size": (COUNT, []), "
 CLIPS = {"--num-clips": (COUNT, []), "--clip-len": (COUNT, []), "--clip-stride": (COUNT, [])}
 MODES = {"--seconds": (COUNT, ["--sampling", "fixed60"]), "--num-clips": (COUNT, ["--sampling", "masn"])}
 ASKING = {"--num-clips": (COUNT, []), "--clip-len": (COUNT, []), "--clip-stride": (COUNT, []),
-          "--det-min-size": (COUNT, []), "--det-max-size": (COUNT, [])}
+          "--det-min-size": (COUNT, []), "--det-max-size": (COUNT, ["--det-min-size", "1"])}
 EXTRACTORS = {
     "frames": {"--seconds": (COUNT, ["--mode", "fixed60"]), "--jpeg-quality": (("int", 1, 100, "[]"), [])},
     "audio": {"--rate": (("int", 1, 44100, "[]"), [])},
@@ -62,7 +62,7 @@ EXTRACTORS = {
     "14x14": {"--seconds": (COUNT, []), "--jpeg-quality": (("int", 0, 100, "[]"), [])},
     "r2plus1d": {**MODES, "--clip-len": (COUNT, []), "--clip-stride": (COUNT, ["--clip-len", "2"])},
     "i3d": CLIPS,
-    "objects": {**CLIPS, "--det-min-size": (COUNT, []), "--det-max-size": (COUNT, []),
+    "objects": {**CLIPS, "--det-min-size": (COUNT, []), "--det-max-size": (COUNT, ["--det-min-size", "1"]),
                 "--det-batch-size": (COUNT, []), "--roi-size": (COUNT, [])},
     "clip": {"--seconds": (COUNT, []), "--jpeg-quality": (("int", 0, 100, "[]"), [])},
     "vit-tome": {"--r": (COUNT0, []), "--merge-layers": (COUNT0, []), "--seconds": (COUNT, []),
@@ -110,6 +110,10 @@ def commands() -> dict[str, tuple[Callable, Callable[[list[str]], object], list[
             lambda d=dataset: masn.data.check.build_parser(d),
             lambda argv, d=dataset: check_data.main([d, *argv]), [*needs, "--csv-dir", "q"],
             {"--q_max_length": (COUNT, [])})
+    from feat_script.run_recipe import build_parser as recipe_parser
+
+    out["python -m feat_script recipe"] = (recipe_parser, lambda argv: extract(["recipe", *argv]),
+                                           ["qa-tiger", "--videos", "v", "--out", "o"], EXTRACTOR)
     for name, flags in EXTRACTORS.items():
         needs = ["--videos", "v", "--out", "o", *(["--stream", "appearance"] if name == "objects" else [])]
         out[f"python -m feat_script {name}"] = (lambda n=name: extractor_parser(extractor_class(n)),
@@ -251,11 +255,15 @@ MODE_REFUSALS = [
     ("masn/main.py", ["--test", "--resume"], "--resume", "--test"),
     ("masn/main.py", ["--checkpoint", "x.pth"], "--checkpoint", "training"),
     ("masn/main.py", ["--save_path", "s"], "--save_path", "--select test"),
+    ("masn/main.py", ["--save"], "--save", "--select test"),
+    ("masn/main.py", ["--test", "--checkpoint", "c.pth", "--save"], "--save", "--select test"),
+    ("masn/main.py", ["--ablation", "spatial"], "--ablation", "never reads it"),
     ("masn/main.py", ["--glove", "g.txt", "--vc_dir", "v"], "--vc_dir", "--glove"),
     ("masn/main_msvd.py", ["--val_ratio", "0.2"], "--val_ratio", "MSVD-QA"),
     ("avst/main_avst.py", ["--mode", "test", "--lr", "0.0001"], "--lr", "--mode test"),
     ("avst/main_avst.py", ["--mode", "test", "--epochs", "3"], "--epochs", "--mode test"),
     ("avst/main_avst.py", ["--mode", "test", "--resume"], "--resume", "--mode test"),
+    ("avst/main_avst.py", ["--mode", "test", "--log-interval", "10"], "--log-interval", "--mode test"),
     ("avst/main_avst.py", ["--heatmaps", "2"], "--heatmaps", "training"),
     ("avst/main_avst.py", ["--weights", "w.pt"], "--weights", "training"),
     ("avst/main_avst.py", ["--mode", "test", "--frames-dir", "f"], "--frames-dir", "--heatmaps"),
@@ -283,6 +291,12 @@ MODE_REFUSALS = [
                                        "--det-min-size", "64"], "--det-min-size", "--boxes"),
     ("check_data.py music-avqa", ["--json-file", "j.json", "--packed", "p", "--audio_dir", "a"], "--audio_dir",
      "--packed"),
+    ("check_data.py tgif-qa", ["--task", "Count", "--csv-dir", "q", "--packed", "p", "--feat_dir", "f"], "--feat_dir",
+     "--packed"),
+    ("python -m feat_script recipe", ["qa-tiger", "--videos", "v", "--out", "o", "--seed", "3"], "--seed",
+     "--random-init"),
+    ("python -m feat_script recipe", ["qa-tiger", "--videos", "v", "--out", "o", "--prompts", "p.json"], "--prompts",
+     "tspm"),
     ("scripts/answer.py", ["--model", "avst", "--checkpoint", "c", "--video", "v", "--num-clips", "4"],
      "--num-clips", "--model avst"),
     ("scripts/answer.py", ["--model", "masn", "--checkpoint", "c", "--video", "v", "--values", "x"],
@@ -304,6 +318,66 @@ def test_flag_without_effect_is_refused(command, argv, flag, why, tmp_path, monk
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {flag}: no effect") and why in lines[0], lines
     assert not any(tmp_path.iterdir())
+
+
+def test_masn_save_is_accepted_where_the_threshold_checkpoints_are_written():
+    from masn.main import parse_args
+
+    assert parse_args(["--task", "Count", "--select", "test", "--save"]).save is True
+
+
+# -- the originals' --gpu: given effect as --device cuda:N -----------------------------------------------------
+
+@pytest.mark.parametrize("command", ["avst/main_avst.py", "grounding_gen/main_grd_gen.py"])
+def test_gpu_index_becomes_the_device(command):
+    parser = COMMANDS[command][0]()
+    assert parser.parse_command(["--gpu", "1"]).device == "cuda:1"
+    assert parser.parse_command(["--gpu", " 0"]).device == "cuda:0"  # the originals' "0, 1" style spacing
+    assert parser.parse_command(["--gpu", "2", "--device", "cuda:2"]).device == "cuda:2"  # agreeing: fine
+    assert parser.parse_command([]).device == "auto"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--gpu", "0, 1"], "error: --gpu: '0, 1' names 2 GPUs; one process uses one GPU: launch torchrun "
+                        "--nproc-per-node 2 for several"),
+    (["--gpu", "-1"], "error: --gpu: -1 is out of range; give an integer in [0, inf)"),
+    (["--gpu", "x"], "error: --gpu: 'x' is not an integer; give an integer in [0, inf)"),
+    (["--gpu", "1", "--device", "cpu"], "error: --gpu 1 and --device cpu name different devices; give one of them"),
+    (["--gpu", "1", "--device", "cuda:0"], "error: --gpu 1 and --device cuda:0 name different devices; give one of "
+                                           "them"),
+])
+def test_gpu_refusals(argv, message, capsys):
+    parser = COMMANDS["avst/main_avst.py"][0]()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_command(argv)
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip() == message
+
+
+# -- two flags of one range ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["python -m feat_script objects", "scripts/answer.py"])
+@pytest.mark.parametrize(("sizes", "culprit"), [
+    (["--det-max-size", "799"], "--det-max-size 799 is below --det-min-size 800"),
+    (["--det-min-size", "1334"], "--det-max-size 1333 is below --det-min-size 1334"),
+    (["--det-min-size", "600", "--det-max-size", "599"], "--det-max-size 599 is below --det-min-size 600"),
+])
+def test_detector_sizes_out_of_order_are_refused(command, sizes, culprit, capsys):
+    base = {"python -m feat_script objects": ["--videos", "v", "--out", "o", "--stream", "appearance"],
+            "scripts/answer.py": ["--model", "masn", "--checkpoint", "c", "--video", "v", "--question", "q"]}[command]
+    with pytest.raises(SystemExit) as exit_info:
+        COMMANDS[command][0]().parse_command([*base, *sizes])
+    line = capsys.readouterr().err.strip()
+    flag = sizes[0] if len(sizes) == 2 else "--det-max-size"
+    assert exit_info.value.code == 2 and line.startswith(f"error: {flag}: {culprit};"), line
+
+
+@pytest.mark.parametrize("command", ["python -m feat_script objects", "scripts/answer.py"])
+@pytest.mark.parametrize("sizes", [["--det-max-size", "800"], ["--det-min-size", "1333"]])
+def test_detector_sizes_equal_are_accepted(command, sizes):
+    base = {"python -m feat_script objects": ["--videos", "v", "--out", "o", "--stream", "appearance"],
+            "scripts/answer.py": ["--model", "masn", "--checkpoint", "c", "--video", "v", "--question", "q"]}[command]
+    args = COMMANDS[command][0]().parse_command([*base, *sizes])
+    assert args.det_min_size <= args.det_max_size
 
 
 def test_masn_sampling_flag_with_masn_preset_is_accepted():

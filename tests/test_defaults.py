@@ -128,3 +128,27 @@ def test_exit_statuses(capsys):
     assert run_cli(interrupted) == 130
     with pytest.raises(RuntimeError):  # a bug keeps its traceback
         run_cli(lambda: (_ for _ in ()).throw(RuntimeError("bug")))
+
+
+@pytest.mark.parametrize(("log_every", "steps"), [(None, []), (1, [1, 2, 3, 4, 5]), (2, [2, 4]), (5, [5]), (6, [])])
+def test_log_interval_sets_the_steps_of_the_train_scalars(tmp_path, monkeypatch, log_every, steps):
+    """AVST's --log-interval reaches the engine: train/ scalars at every multiple of it (default 50)."""
+    from engine_toy import Points
+
+    from engine.sampling import EpochSampler
+
+    kwargs = {} if log_every is None else {"log_every": log_every}
+    trainer = _trainer(tmp_path, Regression(0, 0), **kwargs)
+    assert trainer.log_every == (50 if log_every is None else log_every)
+    seen = []
+    monkeypatch.setattr(trainer.run, "scalars", lambda values, step, prefix="": seen.append((prefix, step)))
+    try:
+        trainer.train_epoch(Points(10, 1), EpochSampler(10, 2, shuffle=False, seed=1))
+    finally:
+        trainer.run.close()
+    assert seen == [("train/", s) for s in steps]
+
+
+def test_log_interval_zero_is_refused(tmp_path):
+    with pytest.raises(UserError, match="logging interval 0"):
+        _trainer(tmp_path, Regression(0, 0), log_every=0)

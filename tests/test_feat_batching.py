@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from feat_script.base import Extractor, _Decoded, load_weights, main
+from feat_script.base import Extractor, _Decoded, main
 from feat_script.batching import NoRows, RowBatcher
 from feat_script.decode import DecodeError, read_frames
 from feat_script.extract_14x14 import Res18x14
 from feat_script.preprocess import pixels_to_input, resize_frames, to_tensor_normalize
 from feat_script.recipes import KINETICS_MEAN, KINETICS_STD
 from feat_script.synthetic_video import make_pattern_video
+from feat_script.weights import build_loaded
 from feat_script.writer import BackgroundWriter
 
 
@@ -33,10 +34,11 @@ class TinyConv(Extractor):
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = None if self.config.random_init else Path(self.config.weights)
-        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                  torch.nn.Flatten())
+        net = build_loaded(lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                                       torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()),
+                           self.weights_path, "tiny")
         net.register_forward_pre_hook(lambda module, args: TinyConv.seen.append(len(args[0])))
-        return load_weights(net, self.weights_path, "tiny")
+        return net
 
     def row_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"": (4,)}

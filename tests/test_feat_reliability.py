@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from feat_script.base import Extractor, load_weights, main
+from feat_script.base import Extractor, main
 from feat_script.decode import read_frames
 from feat_script.extract_audio import Audio
 from feat_script.extract_frames import Frames
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.synthetic_video import make_pattern_video
+from feat_script.weights import build_loaded
 
 
 class Mean(Extractor):
@@ -34,7 +35,7 @@ class Mean(Extractor):
 
     def build_model(self) -> torch.nn.Module:
         self.weights_path = self.config.weights
-        return load_weights(torch.nn.Linear(3, 4), self.weights_path, "mean")
+        return build_loaded(lambda: torch.nn.Linear(3, 4), self.weights_path, "mean")
 
     def row_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"": (4,)}

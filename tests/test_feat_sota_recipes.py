@@ -191,18 +191,43 @@ def test_tspm_without_its_question_files_is_refused_before_writing(videos, tmp_p
     assert line.startswith("error:") and culprit in line and not (tmp_path / "root").exists()
 
 
+def test_recipe_shard_comes_from_the_launcher(videos, tmp_path, monkeypatch):
+    """Under a Slurm array (or torchrun) each task takes its own share of the videos and questions."""
+    from feat_script import run_recipe as recipe
+
+    seen = []
+    monkeypatch.setattr(recipe, "run", lambda extractor, args: seen.append(args.shard))
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    args = recipe.build_parser().parse_command(["qa-tiger", "--videos", str(videos), "--out", str(tmp_path / "r"),
+                                                "--random-init"])
+    recipe.run_recipe(args)
+    assert seen and set(seen) == {"3/4"}
+    seen.clear()
+    args = recipe.build_parser().parse_command(["qa-tiger", "--videos", str(videos), "--out", str(tmp_path / "r"),
+                                                "--random-init", "--shard", "1/2"])
+    recipe.run_recipe(args)
+    assert set(seen) == {"1/2"}  # --shard overrides the environment
+
+
 def test_bad_recipe_flags_are_refused_before_writing(videos, tmp_path, capsys):
     from feat_script.run_recipe import cli
 
     (tmp_path / "p.json").write_text("{}")
-    cases = [(["qa-tiger", "--random-init", "--prompts", str(tmp_path / "p.json")], "--annotations / --prompts"),
+    cases = [(["qa-tiger", "--random-init", "--prompts", str(tmp_path / "p.json")], "--prompts: no effect"),
+             (["qa-tiger", "--random-init", "--shard", "2/2"], "--shard '2/2': need 0 <= i < n"),
+             (["qa-tiger", "--random-init", "--batch-size", "0"], "--batch-size: 0 is out of range"),
              (["qa-tiger", "--clip-weights", str(tmp_path / "none.pt"), "--random-init"], "--clip-weights"),
              (["qa-tiger", "--vggish-weights", str(tmp_path / "none.pt")], "--vggish-weights"),
              (["tspm", "--random-init", "--annotations", str(tmp_path / "p.json"), "--prompts",
                str(tmp_path / "p.json")], "holds a JSON dict, expected a list")]
     for argv, culprit in cases:
         out = tmp_path / "root"
-        assert cli([*argv, "--videos", str(videos), "--out", str(out)]) == 2, argv
+        try:
+            status = cli([*argv, "--videos", str(videos), "--out", str(out)])
+        except SystemExit as exit_info:  # refused by the parser
+            status = exit_info.code
+        assert status == 2, argv
         [line] = capsys.readouterr().err.strip().splitlines()
         assert culprit in line and not out.exists(), (argv, line)
 

@@ -57,14 +57,41 @@ def test_avst_answerer_features_and_answer_equal_the_cli_files(media):
     assert one_call.top5 == got.top5 and one_call.features == "computed"
 
 
-def test_masn_answerer_features_and_answer_equal_the_cli_files(media):
+@pytest.fixture(scope="module")
+def masn_weight_files(media):
+    """Random ResNet-152, I3D and Faster R-CNN weights saved as files: the route of a user with weights."""
+    from feat_script.i3d import I3Res50
+    from feat_script.objects import faster_rcnn
+
+    d = media["dir"] / "masn_weights"
+    d.mkdir()
+    torch.manual_seed(1)
+    files = {"resnet152": d / "resnet152.pth", "i3d": d / "i3d.pth", "detector": d / "detector.pth"}
+    for net, path in ((torchvision.models.resnet152(), files["resnet152"]), (I3Res50(), files["i3d"]),
+                      (faster_rcnn(None), files["detector"])):
+        torch.save(net.state_dict(), path)
+    return files
+
+
+@pytest.mark.parametrize("route", ["random-init", "weight files"])
+def test_masn_answerer_features_and_answer_equal_the_cli_files(media, masn_weight_files, route, monkeypatch):
+    """With weight files the answerer builds ResNet-152 once for both of its streams; random weights are
+    drawn per extractor, as the CLIs draw them."""
     from masn.answer import STREAMS, ExtractorWeights, FeatureSettings, MasnAnswerer, ask
 
-    d = media["dir"]
-    ref = dict(zip(STREAMS, masn_cli_features(media["video"], d, None, None, None)))  # --random-init, seed 0
-    weights, settings = ExtractorWeights(random_init=True), FeatureSettings(**SMALL)
+    d = media["dir"] / route  # the CLIs' outputs of each route apart (a CLI skips a video already done)
+    d.mkdir()
+    files = masn_weight_files if route == "weight files" else dict.fromkeys(masn_weight_files)
+    ref = dict(zip(STREAMS, masn_cli_features(media["video"], d, files["resnet152"], files["i3d"],
+                                              files["detector"])))  # None: --random-init, seed 0
+    weights = ExtractorWeights(**files, random_init=route == "random-init")
+    settings = FeatureSettings(**SMALL)
+    built = []
+    resnet152 = torchvision.models.resnet152
+    monkeypatch.setattr(torchvision.models, "resnet152", lambda **kw: built.append(1) or resnet152(**kw))
     answerer = MasnAnswerer(media["masn"], settings=settings, weights=weights)
     ours = answerer.features(VideoFile.of(media["video"]))
+    assert len(built) == (2 if route == "random-init" else 1)
     for name in STREAMS:
         assert_close(ours.arrays[name], ref[name], name)
     question = "what colour is the car?"

@@ -352,3 +352,26 @@ def test_check_data_report_and_exit_status(tgif_count, capsys):
     assert report["splits"]["test"]["absent"] is True
     label = next(k for k in report["features"]["files"] if k.endswith(":spatial_features"))
     assert report["features"]["files"][label]["missing_examples"] == ["105"]
+
+
+def test_check_data_checks_a_packed_store_as_the_hdf5_files(tgif_count, capsys):
+    """--packed: the store's videos against the questions, and every row scanned even in a store marked checked."""
+    from masn.data.pack import convert
+
+    store = tgif_count / "packed"
+    convert(tgif_count / "f", "tgif-qa", store, "float32")
+    argv = ["tgif-qa", "--task", "Count", "--csv_dir", str(tgif_count / "q"), "--packed", str(store), "--json"]
+    assert check.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["features"]["videos"] == 14 and report["features"]["nonfinite"] == 0
+    index = json.loads((store / "bbox.index.json").read_text())
+    del index["videos"]["112"]  # a test-split video the store lacks
+    (store / "bbox.index.json").write_text(json.dumps(index))
+    rows = np.load(store / "res_roi.npy", mmap_mode="r+")
+    rows[3 + 4 + 5 + 3 + 4, 9, 2047] = np.inf  # video 105's first frame, its last object and value
+    rows.flush()
+    assert check.main(argv) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["features"]["files"] == {str(store / "bbox.npy"): {"missing": 1, "missing_examples": ["112"]}}
+    assert report["features"]["nonfinite_examples"] == [f"{store / 'res_roi.npy'}: video '105' (res_roi) holds "
+                                                        "NaN or inf values"]

@@ -48,7 +48,7 @@ def test_pack_script_round_trip(per_video, float16):
     out = per_video / "packed"
     argv = ["--label_json", str(per_video / "train.json"), str(per_video / "test.json"), "--audio_dir",
             str(per_video / "vggish"), "--video_res14x14_dir", str(per_video / "res18"), "--out", str(out)]
-    assert load_script("pack_avst_features").main(argv + (["--float16"] if float16 else [])) == 0
+    assert load_script("pack_avst_features").main(argv + (["--dtype", "float16"] if float16 else [])) == 0
     dtype = np.float16 if float16 else np.float32
     for stem, src in (("vggish", "vggish"), ("res18_14x14", "res18")):
         index = json.loads((out / f"{stem}.index.json").read_text())

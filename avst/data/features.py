@@ -1,8 +1,8 @@
 """Per-video feature readers that touch only the rows a sample needs.
 
 Two layouts hold the same arrays (what ``net_grd_avst/dataloader_avst.py`` reads): the original one ``.npy``
-per video (VGGish ``[60,128]``, ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (feat_script's
-``packed-v1``: per kind one memory-mappable ``<kind>.npy`` with every video's rows stacked, plus
+per video (VGGish ``[60,128]``, ResNet-18 14x14 ``[60,512,14,14]``), and the packed store (``packed-v1``,
+:mod:`engine.packed`: per kind one memory-mappable ``<kind>.npy`` with every video's rows stacked, plus
 ``<kind>.index.json`` giving each video's row range), written by ``feat_script.extract_vggish/extract_14x14
 --store packed`` or by ``scripts/pack_avst_features.py`` from per-video files. Both read only the rows asked
 for, one ``preadv`` each into the caller's buffer (the batch), where the original loaded every whole file
@@ -12,7 +12,6 @@ for, one ``preadv`` each into the caller's buffer (the batch), where the origina
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections import OrderedDict
@@ -23,8 +22,8 @@ import numpy as np
 
 from engine.batching import byte_rows
 from engine.errors import UserError
+from engine.packed import PackedArray
 from feat_script.recipes import AVST, AVST_SECONDS
-from feat_script.stores import PACKED_FORMAT
 
 ROWS = AVST_SECONDS
 AUDIO_SHAPE = (128,)
@@ -54,43 +53,6 @@ def open_npy(path: Path, row_shape: tuple[int, ...]) -> np.ndarray:
 def nonfinite_error(kind: str, video_id: str, source: Path) -> FeatureError:
     return FeatureError(f"{source}: the {kind} features of video {video_id!r} hold NaN or inf values; extract "
                         "them again (scripts/check_data.py music-avqa lists every such video)")
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    """``json.load`` hook: a video listed twice would silently keep only its last range."""
-    seen: dict = {}
-    for key, value in pairs:
-        if key in seen:
-            raise FeatureError(f"video {key!r} is listed twice")
-        seen[key] = value
-    return seen
-
-
-def index_problems(ranges: dict, rows: int) -> list[str]:
-    """Entries of a packed index that would read another video's rows or past the end (empty if none).
-
-    Each range ``[start, stop]`` must be two integers with ``0 <= start < stop <= rows``, and no two may
-    overlap: every video owns its rows, as ``scripts/pack_avst_features.py`` and ``--store packed`` write them.
-    """
-    bad, spans = [], []
-    for video, span in ranges.items():
-        ok = (isinstance(span, list) and len(span) == 2
-              and all(isinstance(x, int) and not isinstance(x, bool) for x in span))
-        if not ok:
-            bad.append(f"{video}: {span!r} is not [start, stop]")
-        elif not 0 <= span[0] < span[1] <= rows:
-            why = ("empty" if span[0] == span[1] else "reversed" if span[0] > span[1]
-                   else "negative" if span[0] < 0 else f"past the end ({rows} rows)")
-            bad.append(f"{video}: {span} {why}")
-        else:
-            spans.append((span[0], span[1], video))
-    reach, owner = 0, ""
-    for start, stop, video in sorted(spans):
-        if start < reach:
-            bad.append(f"{video}: overlaps {owner}")
-        if stop > reach:
-            reach, owner = stop, video
-    return bad
 
 
 def _check_shape(path: Path, shape: tuple[int, ...], row_shape: tuple[int, ...]) -> None:
@@ -143,6 +105,7 @@ class NpyFeatures:
     """
 
     OPEN_FILES = 256
+    checked = False  # nothing records a check of these files: every read is scanned for NaN / inf
 
     def __init__(self, root: str | Path, kind: str) -> None:
         self.root = Path(root)
@@ -214,89 +177,40 @@ class NpyFeatures:
 
 
 class PackedFeatures:
-    """One kind of the packed store: ``<dir>/<stem>.npy`` [all rows, *row_shape] + ``<stem>.index.json``.
+    """One kind of the packed store (:mod:`engine.packed`): ``<dir>/<stem>.npy`` [all rows, *row_shape] +
+    ``<stem>.index.json``. ``checked``: the store's rows were verified finite when packed (no per-read scan)."""
 
-    Rows are read with ``os.preadv`` on a descriptor kept open per process (the memory map only serves the
-    checks): a gather from the map costs a page fault per page in every DataLoader worker, a read does not.
-    """
+    FIX = "; write the store again (scripts/pack_avst_features.py or the extractor's --store packed)"
 
     def __init__(self, root: str | Path, kind: str) -> None:
         self.root = Path(root)
         self.kind = kind
         self.row_shape = KINDS[kind]
         stem = PACKED_STEMS[kind]
-        index_path = self.root / f"{stem}.index.json"
-        if not index_path.is_file():
-            raise FeatureError(f"packed store index not found: {index_path} (write it with "
-                               f"feat_script's --store packed or scripts/pack_avst_features.py)")
-        self.array = open_npy(self.root / f"{stem}.npy", self.row_shape)
-        if not self.array.flags.c_contiguous:
-            raise FeatureError(f"{self.path('')}: stored in Fortran order; write the store again")
-        self.ranges = self._read_index(index_path, self.array.shape[0])
+        self.store = PackedArray(self.root / f"{stem}.npy", self.root / f"{stem}.index.json", self.row_shape,
+                                 error=FeatureError, fix=self.FIX)
+        self.checked = self.store.checked
         self.bytes_read = 0
-        self._fd: int | None = None
-        self._opening = threading.Lock()
-
-    def __getstate__(self) -> dict:  # a spawned worker opens its own descriptor (a forked one may share it)
-        return {**self.__dict__, "_fd": None, "_opening": None}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _opening=threading.Lock())
-
-    def _read_index(self, index_path: Path, rows: int) -> dict[str, tuple[int, int]]:
-        """The whole index checked when the store is opened, not when a bad entry is first read."""
-        fix = "; write the store again (scripts/pack_avst_features.py or the extractor's --store packed)"
-        try:
-            with open(index_path, encoding="utf-8") as f:
-                index = json.load(f, object_pairs_hook=_unique_keys)
-        except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError and a video listed twice
-            raise FeatureError(f"{index_path}: not a valid packed index ({err}){fix}") from None
-        if not isinstance(index, dict) or index.get("format") != PACKED_FORMAT:
-            got = index.get("format") if isinstance(index, dict) else type(index).__name__
-            raise FeatureError(f"{index_path}: format {got!r}, expected {PACKED_FORMAT!r}{fix}")
-        if not isinstance(index.get("videos"), dict) or index.get("rows") != rows:
-            raise FeatureError(f"{index_path}: says {index.get('rows')!r} rows and lists "
-                               f"{type(index.get('videos')).__name__} videos; {self.path('')} has {rows} rows{fix}")
-        bad = index_problems(index["videos"], rows)
-        if bad:
-            raise FeatureError(f"{index_path}: {len(bad)} bad row range(s): {'; '.join(bad[:3])}{fix}")
-        return {v: (a, b) for v, (a, b) in index["videos"].items()}
 
     def path(self, video_id: str) -> Path:
-        return self.root / f"{PACKED_STEMS[self.kind]}.npy"
-
-    def _range(self, video_id: str) -> tuple[int, int]:
-        try:
-            return self.ranges[video_id]
-        except KeyError:
-            raise FeatureError(f"{self.root}: video {video_id!r} is not in the packed store") from None
+        return self.store.path
 
     def num_rows(self, video_id: str) -> int:
-        start, stop = self._range(video_id)
+        start, stop = self.store.range(video_id)
         return stop - start
 
     def read(self, video_id: str, rows: np.ndarray) -> np.ndarray:
         return self.read_pairs([(video_id, int(r)) for r in rows])
 
     def dtype(self, video_id: str) -> np.dtype:
-        return self.array.dtype
+        return self.store.dtype
 
     def read_pairs(self, pairs: list[tuple[str, int]], out: np.ndarray | None = None) -> np.ndarray:
         """One row per (video, row) pair, stacked (into ``out`` if given, of the store's dtype)."""
         if out is None:
-            out = np.empty((len(pairs), *self.row_shape), dtype=self.array.dtype)
-        if self._fd is None:
-            with self._opening:  # threads of the reader pipeline share one descriptor
-                if self._fd is None:
-                    self._fd = os.open(self.path(""), os.O_RDONLY)
-        rows = byte_rows(out)
-        size = rows.shape[1]
-        for dest, (video_id, row) in zip(rows, pairs):
-            start, stop = self._range(video_id)
-            index = start + min(row, stop - start - 1)
-            if os.preadv(self._fd, [dest], self.array.offset + index * size) != size:
-                raise FeatureError(f"{self.path(video_id)}: truncated while reading row {index}")
-        self.bytes_read += rows.nbytes
+            out = np.empty((len(pairs), *self.row_shape), dtype=self.store.dtype)
+        self.store.read_pairs(pairs, out)
+        self.bytes_read += out.nbytes
         return out
 
 

@@ -1,11 +1,13 @@
 """Writing the packed AVST feature store from per-video files (``PackedFeatures`` reads it).
 
-The layout is feat_script's ``packed-v1``, the one ``extract_vggish`` / ``extract_14x14 --store packed``
-write, so features extracted straight into a store and features packed later read the same way.
+The layout is :mod:`engine.packed`'s, the one ``extract_vggish`` / ``extract_14x14 --store packed`` and
+MASN's converter write, so features extracted straight into a store and features packed later read the
+same way. Every row is checked finite while it is copied, so the store is marked checked and its reads
+are not scanned again.
 """
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,8 @@ from avst.data.features import (
     feature_problems,
     nonfinite_error,
 )
-from feat_script.stores import PACKED_FORMAT, atomic_file, write_json_atomic
+from engine.packed import NONFINITE
+from feat_script.stores import write_packed
 
 
 def pack(videos: list[str], sources: dict[str, NpyFeatures], out: Path, dtype: np.dtype) -> dict[str, int]:
@@ -33,34 +36,25 @@ def pack(videos: list[str], sources: dict[str, NpyFeatures], out: Path, dtype: n
         raise FeatureError(f"{len(problems)} source file(s) cannot be packed, the first: {problems[0]}")
     if len(set(videos)) != len(videos):
         raise FeatureError(f"{out}: a video is listed twice; each video needs its own rows")
+    kinds = {PACKED_STEMS[kind]: kind for kind in sources}
+
+    def refuse(stem: str, video: str, why: str) -> FeatureError:
+        kind = kinds[stem]
+        path = sources[kind].path(video)
+        if why == NONFINITE:
+            return nonfinite_error(kind, video, path)
+        return FeatureError(f"{path}: {why}; pack with --dtype float32")
+
+    counts = {kind: [src.num_rows(v) for v in videos] for kind, src in sources.items()}
+    arrays = {PACKED_STEMS[kind]: (src.row_shape, sum(counts[kind]), _whole_videos(src, videos, counts[kind]))
+              for kind, src in sources.items()}
     out.mkdir(parents=True, exist_ok=True)
-    short: dict[str, int] = {}
-    indexes = {}
-    with contextlib.ExitStack() as renames:  # arrays replace the old ones only when every kind is written
-        for kind, src in sources.items():
-            counts = [src.num_rows(v) for v in videos]
-            short.update({v: n for v, n in zip(videos, counts) if n < 60})
-            stem, total = PACKED_STEMS[kind], sum(counts)
-            tmp = renames.enter_context(atomic_file(out / f"{stem}.npy"))
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(total, *src.row_shape))
-            ranges, cursor = {}, 0
-            for video, n in zip(videos, counts):
-                rows = src.read(video, np.arange(n))
-                if not np.isfinite(rows).all():
-                    raise nonfinite_error(kind, video, src.path(video))
-                with np.errstate(over="ignore"):  # overflow is checked just below
-                    arr[cursor:cursor + n] = rows
-                if arr.dtype != rows.dtype and not np.isfinite(arr[cursor:cursor + n]).all():
-                    raise FeatureError(f"{src.path(video)}: values beyond the range of {arr.dtype}; pack without "
-                                       "--float16")
-                ranges[video] = [cursor, cursor + n]
-                cursor += n
-            arr.flush()
-            del arr
-            indexes[stem] = {"format": PACKED_FORMAT, "dtype": np.dtype(dtype).name,
-                             "row_shape": list(src.row_shape), "rows": total, "videos": ranges}
-    for stem, index in indexes.items():
-        write_json_atomic(out / f"{stem}.index.json", index)
+    write_packed(out, arrays, dtype, refuse)
     for kind in sources:
         PackedFeatures(out, kind)
-    return short
+    return {v: n for rows in counts.values() for v, n in zip(videos, rows) if n < 60}
+
+
+def _whole_videos(src: NpyFeatures, videos: list[str], counts: list[int]) -> Iterator[tuple[str, np.ndarray]]:
+    for video, n in zip(videos, counts):
+        yield video, src.read(video, np.arange(n))

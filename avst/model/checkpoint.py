@@ -20,6 +20,7 @@ from torch import nn
 from avst.data.vocab import Vocab, VocabError
 from avst.variants import VARIANTS, variant
 from engine.checkpoint import CheckpointError, load_checkpoint, model_state
+from engine.modules import build_with_state
 
 
 class StateDictError(CheckpointError, ValueError):
@@ -82,7 +83,7 @@ def _preview(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_avst_state(model: nn.Module, source: StateSource, name: str | None = None) -> None:
+def load_avst_state(model: nn.Module, source: StateSource, name: str | None = None, assign: bool = False) -> None:
     """Load strictly into AVST, AVSTBaseline or GroundingNet, or raise one error naming the file
     (``name`` names a state_dict given in memory).
 
@@ -112,7 +113,7 @@ def load_avst_state(model: nn.Module, source: StateSource, name: str | None = No
             if keys
         ]
         raise StateDictError(f"{name} does not fit {type(model).__name__}: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
 
 
 @torch.no_grad()
@@ -158,6 +159,14 @@ class AvstMeta:
                 "vocab_sha256": self.vocab.sha256()}
 
 
+def _check_same_vocab(carried: Vocab, built: Vocab, path: str | Path) -> None:
+    """Refuse a --vocab-json whose vocabulary is not the one the checkpoint carries."""
+    if (carried.words, carried.answers) != (built.words, built.answers):
+        raise VocabError(f"--vocab-json {built.source}: builds {len(built.words)} words / {len(built.answers)} "
+                         f"answers, not the vocabulary {path} carries ({len(carried.words)} / "
+                         f"{len(carried.answers)}); drop --vocab-json: the checkpoint's own is used")
+
+
 def new_model(meta: AvstMeta) -> nn.Module:
     """An untrained network of ``meta``'s variant sized for its vocabulary."""
     return variant(meta.model).build(len(meta.vocab.words), len(meta.vocab.answers))
@@ -165,12 +174,14 @@ def new_model(meta: AvstMeta) -> nn.Module:
 
 def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
                           vocab_json: str | Path | None = None, answer_file: str | Path | None = None,
-                          model: str | None = None) -> tuple[nn.Module, AvstMeta]:
+                          model: str | None = None, default_vocab_json: str | Path | None = None
+                          ) -> tuple[nn.Module, AvstMeta]:
     """(model on ``device`` in eval mode, its record) from a checkpoint file.
 
-    Our checkpoints carry their vocabulary (``meta.vocab``), which is used whatever ``vocab_json`` says.
-    The authors' weights-only ``avst.pt`` / ``avst_update.pt`` do not: their vocabulary is the original rule
-    applied to the train JSON (``vocab_json``, answers ordered by ``answer_file`` when given). ``model``
+    Our checkpoints carry their vocabulary (``meta.vocab``); a ``vocab_json`` the user gave beside one must
+    build the same vocabulary (an explicit flag is never ignored). The authors' weights-only ``avst.pt`` /
+    ``avst_update.pt`` do not carry one: theirs is the original rule applied to the train JSON
+    (``vocab_json``, else ``default_vocab_json``; answers ordered by ``answer_file`` when given). ``model``
     (a name in ``avst.variants.VARIANTS``; None: any) is what the caller expects; a checkpoint recording
     another kind is refused.
     """
@@ -183,17 +194,20 @@ def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", 
         raise CheckpointError(f"{path}: a {kind} checkpoint, not {model} (--model {kind} reads it)")
     if stored.get("vocab"):
         vocab = Vocab.from_dict(stored["vocab"])
-    elif vocab_json is None or not Path(vocab_json).is_file():
-        missing = f" ({vocab_json} not found)" if vocab_json is not None else ""
-        raise VocabError(f"{path}: holds weights only, no vocabulary; pass --vocab_json with the train JSON it "
-                         f"was trained with (the authors' avst.pt: data/json/avqa-train.json){missing}")
+        if vocab_json is not None:
+            _check_same_vocab(vocab, Vocab.build(vocab_json, answer_file), path)
     else:
-        vocab = Vocab.build(vocab_json, answer_file)
+        source = vocab_json if vocab_json is not None else default_vocab_json
+        if source is None or not Path(source).is_file():
+            missing = f" ({source} not found)" if source is not None else ""
+            raise VocabError(f"{path}: holds weights only, no vocabulary; pass --vocab_json with the train JSON "
+                             f"it was trained with (the authors' avst.pt: data/json/avqa-train.json){missing}")
+        vocab = Vocab.build(source, answer_file)
     state, _ = read_state(model_state(payload))
     words, answers = state.get("question_encoder.word2vec.weight"), state.get("fc_ans.weight")
     if words is not None and answers is not None:  # otherwise the strict load names what is missing
         vocab.check_sizes(words.shape[0], answers.shape[0], str(path))
     meta = AvstMeta(vocab, kind)
-    net = new_model(meta)
-    load_avst_state(net, state, str(path))
+    net = build_with_state(lambda: new_model(meta), state,
+                           lambda model, tensors, assign: load_avst_state(model, tensors, str(path), assign))
     return net.to(device).eval(), meta

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
-from feat_script.weights import load_into
+from feat_script.weights import build_loaded
 
 
 def _layer(inplanes: int, planes: int, stride: int) -> nn.Sequential:
@@ -59,8 +59,6 @@ def resnet18_stride1(weights: str | Path | None = None, modal: str = "vision") -
     As in the original, the ImageNet file is loaded non-strictly: only ``conv1_a`` may be
     missing (it stays random). Any other missing or unexpected key is an error.
     """
-    model = ResNet18Stride1(modal=modal)
-    if weights is not None:
-        load_into(model, weights, "ResNet-18", "Get torchvision's ImageNet file resnet18-5c106cde.pth "
-                  "(or resnet18-f37072fd.pth) and pass its path.", may_miss={"conv1_a.weight"})
-    return model
+    return build_loaded(lambda: ResNet18Stride1(modal=modal), weights, "ResNet-18",
+                        "Get torchvision's ImageNet file resnet18-5c106cde.pth (or resnet18-f37072fd.pth) and pass "
+                        "its path.", may_miss={"conv1_a.weight"})

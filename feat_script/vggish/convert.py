@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from engine.cli import CommandParser
 from engine.errors import run_cli
 from feat_script.stores import atomic_file
 from feat_script.vggish.model import CONV_LAYERS, VGGish
@@ -85,11 +86,11 @@ def save_state_dict(state: dict[str, torch.Tensor], out: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="vggish_model.ckpt (TensorFlow) or torchvggish's vggish-10086976.pth")
     parser.add_argument("--out", required=True, help="where to write our state_dict (.pt)")
-    args = parser.parse_args(argv)
+    args = parser.parse_command(argv)
     save_state_dict(convert(args.src), args.out)
     print(f"wrote {args.out}")
     return 0

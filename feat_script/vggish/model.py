@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from feat_script.weights import WEIGHTS, WeightsError, load_into, read_state_dict
+from feat_script.weights import WEIGHTS, WeightsError, build_loaded, read_state_dict
 
 EMBEDDING_SIZE = 128
 PCA_HELP = (
@@ -55,10 +55,7 @@ class VGGish(nn.Module):
 
 def vggish(weights: str | Path | None = None) -> VGGish:
     """Build VGGish; ``weights`` is our converted file (random init when None: tests and demo only)."""
-    model = VGGish()
-    if weights is not None:
-        load_into(model, weights, "converted VGGish", WEIGHTS["vggish"].source)
-    return model.eval()
+    return build_loaded(VGGish, weights, "converted VGGish", WEIGHTS["vggish"].source).eval()
 
 
 class PCAPostprocessor(nn.Module):

@@ -12,8 +12,9 @@ from torch.utils.data import Subset
 from masn.answer_index import frameqa_order, top_k_order
 from masn.data import msqa, tgif
 from masn.data.dataset import QADataset
-from masn.data.features import LAYOUTS, FeatureError, VideoFeatures, resolve_feature_files
+from masn.data.features import LAYOUTS, FeatureError, PaddedBatches, VideoFeatures, resolve_feature_files
 from masn.data.glove import load_embedding
+from masn.data.packed import PackedVideoFeatures
 from masn.data.text import Vocabulary
 
 DATASETS = ("tgif-qa", "msvd-qa", "msrvtt-qa")
@@ -45,7 +46,7 @@ def random_val_split(n: int, val_ratio: float, seed: int) -> tuple[list[int], li
     return perm[: n - n_val], perm[n - n_val:]
 
 
-def check_features(features: VideoFeatures, video_ids, allow_missing: bool, log) -> dict[str, list[str]]:
+def check_features(features: PaddedBatches, video_ids, allow_missing: bool, log) -> dict[str, list[str]]:
     """Every split's videos, before the first step: unusable arrays are refused; missing ones unless allowed."""
     missing, bad = features.check_videos(video_ids)
     features.close()
@@ -125,15 +126,19 @@ def video_ids(dataset: str, df: pd.DataFrame) -> np.ndarray:
     return df["key" if dataset == "tgif-qa" else "video_id"].to_numpy(dtype=np.int64)
 
 
-def open_features(dataset: str, feat_dir: Path, v_max_length: int, allow_missing: bool = False) -> VideoFeatures:
-    return VideoFeatures(resolve_feature_files(feat_dir, dataset), LAYOUTS[dataset].key_prefix, v_max_length,
-                         allow_missing)
+def open_features(dataset: str, feat_dir: Path, v_max_length: int, allow_missing: bool = False,
+                  packed: Path | None = None) -> PaddedBatches:
+    """The packed store when given (``--packed``), else the four HDF5 files in ``feat_dir``."""
+    prefix = LAYOUTS[dataset].key_prefix
+    if packed is not None:
+        return PackedVideoFeatures(packed, prefix, v_max_length, allow_missing)
+    return VideoFeatures(resolve_feature_files(feat_dir, dataset), prefix, v_max_length, allow_missing)
 
 
 def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path | None = None, *,
               q_max_length: int = 20, v_max_length: int = 20, max_n_videos: int | None = None,
               val_ratio: float = 0.1, split_seed: int = 999, answers: list[str] | None = None,
-              allow_missing: bool = False, log=print) -> QAData:
+              allow_missing: bool = False, packed: Path | None = None, log=print) -> QAData:
     """TGIF-QA: train CSV split into train/val (seeded), test CSV as test."""
     if task not in tgif.TASKS:
         raise tgif.DataError(f"unknown TGIF-QA task {task!r}; choose one of {', '.join(tgif.TASKS)}")
@@ -146,7 +151,7 @@ def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path
     if max_n_videos is not None:
         dfs = {s: df[:max_n_videos] for s, df in dfs.items()}
     tgif.check_keys({paths[s]: df for s, df in dfs.items()})
-    features = open_features("tgif-qa", feat_dir, v_max_length, allow_missing)
+    features = open_features("tgif-qa", feat_dir, v_max_length, allow_missing, packed)
     datasets = {}
     for split, df in dfs.items():
         require_questions(split, len(df), paths[split])
@@ -162,7 +167,8 @@ def load_tgif(task: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path
 
 def load_msqa(dataset: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: Path | None = None, *,
               q_max_length: int = 20, v_max_length: int = 30, max_n_videos: int | None = None,
-              answers: list[str] | None = None, allow_missing: bool = False, log=print) -> QAData:
+              answers: list[str] | None = None, allow_missing: bool = False, packed: Path | None = None,
+              log=print) -> QAData:
     """MSVD-QA / MSRVTT-QA with their explicit train/val/test files."""
     if dataset not in msqa.TOP_K:
         raise tgif.DataError(f"unknown data set {dataset!r}; choose one of {', '.join(msqa.TOP_K)}")
@@ -174,7 +180,7 @@ def load_msqa(dataset: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: P
         answers = answer_order(dataset, "MS-QA", df_dir, dfs)
     if max_n_videos is not None:
         dfs = {s: df[:max_n_videos] for s, df in dfs.items()}
-    features = open_features(dataset, feat_dir, v_max_length, allow_missing)
+    features = open_features(dataset, feat_dir, v_max_length, allow_missing, packed)
     splits = {}
     for split, df in dfs.items():
         require_questions(split, len(df), paths[split])
@@ -187,7 +193,8 @@ def load_msqa(dataset: str, df_dir: Path, feat_dir: Path, vc_dir: Path, glove: P
 
 def load_test_split(dataset: str, task: str, df_dir: Path, feat_dir: Path, vocab: Vocabulary | None, *,
                     answers: list[str] | None = None, q_max_length: int = 20, v_max_length: int = 20,
-                    max_n_videos: int | None = None, allow_missing: bool = False, log=print) -> QAData:
+                    max_n_videos: int | None = None, allow_missing: bool = False, packed: Path | None = None,
+                    log=print) -> QAData:
     """The test split alone, to evaluate a checkpoint: its questions encoded with the checkpoint's vocabulary
     and answer order, and the features of its videos; no GloVe. The training split is read only for a
     checkpoint without them (the authors' file converted without ``--csv_dir`` / ``--answer-index``), to
@@ -208,7 +215,7 @@ def load_test_split(dataset: str, task: str, df_dir: Path, feat_dir: Path, vocab
         df = df[:max_n_videos]
     if dataset == "tgif-qa":
         tgif.check_keys({paths["test"]: df})
-    features = open_features(dataset, feat_dir, v_max_length, allow_missing)
+    features = open_features(dataset, feat_dir, v_max_length, allow_missing, packed)
     require_questions("test", len(df), paths["test"])
     fields = encode_split(df, task, vocab, q_max_length, answers, paths["test"])
     names = [df["vid_id"].astype(str).tolist()] if dataset == "tgif-qa" else []

@@ -2,8 +2,10 @@
 
 Reports per split the number of questions, the vocabulary size built from train (rows of the
 embedding matrix, pad and UNK included), the answer classes (FrameQA, MSVD/MSRVTT), and with
-``--feat_dir`` the videos missing from each feature file and arrays of the wrong shape. Exit status
-1 on any problem; a split whose file is absent is reported as absent.
+``--feat_dir`` (the HDF5 files) or ``--packed`` (a store of ``python -m masn.data.pack``) the videos
+missing from each feature file, arrays of the wrong shape and every NaN / inf (a packed store is scanned
+even when marked checked: this is the check). Exit status 1 on any problem; a split whose file is
+absent is reported as absent.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli import CommandParser, accept_both_spellings, positive_int
+from engine.cli import CommandParser, accept_both_spellings, only_when, positive_int
 from masn.data import build, tgif
-from masn.data.features import LAYOUTS, FeatureError, VideoFeatures, container_label
+from masn.data.features import LAYOUTS, FeatureError, PaddedBatches
 from masn.data.glove import GloveError, read_glove_vectors
 from masn.data.text import Vocabulary
 
@@ -27,6 +29,8 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     p.add_argument("--csv-dir", "--df_dir", dest="csv_dir", type=Path, required=True,
                    help="folder of the question files")
     p.add_argument("--feat_dir", type=Path, default=None, help="folder of the four HDF5 feature files")
+    p.add_argument("--packed", type=Path, default=None, help="packed feature store (python -m masn.data.pack)")
+    only_when(p, ["--feat_dir"], lambda a: a.packed is None, "with --packed (the features come from the packed store)")
     p.add_argument("--glove", type=Path, default=None, help="GloVe text file: report how many words it covers")
     p.add_argument("--q_max_length", type=positive_int, default=20)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -36,10 +40,11 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
 LONGEST = 256  # encoding length at which no question is cut, to count those longer than --q_max_length
 
 
-def _check_features(dataset: str, feat_dir: Path, video_ids: np.ndarray, report: dict, problems: list) -> None:
-    """The loader's own checks (``VideoFeatures.check_videos``) over every video, then a full NaN / inf scan."""
+def _check_features(dataset: str, feat_dir: Path | None, packed: Path | None, video_ids: np.ndarray, report: dict,
+                    problems: list) -> None:
+    """The loader's own checks (``check_videos``) over every video, then a full NaN / inf scan."""
     try:
-        features = build.open_features(dataset, feat_dir, 1)
+        features = build.open_features(dataset, feat_dir, 1, packed=packed)
         try:
             missing, bad = features.check_videos(video_ids)
             nonfinite = nonfinite_videos(features, video_ids)
@@ -59,17 +64,14 @@ def _check_features(dataset: str, feat_dir: Path, video_ids: np.ndarray, report:
     report["features"] = out
 
 
-def nonfinite_videos(features: VideoFeatures, video_ids) -> list[str]:
-    """Every usable video's arrays read whole, one at a time (memory bounded by one video): NaN / inf found."""
-    data = features._data()
+def nonfinite_videos(features: PaddedBatches, video_ids) -> list[str]:
+    """Every usable video's arrays read whole, one at a time (memory bounded by one array): NaN / inf found."""
     found = []
     for key in sorted({features.key(v) for v in video_ids}):
         try:
-            arrays = features.video_arrays(data, key) or {}
-            for name, ds in arrays.items():
-                if not np.isfinite(ds[()]).all():
-                    found.append(f"{container_label(features.paths, name)}: video {key!r} ({name}) holds NaN or "
-                                 "inf values")
+            for name, rows in features.whole_arrays(key):
+                if not np.isfinite(rows).all():
+                    found.append(features.nonfinite(name, key))
         except (FeatureError, OSError, RuntimeError):
             continue  # unusable or unreadable: reported by check_videos
     return found
@@ -135,9 +137,9 @@ def check(dataset: str, args: argparse.Namespace) -> dict:
             report["splits"][split]["longer_than_q_max_length"] = int((lengths > args.q_max_length).sum())
     if args.glove is not None and vocab is not None:
         _check_glove(args.glove, vocab, report, problems)
-    if args.feat_dir is not None and frames:
+    if (args.feat_dir is not None or args.packed is not None) and frames:
         ids = np.concatenate([build.video_ids(dataset, df) for df in frames.values()])
-        _check_features(dataset, args.feat_dir, ids, report, problems)
+        _check_features(dataset, args.feat_dir, args.packed, ids, report, problems)
     report["problems"] = problems
     report["ok"] = not problems
     return report

@@ -9,13 +9,13 @@ import numpy as np
 from torch.utils.data import Dataset, default_collate
 
 from engine.batching import ReadBatch
-from masn.data.features import VideoFeatures
+from masn.data.features import PaddedBatches
 
 
 class QADataset(Dataset):
     """``fields`` are per-question arrays appended after the six video entries, in order."""
 
-    def __init__(self, task: str, video_ids: np.ndarray, fields: list[np.ndarray], features: VideoFeatures,
+    def __init__(self, task: str, video_ids: np.ndarray, fields: list[np.ndarray], features: PaddedBatches,
                  question_ids: list[str] | None = None):
         if any(len(f) != len(video_ids) for f in fields):
             raise ValueError("every field needs one entry per question")

@@ -13,11 +13,14 @@ training (``build.py``) and in ``check_data.py``; ``read`` applies them per item
 at every read (the original HDF5 files carry no record of a check, and the check costs two integer max
 passes over rows still in the CPU cache). A reader is safe to share between the threads of the ``reader``
 input pipeline: files and descriptors are opened once per process under a lock, reads are positional.
+:class:`PaddedBatches` holds what this reader shares with the packed store's (``masn/data/packed.py``).
 """
 from __future__ import annotations
 
 import os
 import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,15 +134,91 @@ def container_label(paths: dict[str, Path], name: str) -> str:
     return f"{paths[SOURCE_ROLE[name]]}{group}"
 
 
-class VideoFeatures:
-    """Reads and pads one video's five arrays; missing videos give the original's zeros if allowed."""
+class PaddedBatches(ABC):
+    """A video's five arrays padded to ``v_max_length`` (missing videos: the original's zeros if allowed),
+    as items and batches; NaN / inf refused at every read unless the store was checked when written
+    (``checked``). Subclasses say where the arrays are (``_locate``) and how to read one (``_fill``)."""
 
-    def __init__(self, paths: dict[str, Path], key_prefix: str, v_max_length: int,
-                 allow_missing: bool = False):
-        self.paths = dict(paths)
+    checked = False
+    nonfinite_fix = "extract it again (scripts/check_data.py lists every such video)"  # what a bad row needs
+
+    def __init__(self, key_prefix: str, v_max_length: int, allow_missing: bool) -> None:
         self.key_prefix = key_prefix
         self.v_max_length = v_max_length
         self.allow_missing = allow_missing
+
+    def key(self, video_id) -> str:
+        return f"{self.key_prefix}{video_id}"
+
+    @abstractmethod
+    def label(self, name: str) -> str:
+        """Where array ``name`` is stored (file, or file:group), for messages."""
+
+    @abstractmethod
+    def check_videos(self, video_ids) -> tuple[dict[str, list[str]], list[str]]:
+        """Before any work: (where -> the keys of ``video_ids`` it lacks, one message per unusable video)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release this process's handles (after the up-front checks: DataLoader workers open their own)."""
+
+    @abstractmethod
+    def whole_arrays(self, key: str) -> Iterator[tuple[str, np.ndarray]]:
+        """(name, every stored row) of each array of video ``key``, one array at a time (memory bounded by
+        one array: ``check_data.py`` scans a whole data set); nothing when the video is missing."""
+
+    def nonfinite(self, name: str, key: str) -> str:
+        """The problem a NaN / inf in array ``name`` of video ``key`` is, naming where it is stored."""
+        return f"{self.label(name)}: video {key!r} ({name}) holds NaN or inf values"
+
+    @abstractmethod
+    def _locate(self, keys: list[str]) -> list[dict[str, tuple] | None]:
+        """Per key: {name: (stored shape, where to read it)}, None when the video is missing."""
+
+    @abstractmethod
+    def _fill(self, name: str, key: str, where, dest: np.ndarray, shape: tuple[int, ...]) -> None:
+        """The leading ``shape`` corner of array ``name`` of video ``key`` into ``dest`` (float32)."""
+
+    def read(self, video_id) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """(res_avg (T,2048), i3d_avg, res_roi (T,10,2048), bbox (T,10,6), i3d_roi, video_length)."""
+        *arrays, lengths = self.read_batch([video_id])
+        return (*(a[0].numpy() for a in arrays), int(lengths[0]))
+
+    def read_batch(self, video_ids) -> tuple[torch.Tensor, ...]:
+        """The five arrays of every video zero-padded to ``v_max_length`` and stacked ([B, T, ...] float32, in
+        the order of :meth:`read`), and the lengths [B]. Each array is read once, straight into its place in
+        the batch and (unless ``checked``) checked for NaN / inf there, naming the first bad video and array."""
+        t_max = self.v_max_length
+        keys = [self.key(v) for v in video_ids]
+        out = {name: batch_empty((len(keys), t_max, *padded_tail(name)), torch.float32) for name in ORDER}
+        lengths = []
+        for i, (key, plan) in enumerate(zip(keys, self._locate(keys))):
+            if plan is None and not self.allow_missing:
+                raise FeatureError(f"video {key!r} is missing from the feature files")
+            lengths.append(1 if plan is None else min(t_max, plan["res_avg"][0][0]))
+            for name in ORDER:
+                dest = out[name][i].numpy()
+                if plan is None:
+                    dest[...] = 0
+                    continue
+                stored, where = plan[name]
+                shape = (min(t_max, stored[0]), *stored[1:])
+                self._fill(name, key, where, dest, shape)
+                if shape != dest.shape:
+                    dest[shape[0]:] = 0
+                    dest[:shape[0], shape[1]:] = 0  # objects past the video's count (none for the global arrays)
+                if not self.checked and nonfinite_rows(dest[None, :shape[0]])[0]:  # while still in the CPU cache
+                    raise FeatureError(f"{self.nonfinite(name, key)}; {self.nonfinite_fix}")
+        return (*(out[name] for name in ORDER), torch.tensor(lengths))
+
+
+class VideoFeatures(PaddedBatches):
+    """The four HDF5 files: reads and pads one video's five arrays."""
+
+    def __init__(self, paths: dict[str, Path], key_prefix: str, v_max_length: int,
+                 allow_missing: bool = False):
+        super().__init__(key_prefix, v_max_length, allow_missing)
+        self.paths = dict(paths)
         self._files: dict[str, h5py.File] | None = None
         self._pid: int | None = None
         self._fds: dict[str, int] = {}
@@ -169,24 +248,35 @@ class VideoFeatures:
                 os.close(fd)
         self.__dict__.update(self._unopened())
 
-    def key(self, video_id) -> str:
-        return f"{self.key_prefix}{video_id}"
+    def label(self, name: str) -> str:
+        return container_label(self.paths, name)
+
+    def _stored(self, data: dict[str, h5py.Group]) -> dict[str, set[str]]:
+        """Container name -> the keys it holds."""
+        out = {}
+        for name, container in data.items():
+            try:
+                out[name] = set(container.keys())
+            except (OSError, RuntimeError) as err:
+                raise FeatureError(f"{self.label(name)}: its list of videos cannot be read ({err}); "
+                                   "the file is corrupt or truncated: extract or download it again") from None
+        return out
 
     def missing(self, video_ids) -> dict[str, list[str]]:
         """Feature container (``file`` or ``file:group``) -> the keys of ``video_ids`` it lacks."""
-        data = self._data()
         keys = sorted({self.key(v) for v in video_ids})
         out: dict[str, list[str]] = {}
-        for name, container in data.items():
-            try:
-                present = set(container.keys())
-            except (OSError, RuntimeError) as err:
-                raise FeatureError(f"{container_label(self.paths, name)}: its list of videos cannot be read ({err}); "
-                                   "the file is corrupt or truncated: extract or download it again") from None
+        for name, present in self._stored(self._data()).items():
             lost = [k for k in keys if k not in present]
             if lost:
-                out[container_label(self.paths, name)] = lost
+                out[self.label(name)] = lost
         return out
+
+    def stored_keys(self) -> tuple[list[str], int]:
+        """(the keys every container holds, sorted; how many more some container holds but not all)."""
+        sets = list(self._stored(self._data()).values())
+        every = set.intersection(*sets)
+        return sorted(every), len(set.union(*sets) - every)
 
     def _corrupt(self, name: str, key: str, err: Exception) -> FeatureError:
         return FeatureError(f"{container_label(self.paths, name)}: video {key!r} cannot be read ({err}); the file "
@@ -213,6 +303,14 @@ class VideoFeatures:
                                "must describe the same moment: extract the four files with the same sampling")
         return raw
 
+    def datasets(self, key: str) -> dict[str, h5py.Dataset] | None:
+        """The five checked arrays of the video stored as ``key`` (None when a file lacks it), to read whole."""
+        return self.video_arrays(self._data(), key)
+
+    def whole_arrays(self, key: str) -> Iterator[tuple[str, np.ndarray]]:
+        for name, ds in (self.datasets(key) or {}).items():
+            yield name, ds[()]
+
     def check_videos(self, video_ids) -> tuple[dict[str, list[str]], list[str]]:
         """Before any work: (container -> keys it lacks, one message per unusable video) over ``video_ids``."""
         data = self._data()
@@ -225,46 +323,18 @@ class VideoFeatures:
                 bad.append(str(err))
         return self.missing(video_ids), bad
 
-    def read(self, video_id) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """(res_avg (T,2048), i3d_avg, res_roi (T,10,2048), bbox (T,10,6), i3d_roi, video_length)."""
-        *arrays, lengths = self.read_batch([video_id])
-        return (*(a[0].numpy() for a in arrays), int(lengths[0]))
-
-    def read_batch(self, video_ids) -> tuple[torch.Tensor, ...]:
-        """The five arrays of every video zero-padded to ``v_max_length`` and stacked ([B, T, ...] float32, in
-        the order of :meth:`read`), and the lengths [B]. Each array is read once, straight into its place in
-        the batch and checked for NaN / inf there, naming the first bad video and array."""
-        t_max = self.v_max_length
+    def _locate(self, keys: list[str]) -> list[dict[str, tuple] | None]:
         data = self._data()
-        out = {name: batch_empty((len(video_ids), t_max, *padded_tail(name)), torch.float32) for name in ORDER}
-        lengths = []
-        for i, video_id in enumerate(video_ids):
-            key = self.key(video_id)
-            plan = self._plan(data, key)
-            if plan is None and not self.allow_missing:
-                raise FeatureError(f"video {key!r} is missing from the feature files")
-            lengths.append(1 if plan is None else min(t_max, plan["res_avg"][0][0]))
-            for name in ORDER:
-                dest = out[name][i].numpy()
-                if plan is None:
-                    dest[...] = 0
-                    continue
-                stored, where = plan[name]
-                shape = (min(t_max, stored[0]), *stored[1:])
-                try:
-                    if isinstance(where, int):
-                        self._read_direct(name, where, dest, shape)
-                    else:
-                        read_corner(where, dest, shape)
-                except (OSError, RuntimeError, ValueError, TypeError) as err:
-                    raise self._corrupt(name, key, err) from None
-                if shape != dest.shape:
-                    dest[shape[0]:] = 0
-                    dest[:shape[0], shape[1]:] = 0  # objects past the video's count (none for the global arrays)
-                if nonfinite_rows(dest[None, :shape[0]])[0]:  # checked while still in the CPU cache
-                    raise FeatureError(f"{container_label(self.paths, name)}: video {key!r} ({name}) holds NaN or "
-                                       "inf values; extract it again (scripts/check_data.py lists every such video)")
-        return (*(out[name] for name in ORDER), torch.tensor(lengths))
+        return [self._plan(data, key) for key in keys]
+
+    def _fill(self, name: str, key: str, where, dest: np.ndarray, shape: tuple[int, ...]) -> None:
+        try:
+            if isinstance(where, int):
+                self._read_direct(name, where, dest, shape)
+            else:
+                read_corner(where, dest, shape)
+        except (OSError, RuntimeError, ValueError, TypeError) as err:
+            raise self._corrupt(name, key, err) from None
 
     def _plan(self, data: dict[str, h5py.Group], key: str) -> dict[str, tuple] | None:
         """Per array of one video (checked once per process): (stored shape, its byte offset in the file when
