@@ -105,25 +105,35 @@ class AvstFeatures:
         self.one_shot = one_shot
 
     def __call__(self, video: VideoFile, timer: StageTimer) -> dict[str, np.ndarray]:
-        """``audio`` [10, 128], ``visual`` [10, 512, 14, 14] and ``frames`` [10, H, W, 3] of one video. The
-        frames decode (an ffmpeg process the reading thread mostly waits on) runs while VGGish works."""
+        """``audio`` [10, 128], ``visual`` [10, 512, 14, 14] and ``frames`` [10, H, W, 3] of one video. While
+        the audio decodes here, one thread builds VGGish and another decodes the frames (an ffmpeg process
+        it mostly waits on) and then, unless ``one_shot`` (one network at a time), builds ResNet-18."""
         probe(video.path)  # once, remembered for both streams, before they run side by side
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            sampled = pool.submit(self.visual.sample, video.path)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            sampled = pool.submit(self._frames, video.path)
+            vggish = pool.submit(self.audio.ready)
             with timer("VGGish"):  # 16 kHz audio, log-mel, network
                 try:
-                    audio = self.audio.extract(video.path)["vggish"]
+                    item = self.audio.load(video.path)
                 except DecodeError as err:
                     if "no audio track" in str(err):
                         raise AnswerError(f"{video.path}: the video has no audio track, and AVST needs one "
                                           "(VGGish features); MASN answers from video alone") from None
                     raise
+                vggish.result()
+                audio = self.audio.features(item)["vggish"]
                 self._done(self.audio)
             with timer("ResNet-18 14x14"):  # fixed-60 frames (decoded meanwhile), network
                 frames = sampled.result()
                 visual = self.visual.features({"frames": self.visual.prepare(frames)})["res18_14x14"]
                 self._done(self.visual)
         return {"audio": audio, "visual": visual, "frames": frames}
+
+    def _frames(self, path: Path) -> np.ndarray:
+        frames = self.visual.sample(path)
+        if not self.one_shot:
+            self.visual.ready()
+        return frames
 
     def _done(self, extractor) -> None:
         if self.one_shot:

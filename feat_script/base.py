@@ -49,6 +49,7 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,10 @@ from feat_script.stores import FramesStore, Hdf5Store, NpyDirStore, PackedStore,
 from feat_script.streams import Spill, bound_heap_growth, iter_blocks
 from feat_script.weights import resolve
 from feat_script.writer import BackgroundWriter
+
+# fork_rng saves and restores the process's one CPU generator: two builds at once (an answerer builds in
+# threads) would interleave their seeds and restores, so a random initialisation would depend on timing
+_BUILD_LOCK = threading.Lock()
 
 VIDEO_EXTENSIONS = (
     ".mp4",
@@ -344,11 +349,12 @@ class Extractor:
 
     def ready(self) -> tuple[torch.nn.Module | None, torch.device]:
         """The model, built (with ``random_init``, drawn from ``seed`` on a private copy of torch's CPU
-        generator: the caller's random stream is left as it was), optimised and on ``config.device``,
-        once. The process-wide kernel choices are the CLI's (``run``), not set here."""
+        generator: the caller's random stream is left as it was; one build at a time in the process),
+        optimised and on ``config.device``, once. The process-wide kernel choices are the CLI's
+        (``run``), not set here."""
         if self._ready is None:
             device = resolve_device(self.config.device)
-            with torch.random.fork_rng(devices=[]):
+            with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
                 if self.config.random_init:
                     torch.manual_seed(self.config.seed)
                 model = self.build_model()

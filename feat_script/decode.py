@@ -315,7 +315,8 @@ def read_frames(
     """Decode RGB frames as uint8 ``[T, H, W, 3]``.
 
     - ``indices``: 0-based frame positions (any order, repeats allowed); only those frames leave
-      ffmpeg (a ``select`` filter), and the result follows the given order.
+      ffmpeg (a ``select`` filter), which stops decoding after the last; the result follows the given
+      order.
     - ``rate``: resample to a constant rate with the output option ``-r`` (``-r 1`` is the
       originals' 1-fps extraction). Exclusive with ``indices``.
     - neither: every frame, timestamps passed through.
@@ -335,7 +336,7 @@ def read_frames(
             return np.zeros((0, height, width, 3), np.uint8)
         unique = np.unique(wanted)
         stream = stream.filter("select", _select_expr(unique))
-        out_args["fps_mode"] = "passthrough"
+        out_args.update({"fps_mode": "passthrough", "frames:v": len(unique)})  # ffmpeg stops after the last
     elif rate is not None:
         out_args["r"] = rate
     else:
@@ -367,17 +368,60 @@ def _read_exactly(stream, view: memoryview) -> int:
     return got
 
 
+ON_SLOT = 0.01  # of a frame period: how far a timestamp may sit from its constant-rate slot
+RATE_MATCH = 1e-3  # relative: the frames' spacing against the banner's tbr (printed to 2 decimals)
+
+
+def _on_slot_expr(unique: np.ndarray, tbr: float) -> str:
+    """``select`` expression: the frames at ``unique`` as long as every frame so far sits on its slot of
+    a constant rate: frame n at ``n * P`` within ``ON_SLOT * P``, where the period P is frame 1's time
+    and ``1 / P`` is the banner's ``tbr`` (the rate of ffmpeg's constant-rate output) within
+    ``RATE_MATCH`` (a video starting late shows there: its frame 1 comes later than one period). From
+    the first frame off its slot on (a NaN time counts as off), none: ``st`` / ``ld`` keep the period
+    (variable 2) and the flag (variable 1) from frame to frame."""
+    on_slot = f"lt(abs(t-n*ld(2)),{ON_SLOT}*ld(2))*lt(abs(ld(2)*{tbr!r}-1),{RATE_MATCH})"
+    return f"st(2,if(eq(n,1),t,ld(2)));if(eq(n,0)+{on_slot},0,st(1,1));not(ld(1))*({_select_expr(unique)})"
+
+
+def _read_on_slot(path: Path, unique: np.ndarray, info: VideoInfo) -> np.ndarray | None:
+    """The frames at sorted unique ``unique`` when every frame up to the last of them sits on its
+    constant-rate slot, else None. There ffmpeg's constant-rate output is the decoded stream itself, frame
+    for frame (no frame is doubled or dropped), so only the wanted frames need converting to RGB and
+    crossing the pipe; ffmpeg stops after the last."""
+    stream = (ffmpeg.input(str(path))["v:0"].filter("select", _on_slot_expr(unique, info.tbr))
+              .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough",
+                      **{"frames:v": len(unique)}))
+    raw = _run_raw(stream, path)
+    frame_bytes = info.width * info.height * 3
+    if len(raw) != len(unique) * frame_bytes:
+        return None
+    return np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)
+
+
 def read_frames_cfr(
     path: str | Path, keep: set[int] | list[int], *, info: VideoInfo | None = None
 ) -> tuple[dict[int, np.ndarray], int]:
-    """Stream every frame as moviepy's reader sees it (ffmpeg's default constant-frame-rate output,
-    so a variable-rate video is resampled to its nominal rate) and keep the 0-based ``keep`` ones.
+    """The 0-based ``keep`` frames as moviepy's reader sees them: ffmpeg's default constant-frame-rate
+    output, so a variable-rate video is resampled to its nominal rate.
 
-    Returns ``({index: frame}, number of frames decoded)``; memory holds only the kept frames.
+    Returns ``({index: frame}, number of frames decoded)``; memory holds only the kept frames. When the
+    kept frames lie at least a frame before the banner's end (where a short video's positions past the
+    end are decided), a stream whose frames sit on their constant-rate slots is decoded once with only
+    the kept frames converted (``_read_on_slot``); any other is streamed whole.
     """
     path = Path(path)
     info = info or probe(path)
     wanted = set(int(i) for i in keep)
+    unique = np.asarray(sorted(wanted), np.int64)
+    if unique.size and unique[0] >= 0 and unique[-1] < info.duration * info.tbr - 1:
+        frames = _read_on_slot(path, unique, info)
+        if frames is not None:
+            return dict(zip(unique.tolist(), frames)), int(unique[-1]) + 1
+    return _stream_cfr(path, wanted, info)
+
+
+def _stream_cfr(path: Path, wanted: set[int], info: VideoInfo) -> tuple[dict[int, np.ndarray], int]:
+    """``read_frames_cfr`` by streaming every frame of the constant-rate output and keeping the wanted."""
     cmd = (
         ffmpeg.input(str(path))["v:0"]
         .output("pipe:", format="rawvideo", pix_fmt="rgb24")

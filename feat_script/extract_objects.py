@@ -187,13 +187,25 @@ class ObjectsExtractor(Extractor):
 
     def compute(self, model: nn.Module, item: dict[str, torch.Tensor],
                 device: torch.device) -> dict[str, np.ndarray]:
+        spatial, counts = self.boxes(model, item, device)
+        local = self.pool(self.maps(model, item["input"], device), spatial, counts)
+        if self.config.stream == "appearance":
+            return {"image_features": local, "spatial_features": spatial}
+        return {"": local}
+
+    def boxes(self, model: nn.Module, item: dict[str, torch.Tensor],
+              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        """The spatial features [T, 10, 6] and box counts [T]: detected, or the stored ``--boxes``."""
         if "spatial" in item:
             spatial = item["spatial"].numpy()
-            counts = box_counts(spatial)
-        else:
-            with self.autocast(device):
-                spatial, counts = detect(model["detector"], item["frames"], self.config.det_batch_size)
-        rows = item["input"].to(device, non_blocking=True)
+            return spatial, box_counts(spatial)
+        with self.autocast(device):
+            return detect(model["detector"], item["frames"], self.config.det_batch_size)
+
+    def maps(self, model: nn.Module, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The backbone's maps of the network inputs, ``--batch-size`` rows at a time (they need no boxes,
+        so they may run while the detector works)."""
+        rows = rows.to(device, non_blocking=True)
         maps = []
         for start in range(0, len(rows), self.config.batch_size):
             chunk = rows[start:start + self.config.batch_size]
@@ -201,11 +213,13 @@ class ObjectsExtractor(Extractor):
                 chunk = pixels_to_input(chunk, IMAGENET_MEAN, IMAGENET_STD)
             with self.autocast(device):
                 maps.append(model["backbone"](self.inputs(chunk)).float())
-        local = roi_features(torch.cat(maps), torch.from_numpy(spatial[..., :4]).to(device),
-                             torch.from_numpy(counts).to(device), self.config.roi_size).cpu().numpy()
-        if self.config.stream == "appearance":
-            return {"image_features": local, "spatial_features": spatial}
-        return {"": local}
+        return torch.cat(maps)
+
+    def pool(self, maps: torch.Tensor, spatial: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """RoIAlign of ``maps`` in the boxes (``roi_features``), as a [T, 10, C] array."""
+        device = maps.device
+        return roi_features(maps, torch.from_numpy(spatial[..., :4]).to(device), torch.from_numpy(counts).to(device),
+                            self.config.roi_size).cpu().numpy()
 
 
 if __name__ == "__main__":

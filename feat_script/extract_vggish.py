@@ -107,10 +107,12 @@ class VggishExtractor(Extractor):
             return {"examples": RowStream(functools.partial(standard_example_blocks, video))}
         try:
             if self.config.recipe == "avst":
-                wave = first_seconds_16k(video, self.config.num_secs, SAMPLE_RATE) / 32768.0
-                examples = avst_examples(wave, SAMPLE_RATE, self.config.num_secs)
-                if self.config.rows is not None:
-                    examples = examples[list(self.config.rows)]
+                rows = self.config.rows
+                # the rows' seconds are all that is decoded: the last complete second (repeated for short
+                # audio) is the same whether the decoding stops after the last row or after num_secs
+                seconds = self.config.num_secs if rows is None else max(rows) + 1
+                wave = first_seconds_16k(video, seconds, SAMPLE_RATE) / 32768.0
+                examples = avst_examples(wave, SAMPLE_RATE, self.config.num_secs, rows)
             else:
                 examples = standard_examples(load_audio_16k(video, SAMPLE_RATE) / 32768.0, SAMPLE_RATE)
         except ValueError as err:

@@ -13,6 +13,7 @@ files for the same video, weights and settings (tests/test_answer.py).
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,10 +31,11 @@ from feat_script.answerer import (
     top_k,
     unknown_words,
 )
+from feat_script.base import as_tensors
 from feat_script.decode import count_frames, probe, read_frames
 from feat_script.extract_i3d import clip_indices, clips_from_frames
 from feat_script.extract_objects import RESNET_SIZE, ObjectsConfig, c5_trunk
-from feat_script.objects import box_counts, roi_features
+from feat_script.objects import box_counts
 from feat_script.preprocess import resize_frames
 from feat_script.recipes import MASN, build
 from feat_script.sampling import MASN_CLIP_LEN, MASN_STRIDE, masn_frame_indices
@@ -146,30 +148,65 @@ class MasnFeatures:
         self.motion = build(MASN.streams["i3d_roi"], **clips, weights=i3d, boxes={})
 
     def __call__(self, video: VideoFile, timer: StageTimer) -> dict[str, np.ndarray]:
-        """The arrays of ``STREAMS`` of one video, each with ``num_clips`` rows."""
-        path = video.path
-        with timer("decode"):
-            num_frames = count_frames(path)
-            if num_frames == 0:
-                raise AnswerError(f"{path}: the video stream has no frames")
-            centres = masn_frame_indices(num_frames, self.settings.num_clips)
-            clips = clip_indices(self.i3d.config, num_frames).ravel()
-            wanted = np.unique(np.concatenate([centres, clips]))
-            decoded = read_frames(path, indices=wanted, info=probe(path))
-            frames, clip_frames = (decoded[np.searchsorted(wanted, i)] for i in (centres, clips))
-        with timer("ResNet-152 global"):
-            if self.share_resnet:  # one ResNet-152 for the global and the C5 stream
-                self.objects.shared_backbone = c5_trunk(self.resnet.ready()[0])
-            res_avg = self._run(self.resnet, {"frames": self.resnet.prepare(frames)})["resnet152_avgpool"]
-        with timer("Faster R-CNN boxes + ResNet-152 C5 RoIAlign"):
+        """The arrays of ``STREAMS`` of one video, each with ``num_clips`` rows.
+
+        Unless ``one_shot`` (one network at a time), a second thread builds the networks while the video
+        decodes, in the order they are used, then runs the two networks whose maps need no boxes, I3D
+        over the clips and ResNet-152's C5 trunk over the frames, while this thread runs the global
+        ResNet-152 and the detector; only the RoIAlign of those maps waits for the boxes. Each stage's
+        time is what this thread spent in it."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            built = None if self.one_shot else [pool.submit(self.resnet.ready), pool.submit(self._build_objects),
+                                                pool.submit(self.i3d.ready)]
+            with timer("decode"):
+                frames, clip_frames = self._decode(video.path)
+            clips = clips_from_frames(clip_frames, self.i3d.config)
             item = {"frames": frames, "input": resize_frames(frames, RESNET_SIZE, RESNET_SIZE)}
-            appearance = self._run(self.objects, item)
-            self.objects.shared_backbone = None  # the objects extractor holds it while it is built
-        with timer("I3D global + RoIAlign"):
-            i3d_avg, i3d_roi = self._motion(clips_from_frames(clip_frames, self.i3d.config),
-                                            appearance["spatial_features"])
-        return {"res_avg": res_avg, "i3d_avg": i3d_avg, "res_roi": appearance["image_features"],
-                "boxes": appearance["spatial_features"], "i3d_roi": i3d_roi}
+            if built:
+                i3d_maps, c5_maps = pool.submit(self._i3d_maps, clips), pool.submit(self._c5_maps, item["input"])
+            with timer("ResNet-152 global"):
+                if built:
+                    built[0].result()
+                trunk = self._trunk()  # taken before a one-shot run frees the global stream's network
+                res_avg = self._run(self.resnet, {"frames": self.resnet.prepare(frames)})["resnet152_avgpool"]
+            with timer("Faster R-CNN boxes + ResNet-152 C5 RoIAlign"):
+                if built:
+                    built[1].result()
+                    model, device = self.objects.ready()
+                    with torch.inference_mode():
+                        spatial, counts = self.objects.boxes(model, as_tensors(item), device)
+                        res_roi = self.objects.pool(c5_maps.result(), spatial, counts)
+                else:
+                    self._build_objects(trunk)
+                    appearance = self._run(self.objects, item)
+                    res_roi, spatial = appearance["image_features"], appearance["spatial_features"]
+            with timer("I3D global + RoIAlign"):
+                i3d_avg, i3d_roi = self._motion(i3d_maps.result() if built else self._i3d_maps(clips), spatial)
+        return {"res_avg": res_avg, "i3d_avg": i3d_avg, "res_roi": res_roi, "boxes": spatial, "i3d_roi": i3d_roi}
+
+    def _decode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The segment-centre frames and the clips' frames, from one ffmpeg run."""
+        num_frames = count_frames(path)
+        if num_frames == 0:
+            raise AnswerError(f"{path}: the video stream has no frames")
+        centres = masn_frame_indices(num_frames, self.settings.num_clips)
+        clips = clip_indices(self.i3d.config, num_frames).ravel()
+        wanted = np.unique(np.concatenate([centres, clips]))
+        decoded = read_frames(path, indices=wanted, info=probe(path))
+        return tuple(decoded[np.searchsorted(wanted, i)] for i in (centres, clips))
+
+    def _trunk(self) -> torch.nn.Module | None:
+        """The global stream's ResNet-152 as the C5 stream's trunk when both come from one weights file."""
+        return c5_trunk(self.resnet.ready()[0]) if self.share_resnet else None
+
+    def _build_objects(self, trunk: torch.nn.Module | None = None) -> None:
+        """Build the detector and C5 network around ``trunk`` (default: ``_trunk()``); the objects
+        extractor holds the shared trunk only while it is built."""
+        self.objects.shared_backbone = trunk if trunk is not None else self._trunk()
+        try:
+            self.objects.ready()
+        finally:
+            self.objects.shared_backbone = None
 
     def _run(self, extractor, item: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = extractor.features(item)
@@ -177,22 +214,29 @@ class MasnFeatures:
             extractor.release()
         return out
 
-    def _motion(self, clips: np.ndarray, spatial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """I3D over the clips once: its 7x7 maps averaged (global) and RoIAlign-pooled in the boxes (local),
-        the arithmetic of ``extract_i3d`` and of ``extract_objects --stream motion``."""
+    def _i3d_maps(self, clips: np.ndarray) -> torch.Tensor:
+        """I3D's 7x7 maps of the clips, in ``--batch-size`` chunks (run once for both motion streams)."""
         model, device = self.i3d.ready()
         rows, size, maps = torch.from_numpy(clips), self.motion.config.batch_size, []
         with torch.inference_mode():
             for start in range(0, len(rows), size):
                 with self.i3d.autocast(device):
                     maps.append(model(self.i3d.inputs(rows[start:start + size].to(device))).float())
-            maps = torch.cat(maps)
-            local = roi_features(maps, torch.from_numpy(spatial[..., :4]).to(device),
-                                 torch.from_numpy(box_counts(spatial)).to(device), self.motion.config.roi_size)
-            out = maps.mean(dim=(2, 3)).cpu().numpy(), local.cpu().numpy()
         if self.one_shot:
             self.i3d.release()
-        return out
+        return torch.cat(maps)
+
+    def _c5_maps(self, frames: np.ndarray) -> torch.Tensor:
+        """ResNet-152's C5 maps of the detector stream's square frames (``ObjectsExtractor.maps``)."""
+        model, device = self.objects.ready()
+        with torch.inference_mode():
+            return self.objects.maps(model, torch.from_numpy(frames), device)
+
+    def _motion(self, maps: torch.Tensor, spatial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The I3D maps averaged (global, ``extract_i3d``'s arithmetic) and RoIAlign-pooled in the boxes
+        (local, ``extract_objects --stream motion``'s)."""
+        with torch.inference_mode():
+            return maps.mean(dim=(2, 3)).cpu().numpy(), self.motion.pool(maps, spatial, box_counts(spatial))
 
 
 def video_batch(arrays: dict[str, np.ndarray], v_max_length: int) -> list[torch.Tensor]:

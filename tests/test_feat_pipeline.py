@@ -6,19 +6,21 @@ import json
 import os
 import subprocess
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from feat_script import decode
 from feat_script.base import ConfigError, list_videos, main, parse_shard, read_id_map, take_shard
-from feat_script.decode import DecodeError, count_frames, ffmpeg_exe, probe, read_frames
+from feat_script.decode import DecodeError, count_frames, ffmpeg_exe, probe, read_frames, read_frames_cfr
 from feat_script.extract_audio import Audio, load_audio_16k
 from feat_script.extract_frames import Frames
 from feat_script.manifest import read_failures, read_manifest
 from feat_script.sampling import fixed60_indices, masn_clip_indices, masn_frame_indices, read_fixed60
 from feat_script.stores import Hdf5Store, NpyDirStore, PackedStore
-from feat_script.synthetic_video import make_pattern_video, make_set
+from feat_script.synthetic_video import _ffmpeg, _x264, make_pattern_video, make_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,6 +99,91 @@ def test_selected_frames_equal_the_same_frames_of_a_full_decode(videos):
         pick = [len(full) - 1, 3, 3, 0]
         np.testing.assert_array_equal(read_frames(videos[key], indices=pick), full[pick])
     assert read_frames(videos["odd"]).shape[1:] == (61, 97, 3)
+
+
+@pytest.fixture(scope="module")
+def slot_videos(tmp_path_factory, videos) -> dict[str, Path]:
+    """Constant-rate videos (an NTSC rate, B-frames, the standard set's containers) and three with frames
+    off their constant-rate slots: the set's VFR one, one whose frame 10 is a fifth of a period late, and
+    one whose video starts 0.52 s after its audio."""
+    d = tmp_path_factory.mktemp("slots")
+    late = "if(eq(N,10),(N+0.2)/(25*TB),N/(25*TB))"
+    return {**{k: videos[k] for k in ("odd", "web", "mono", "anim", "vfr")},
+            "ntsc": _ffmpeg(d / "ntsc.mp4", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=30000/1001:duration=4",
+                            *_x264()),
+            "bframes": _ffmpeg(d / "bframes.mp4", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=24:duration=4",
+                               "-c:v", "libx264", "-bf", "3"),
+            "late": _ffmpeg(d / "late.mp4", "-f", "lavfi", "-i",
+                            f"testsrc=size=64x48:rate=25:duration=3,settb=1/1000,setpts='{late}'",
+                            "-fps_mode", "vfr", "-enc_time_base", "1:1000", *_x264()),
+            "delayed": _ffmpeg(d / "delayed.mp4", "-itsoffset", "0.5", "-f", "lavfi", "-i",
+                               "testsrc=size=64x48:rate=25:duration=3", "-f", "lavfi", "-i",
+                               "sine=frequency=440:sample_rate=44100:duration=3.5", *_x264(), "-c:a", "aac")}
+
+
+def cfr_routes(path: Path, keep: list[int]) -> tuple[tuple, tuple, list[bool]]:
+    """``read_frames_cfr`` and the whole-stream route for ``keep``, and whether the one-decode route
+    answered (one entry per attempt)."""
+    answered = []
+
+    def spy(*args):
+        frames = real(*args)
+        answered.append(frames is not None)
+        return frames
+
+    real = decode._read_on_slot
+    info = probe(path)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(decode, "_read_on_slot", spy)
+        got = read_frames_cfr(path, keep, info=info)
+    return got, decode._stream_cfr(path, set(keep), info), answered
+
+
+def assert_same_frames(got: tuple, want: tuple) -> None:
+    assert got[1] == want[1] and sorted(got[0]) == sorted(want[0])
+    for i, frame in want[0].items():
+        np.testing.assert_array_equal(got[0][i], frame, err_msg=f"frame {i}")
+
+
+@pytest.mark.parametrize("key", ["odd", "web", "mono", "anim", "ntsc", "bframes"])
+def test_constant_rate_frames_decode_once_and_equal_the_whole_stream(slot_videos, key):
+    info = probe(slot_videos[key])
+    last = int(info.duration * info.tbr) - 2  # the last index inside the one-frame margin of the end
+    got, want, answered = cfr_routes(slot_videos[key], [0, 1, last // 2, last // 2, last])
+    assert answered == [True]
+    assert_same_frames(got, want)
+
+
+@pytest.mark.parametrize("key", ["vfr", "late", "delayed"])
+def test_frames_off_their_constant_rate_slots_take_the_whole_stream(slot_videos, key):
+    """VFR: past its first second the constant-rate output doubles frames; delayed: it repeats the first
+    frame until the video starts; either way an index there names another frame than in the decoded
+    stream. Late: every frame after the late one is back on its slot, and still the whole stream is
+    taken (the flag persists)."""
+    assert probe(slot_videos[key]).tbr in (25.0, 30.0)
+    got, want, answered = cfr_routes(slot_videos[key], [0, 5, 20, 40, 60])
+    assert answered == [False]
+    assert_same_frames(got, want)
+    if key != "late":
+        assert not np.array_equal(want[0][40], read_frames(slot_videos[key], indices=[40])[0])
+
+
+def test_a_rate_other_than_the_banners_takes_the_whole_stream(slot_videos):
+    info = probe(slot_videos["odd"])
+    assert decode._read_on_slot(slot_videos["odd"], np.array([0, 30]), info) is not None
+    for tbr in (info.tbr * 2, info.tbr * (1 + 2 * decode.RATE_MATCH)):
+        assert decode._read_on_slot(slot_videos["odd"], np.array([0, 30]), replace(info, tbr=tbr)) is None
+
+
+def test_frames_near_the_end_take_the_whole_stream(slot_videos):
+    """Within a frame of the banner's end (a short video's positions past its end, decided by the
+    constant-rate output's tail) one decode is not tried."""
+    info = probe(slot_videos["odd"])
+    end = int(info.duration * info.tbr)
+    for last, tried in ((end - 2, [True]), (end - 1, []), (end + 3, [])):
+        got, want, answered = cfr_routes(slot_videos["odd"], [0, last])
+        assert answered == tried, last
+        assert_same_frames(got, want)
 
 
 def test_one_fps_picks_the_frames_of_the_originals_ffmpeg_command(tmp_path, videos):

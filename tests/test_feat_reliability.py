@@ -182,6 +182,25 @@ def test_random_init_is_seeded_so_a_resumed_run_uses_the_same_model(tmp_path, vi
     one_error_line(capsys, "random_init_seed: 0 -> 1")
 
 
+def test_random_networks_built_in_two_threads_at_once_are_the_seeded_ones():
+    """Each build seeds the process's one generator and restores it: two at once (as the answerers build)
+    would interleave, and the weights would depend on timing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from feat_script.recipes import AVST, build
+
+    def pair():
+        common = {"random_init": True, "device": "cpu", "rows": AVST.rows}
+        return [build(AVST.streams[k], **common) for k in ("audio", "visual")]
+
+    alone = [dict(x.ready()[0].state_dict()) for x in pair()]
+    for _ in range(3):
+        with ThreadPoolExecutor(2) as pool:
+            together = [f.result()[0].state_dict() for f in [pool.submit(x.ready) for x in pair()]]
+        for one, other in zip(alone, together):
+            assert all(torch.equal(one[k], other[k]) for k in one)
+
+
 @pytest.mark.parametrize("name", [".hidden.mp4", "image_features.mp4"])
 def test_ids_that_cannot_name_an_output_are_refused(name, tmp_path, capsys):
     from feat_script.extract_objects import ObjectsExtractor

@@ -84,6 +84,27 @@ def test_avst_recipe_keeps_only_the_first_num_secs():
     np.testing.assert_array_equal(avst_examples(wave, num_secs=2).numpy(), first_two)
 
 
+@pytest.mark.parametrize("length", [3.5, 7.0, 9.0])
+def test_avst_recipe_rows_are_the_rows_of_every_example(length):
+    """Rows past the audio's end take its last complete second, as every example does; a repeated row
+    repeats its example."""
+    wave = tone(length, seed=6)
+    rows = [0, 3, 3, 7]
+    np.testing.assert_array_equal(avst_examples(wave, num_secs=8, rows=rows).numpy(),
+                                  avst_examples(wave, num_secs=8).numpy()[rows])
+
+
+@pytest.mark.parametrize("length", [2.5, 4.0, 4.5, 6.0])
+def test_extractor_rows_decode_only_up_to_the_last_row(tmp_path, length):
+    """Audio shorter than, as long as, and longer than the last row's second, and longer than num_secs:
+    the rows equal the same rows of the whole recipe, though only the seconds up to the last row decode."""
+    video = make_pattern_video(tmp_path / "a.mp4", seconds=length)
+    common = {"random_init": True, "num_secs": 5}
+    whole = VggishExtractor(VggishExtractor.Config(**common)).load(video)["examples"]
+    rows = VggishExtractor(VggishExtractor.Config(**common, rows=(1, 3))).load(video)["examples"]
+    np.testing.assert_array_equal(rows, whole[[1, 3]])
+
+
 def test_standard_recipe_hops_096_seconds():
     wave = tone(3.0, seed=4)
     examples = standard_examples(wave).numpy()

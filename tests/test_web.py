@@ -180,8 +180,8 @@ def shown_full_width(text: str) -> str:
 def test_masn_question_about_a_gif_in_the_browser(site, page):
     gif = make_video(site["dir"] / "v.gif", SHAPES, seconds=2)  # TGIF-QA's format
     page.use_video(gif)
+    page.wait.until(lambda d: page.image_sizes("#preview-gif")[0]["natural"] == [160, 120])  # loaded: it has a size
     assert page.el("preview-gif").is_displayed() and not page.el("preview").is_displayed()
-    page.wait.until(lambda d: page.image_sizes("#preview-gif")[0]["natural"] == [160, 120])
     page.select("model", "MASN FrameQA (TGIF-QA)")
     assert not page.el("template-box").is_displayed()
     page.el("question").send_keys("what colour is the car?")

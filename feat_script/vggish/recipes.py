@@ -9,7 +9,7 @@ a 0.96 s hop.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,17 +39,21 @@ def to_mono(wave: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 
 def avst_examples(wave: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE,
-                  num_secs: int = 60) -> torch.Tensor:
-    """Waveform -> [num_secs, 96, 64] float64, one example per second, last second repeated."""
+                  num_secs: int = 60, rows: Sequence[int] | None = None) -> torch.Tensor:
+    """Waveform -> [num_secs, 96, 64] float64, one example per second, last second repeated; ``rows``:
+    only those of the num_secs rows (each second's example is its own chunk's, so only the seconds they
+    take are transformed)."""
     mono = to_mono(wave, sample_rate)
     full_secs = min(mono.shape[0] // SAMPLE_RATE, num_secs)
     if full_secs < 1:
         seconds = mono.shape[0] / SAMPLE_RATE
         raise ValueError(f"audio is {seconds:.3f} s long; the AVST recipe needs at least 1 s")
-    chunks = mono[: full_secs * SAMPLE_RATE].reshape(full_secs, SAMPLE_RATE)
-    examples = log_mel(chunks)[:, :EXAMPLE_FRAMES]
     index = torch.clamp(torch.arange(num_secs), max=full_secs - 1)
-    return examples[index]
+    if rows is not None:
+        index = index[list(rows)]
+    seconds, at = torch.unique(index, return_inverse=True)
+    chunks = mono[: full_secs * SAMPLE_RATE].reshape(full_secs, SAMPLE_RATE)[seconds]
+    return log_mel(chunks)[:, :EXAMPLE_FRAMES][at]
 
 
 def standard_examples_stream(blocks: Iterable[np.ndarray], per_step: int = 64) -> Iterator[torch.Tensor]:
