@@ -91,8 +91,10 @@ def sampled_rows() -> np.ndarray:
 
 
 class AvstFeatures:
-    """The recipe's two extractors (VGGish, ResNet-18 14x14) with its rows, each network built on first
-    use and kept unless ``one_shot``; weights resolved here, so a missing file is reported first."""
+    """The recipe's two extractors (VGGish, ResNet-18 14x14) with its rows; weights resolved here, so a
+    missing file is reported first. Unless ``one_shot``, both networks are built from here on in a
+    thread of their own (while the caller loads its checkpoint) and kept; ``one_shot``: each is built on
+    first use and freed after it, one network at a time."""
 
     def __init__(self, *, resnet_weights: Path | None, vggish_weights: Path | None, random_init: bool,
                  device: torch.device, amp: str, one_shot: bool = False) -> None:
@@ -103,37 +105,36 @@ class AvstFeatures:
         self.audio = build(AVST.streams["audio"], weights=vggish_path, **common)
         self.visual = build(AVST.streams["visual"], weights=resnet_path, **common)
         self.one_shot = one_shot
+        # the builds, the frames' decode and (one-shot) VGGish's build: none waits for another's thread
+        self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="avst-features")
+        self.built = None if one_shot else [self.pool.submit(x.ready) for x in (self.audio, self.visual)]
 
     def __call__(self, video: VideoFile, timer: StageTimer) -> dict[str, np.ndarray]:
         """``audio`` [10, 128], ``visual`` [10, 512, 14, 14] and ``frames`` [10, H, W, 3] of one video. While
-        the audio decodes here, one thread builds VGGish and another decodes the frames (an ffmpeg process
-        it mostly waits on) and then, unless ``one_shot`` (one network at a time), builds ResNet-18."""
+        the audio decodes here, a thread decodes the frames (an ffmpeg process it mostly waits on) and
+        the networks are built (``one_shot``: VGGish, in another thread)."""
         probe(video.path)  # once, remembered for both streams, before they run side by side
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            sampled = pool.submit(self._frames, video.path)
-            vggish = pool.submit(self.audio.ready)
-            with timer("VGGish"):  # 16 kHz audio, log-mel, network
-                try:
-                    item = self.audio.load(video.path)
-                except DecodeError as err:
-                    if "no audio track" in str(err):
-                        raise AnswerError(f"{video.path}: the video has no audio track, and AVST needs one "
-                                          "(VGGish features); MASN answers from video alone") from None
-                    raise
-                vggish.result()
-                audio = self.audio.features(item)["vggish"]
-                self._done(self.audio)
-            with timer("ResNet-18 14x14"):  # fixed-60 frames (decoded meanwhile), network
-                frames = sampled.result()
-                visual = self.visual.features({"frames": self.visual.prepare(frames)})["res18_14x14"]
-                self._done(self.visual)
+        sampled = self.pool.submit(self.visual.sample, video.path)
+        vggish, resnet = self.built or (self.pool.submit(self.audio.ready), None)
+        with timer("VGGish"):  # 16 kHz audio, log-mel, network
+            try:
+                item = self.audio.load(video.path)
+            except DecodeError as err:
+                sampled.cancel()
+                if "no audio track" in str(err):
+                    raise AnswerError(f"{video.path}: the video has no audio track, and AVST needs one "
+                                      "(VGGish features); MASN answers from video alone") from None
+                raise
+            vggish.result()
+            audio = self.audio.features(item)["vggish"]
+            self._done(self.audio)
+        with timer("ResNet-18 14x14"):  # fixed-60 frames (decoded meanwhile), network
+            frames = sampled.result()
+            if resnet:
+                resnet.result()
+            visual = self.visual.features({"frames": self.visual.prepare(frames)})["res18_14x14"]
+            self._done(self.visual)
         return {"audio": audio, "visual": visual, "frames": frames}
-
-    def _frames(self, path: Path) -> np.ndarray:
-        frames = self.visual.sample(path)
-        if not self.one_shot:
-            self.visual.ready()
-        return frames
 
     def _done(self, extractor) -> None:
         if self.one_shot:
@@ -162,11 +163,13 @@ class AvstAnswerer(Answerer):
                  vocab_json: Path | None = None, cache: FeatureCache | None = None, one_shot: bool = False) -> None:
         super().__init__(device=device or torch.device("cpu"), amp=amp, cache=cache, one_shot=one_shot)
         self.checkpoint = Path(checkpoint)
-        self.model, meta = load_avst(self.checkpoint, self.device, vocab_json)
-        self.vocab, self.variant = meta.vocab, variant(meta.model)
         self.weights = (resnet_weights, vggish_weights, random_init)
+        # first: a missing weights file is reported before the checkpoint is read, and the networks build
+        # while it is
         self.networks = AvstFeatures(resnet_weights=resnet_weights, vggish_weights=vggish_weights,
                                      random_init=random_init, device=self.device, amp=amp, one_shot=one_shot)
+        self.model, meta = load_avst(self.checkpoint, self.device, vocab_json)
+        self.vocab, self.variant = meta.vocab, variant(meta.model)
 
     def recipe_key(self) -> str:
         return repr((*self.weights, str(self.device), self.amp))

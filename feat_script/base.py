@@ -349,19 +349,24 @@ class Extractor:
 
     def ready(self) -> tuple[torch.nn.Module | None, torch.device]:
         """The model, built (with ``random_init``, drawn from ``seed`` on a private copy of torch's CPU
-        generator: the caller's random stream is left as it was; one build at a time in the process),
-        optimised and on ``config.device``, once. The process-wide kernel choices are the CLI's
-        (``run``), not set here."""
+        generator: the caller's random stream is left as it was; one build at a time in the process, and
+        a thread asking while another builds it waits for that build), optimised and on
+        ``config.device``, once. The process-wide kernel choices are the CLI's (``run``), not set here."""
         if self._ready is None:
-            device = resolve_device(self.config.device)
-            with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
-                if self.config.random_init:
-                    torch.manual_seed(self.config.seed)
-                model = self.build_model()
-            if model is not None:
-                model = self.optimise(model.eval()).to(device)
-            self._ready = (model, device)
+            with _BUILD_LOCK:
+                if self._ready is None:  # not built meanwhile by another thread
+                    self._ready = self._build()
         return self._ready
+
+    def _build(self) -> tuple[torch.nn.Module | None, torch.device]:
+        device = resolve_device(self.config.device)
+        with torch.random.fork_rng(devices=[]):
+            if self.config.random_init:
+                torch.manual_seed(self.config.seed)
+            model = self.build_model()
+        if model is not None:
+            model = self.optimise(model.eval()).to(device)
+        return model, device
 
     def release(self) -> None:
         """Drop the model built by ``extract`` (its memory goes back before the next network loads)."""

@@ -122,8 +122,9 @@ STREAMS = ("res_avg", "i3d_avg", "res_roi", "boxes", "i3d_roi")  # the model's o
 
 class MasnFeatures:
     """MASN's feature networks for any number of videos: the recipe's extractors with these settings
-    and weights (resolved here, so a missing file is reported before any work), each network built
-    on first use and kept unless ``one_shot``."""
+    and weights (resolved here, so a missing file is reported before any work). Unless ``one_shot``,
+    the networks are built from here on in a thread of their own, in the order they are used, and kept;
+    ``one_shot``: each is built on first use and freed after it, one network at a time."""
 
     def __init__(self, settings: FeatureSettings, weights: ExtractorWeights, device: torch.device,
                  amp: str = "off", one_shot: bool = False) -> None:
@@ -146,42 +147,41 @@ class MasnFeatures:
         self.i3d = build(MASN.streams["i3d_avg"], **clips, weights=i3d)
         # the motion stream's settings (RoIAlign size, batch); its network is self.i3d's, run once
         self.motion = build(MASN.streams["i3d_roi"], **clips, weights=i3d, boxes={})
+        self.pool = None if one_shot else ThreadPoolExecutor(max_workers=1, thread_name_prefix="masn-features")
+        self.built = None if one_shot else [self.pool.submit(f) for f in (self.resnet.ready, self._build_objects,
+                                                                          self.i3d.ready)]
 
     def __call__(self, video: VideoFile, timer: StageTimer) -> dict[str, np.ndarray]:
         """The arrays of ``STREAMS`` of one video, each with ``num_clips`` rows.
 
-        Unless ``one_shot`` (one network at a time), a second thread builds the networks while the video
-        decodes, in the order they are used, then runs the two networks whose maps need no boxes, I3D
-        over the clips and ResNet-152's C5 trunk over the frames, while this thread runs the global
+        Unless ``one_shot``, the networks' thread then runs the two networks whose maps need no boxes,
+        I3D over the clips and ResNet-152's C5 trunk over the frames, while this thread runs the global
         ResNet-152 and the detector; only the RoIAlign of those maps waits for the boxes. Each stage's
         time is what this thread spent in it."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            built = None if self.one_shot else [pool.submit(self.resnet.ready), pool.submit(self._build_objects),
-                                                pool.submit(self.i3d.ready)]
-            with timer("decode"):
-                frames, clip_frames = self._decode(video.path)
-            clips = clips_from_frames(clip_frames, self.i3d.config)
-            item = {"frames": frames, "input": resize_frames(frames, RESNET_SIZE, RESNET_SIZE)}
-            if built:
-                i3d_maps, c5_maps = pool.submit(self._i3d_maps, clips), pool.submit(self._c5_maps, item["input"])
-            with timer("ResNet-152 global"):
-                if built:
-                    built[0].result()
-                trunk = self._trunk()  # taken before a one-shot run frees the global stream's network
-                res_avg = self._run(self.resnet, {"frames": self.resnet.prepare(frames)})["resnet152_avgpool"]
-            with timer("Faster R-CNN boxes + ResNet-152 C5 RoIAlign"):
-                if built:
-                    built[1].result()
-                    model, device = self.objects.ready()
-                    with torch.inference_mode():
-                        spatial, counts = self.objects.boxes(model, as_tensors(item), device)
-                        res_roi = self.objects.pool(c5_maps.result(), spatial, counts)
-                else:
-                    self._build_objects(trunk)
-                    appearance = self._run(self.objects, item)
-                    res_roi, spatial = appearance["image_features"], appearance["spatial_features"]
-            with timer("I3D global + RoIAlign"):
-                i3d_avg, i3d_roi = self._motion(i3d_maps.result() if built else self._i3d_maps(clips), spatial)
+        with timer("decode"):
+            frames, clip_frames = self._decode(video.path)
+        clips = clips_from_frames(clip_frames, self.i3d.config)
+        item = {"frames": frames, "input": resize_frames(frames, RESNET_SIZE, RESNET_SIZE)}
+        if self.pool:
+            i3d_maps, c5_maps = self.pool.submit(self._i3d_maps, clips), self.pool.submit(self._c5_maps, item["input"])
+        with timer("ResNet-152 global"):
+            if self.built:
+                self.built[0].result()
+            trunk = self._trunk()  # taken before a one-shot run frees the global stream's network
+            res_avg = self._run(self.resnet, {"frames": self.resnet.prepare(frames)})["resnet152_avgpool"]
+        with timer("Faster R-CNN boxes + ResNet-152 C5 RoIAlign"):
+            if self.built:
+                self.built[1].result()
+                model, device = self.objects.ready()
+                with torch.inference_mode():
+                    spatial, counts = self.objects.boxes(model, as_tensors(item), device)
+                    res_roi = self.objects.pool(c5_maps.result(), spatial, counts)
+            else:
+                self._build_objects(trunk)
+                appearance = self._run(self.objects, item)
+                res_roi, spatial = appearance["image_features"], appearance["spatial_features"]
+        with timer("I3D global + RoIAlign"):
+            i3d_avg, i3d_roi = self._motion(i3d_maps.result() if self.pool else self._i3d_maps(clips), spatial)
         return {"res_avg": res_avg, "i3d_avg": i3d_avg, "res_roi": res_roi, "boxes": spatial, "i3d_roi": i3d_roi}
 
     def _decode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
