@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import wave
 from dataclasses import replace
 from pathlib import Path
@@ -184,6 +185,13 @@ def test_frames_near_the_end_take_the_whole_stream(slot_videos):
         got, want, answered = cfr_routes(slot_videos["odd"], [0, last])
         assert answered == tried, last
         assert_same_frames(got, want)
+
+
+def test_bench_decode_runs_and_checks_the_routes_agree():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_decode.py"), "--videos", "1", "--seconds", "3",
+                           "--size", "64x48"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 videos of 3 s at 64x48" in proc.stdout and proc.stdout.rstrip().endswith("x")
 
 
 def test_one_fps_picks_the_frames_of_the_originals_ffmpeg_command(tmp_path, videos):
