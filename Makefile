@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,tf,web,clip
 STAMP := $(VENV)/.installed-$(EXTRAS)
+# test processes (pytest-xdist): one per core, at most 4 (each test process runs torch on one thread)
+TEST_WORKERS ?= auto
 # The web page's browser test drives Debian's chromium through chromedriver (nothing downloads a browser).
 BROWSER_PACKAGES := chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -28,7 +30,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 test: setup
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --durations=25
 	$(PY) -m ruff check --no-cache .
 
 lint: $(STAMP)
